@@ -1,0 +1,1 @@
+"""turnout: blue/green cutovers for LLM inference backends on Kubernetes."""

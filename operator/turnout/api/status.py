@@ -1,0 +1,88 @@
+"""The `status` of an InferenceBackend: what turnout reports, and all the state a step needs.
+
+Everything the rollout needs to resume after an operator restart lives here (or in labels and
+annotations on the objects turnout owns), never only in memory.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class StatusModel(BaseModel):
+    """Base of the status models: camelCase aliases, unknown fields kept out."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_attribute_docstrings=True
+    )
+
+
+class Phase(StrEnum):
+    """Where the backend stands, as `kubectl get ib` shows it."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    VERIFYING = "Verifying"
+    PAUSED = "Paused"
+    BAKING = "Baking"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+
+
+class Color(StrEnum):
+    """One of the two Deployments of a backend."""
+
+    BLUE = "blue"
+    GREEN = "green"
+
+    @property
+    def other(self) -> Color:
+        return Color.GREEN if self is Color.BLUE else Color.BLUE
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+    INVALID_SPEC = "InvalidSpec"
+
+
+class Condition(StatusModel):
+    """A Kubernetes API convention condition."""
+
+    type: str
+    status: str
+    """True, False or Unknown."""
+    reason: str
+    """CamelCase reason, e.g. CheckFailed."""
+    message: str = ""
+    observed_generation: int | None = None
+    last_transition_time: str | None = None
+    """RFC 3339 time the status last changed (not the reason or message)."""
+
+
+class InferenceBackendStatus(StatusModel):
+    """What turnout observed and decided."""
+
+    phase: Phase = Phase.PENDING
+    active_color: Color | None = None
+    """The color the Service selects."""
+    active_revision: str | None = None
+    preview_color: Color | None = None
+    """The color being proven, while a cutover runs."""
+    preview_revision: str | None = None
+    last_failed_revision: str | None = None
+    """Never retried until the spec changes again."""
+    last_failure_reason: str | None = None
+    last_failure_message: str | None = None
+    ready_replicas: int = 0
+    """Ready pods of the active color."""
+    replicas: int = 0
+    selector: str | None = None
+    """Label selector of the active color's pods, for the scale subresource."""
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
