@@ -1,0 +1,104 @@
+"""The pod network: a network namespace that owns the pod CIDR, reachable from the host.
+
+kwok hands out pod IPs from ``pod_cidr``; the host routes that CIDR over a veth pair into the
+namespace, where the whole CIDR is local, so a simulator started there can bind any pod IP
+and the API server (on the host) reaches it. The Service CIDR gets an ``unreachable`` route on
+the host: nothing in the test ground may send a ClusterIP packet anywhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+
+# Link addresses of the veth pair: link-local, so they can never leak beyond this host.
+_HOST_LINK = "169.254.244.1"
+_NS_LINK = "169.254.244.2"
+_LINK_PREFIX = 30
+
+
+@dataclass(frozen=True)
+class PodNetworkPlan:
+    """Addresses of the test ground's network; every one stays on this host."""
+
+    pod_cidr: str = "10.244.0.0/16"
+    node_ip: str = "10.245.0.1"  # kwok's node address: also local in the namespace
+    service_cidr: str = "10.96.0.0/16"  # guarded on the host by an unreachable route
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        """The first Service IP, which the API server takes for itself."""
+        return str(next(ipaddress.ip_network(self.service_cidr).hosts()))
+
+    def owned_prefixes(self) -> list[str]:
+        """Prefixes routed into the namespace and local there."""
+        return [self.pod_cidr, f"{self.node_ip}/32"]
+
+
+@dataclass
+class PodNetwork:
+    """A network namespace with a veth pair to the host; ``start`` builds it, ``stop`` removes all."""
+
+    plan: PodNetworkPlan = field(default_factory=PodNetworkPlan)
+    netns: str = field(default_factory=lambda: f"turnout-{secrets.token_hex(3)}")
+    _undo: list[list[str]] = field(default_factory=list, repr=False)
+
+    @property
+    def host_veth(self) -> str:
+        """Host-side veth name (at most 15 characters, as the kernel demands)."""
+        return "tnh" + self.netns.removeprefix("turnout-")
+
+    @property
+    def netns_veth(self) -> str:
+        """Namespace-side veth name."""
+        return "tnn" + self.netns.removeprefix("turnout-")
+
+    def start(self) -> None:
+        """Create the namespace, the veth pair, the routes and the Service CIDR guard."""
+        try:
+            self._build()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _build(self) -> None:
+        ns, host, peer = self.netns, self.host_veth, self.netns_veth
+        self._step(["ip", "netns", "add", ns], undo=["ip", "netns", "delete", ns])
+        self._step(
+            ["ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns],
+            undo=["ip", "link", "delete", host],
+        )
+        self._step(["ip", "addr", "add", f"{_HOST_LINK}/{_LINK_PREFIX}", "dev", host])
+        self._step(["ip", "link", "set", host, "up"])
+        self._step(["ip", "-n", ns, "addr", "add", f"{_NS_LINK}/{_LINK_PREFIX}", "dev", peer])
+        self._step(["ip", "-n", ns, "link", "set", peer, "up"])
+        self._step(["ip", "-n", ns, "link", "set", "lo", "up"])
+        for prefix in self.plan.owned_prefixes():
+            self._step(["ip", "-n", ns, "route", "add", "local", prefix, "dev", "lo"])
+            self._step(
+                ["ip", "route", "add", prefix, "via", _NS_LINK, "dev", host, "src", _HOST_LINK],
+                undo=["ip", "route", "delete", prefix, "via", _NS_LINK, "dev", host],
+                taken=f"{prefix} is already routed on this host: is another test ground running?",
+            )
+        guard = self.plan.service_cidr
+        self._step(
+            ["ip", "route", "add", "unreachable", guard],
+            undo=["ip", "route", "delete", "unreachable", guard],
+            taken=f"{guard} is already routed on this host: is another test ground running?",
+        )
+
+    def stop(self) -> None:
+        """Remove routes, veth pair and namespace, newest first; safe to call twice."""
+        while self._undo:
+            subprocess.run(self._undo.pop(), capture_output=True)
+
+    def _step(self, argv: list[str], undo: list[str] | None = None, taken: str | None = None) -> None:
+        result = subprocess.run(argv, capture_output=True, text=True)
+        if result.returncode != 0:
+            if taken and "File exists" in result.stderr:
+                raise RuntimeError(taken)
+            raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+        if undo:
+            self._undo.append(undo)
