@@ -1,0 +1,128 @@
+"""turnout's Prometheus metrics, on the default registry, and the HTTP exporter that serves them.
+
+Labels stay low-cardinality on purpose: phases, engines, results and CamelCase reasons, never a
+backend's name or a free-text message (those go to status, Events and logs).
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from turnout.api.spec import Engine
+from turnout.api.status import Phase
+
+# How a cutover can end (the values of `turnout.rollout.actions.CutoverResult`).
+CUTOVER_RESULTS = ("promoted", "rolled_back", "superseded", "aborted")
+
+
+BACKENDS = Gauge("turnout_backends", "InferenceBackends by phase and engine.", ["phase", "engine"])
+CUTOVERS = Counter("turnout_cutovers", "Cutovers by how they ended.", ["result"])
+CUTOVER_DURATION = Histogram(
+    "turnout_cutover_duration_seconds",
+    "From a new revision's first step to its end (promoted or not), in seconds.",
+    # vLLM loads weights for minutes; the tail reaches the default 30-minute ready timeout.
+    buckets=(10, 30, 60, 120, 180, 300, 450, 600, 900, 1200, 1800, 2700, 3600),
+)
+ROLLBACKS = Counter("turnout_rollbacks", "Rollbacks by reason (ReadyTimeout, CheckFailed, ...).", ["reason"])
+CHECK_LATENCY = Histogram(
+    "turnout_check_latency_seconds",
+    "Time to check one pod (all of its requests in one round), in seconds.",
+    ["engine"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RECONCILE_ERRORS = Counter("turnout_reconcile_errors", "Reconcile attempts that failed, by kind.", ["kind"])
+SWITCH_LATENCY = Histogram(
+    "turnout_switch_latency_seconds",
+    "From the new color proven to the Service's selector patched, in seconds.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+# Every (phase, engine) series exists from the start, so a phase that empties reads 0, not absent.
+for _engine in Engine:
+    for _phase in Phase:
+        BACKENDS.labels(phase=_phase.value, engine=_engine.value).set(0)
+    CHECK_LATENCY.labels(engine=_engine.value)
+for _result in CUTOVER_RESULTS:
+    CUTOVERS.labels(result=_result)
+
+# (namespace, name) -> (engine, phase): one phase per backend; the gauge is recomputed from it.
+_phases: dict[tuple[str, str], tuple[str, str]] = {}
+_phases_lock = threading.Lock()
+_server: WSGIServer | None = None
+_server_thread: threading.Thread | None = None
+
+
+def set_backend_phase(namespace: str, name: str, engine: str, phase: str) -> None:
+    """Record a backend's current engine and phase and recompute `turnout_backends`."""
+    with _phases_lock:
+        _phases[(namespace, name)] = (str(engine), str(phase))
+        _recount()
+
+
+def forget_backend(namespace: str, name: str) -> None:
+    """Drop a deleted backend from `turnout_backends`; unknown backends are ignored."""
+    with _phases_lock:
+        if _phases.pop((namespace, name), None) is not None:
+            _recount()
+
+
+def record_cutover(result: str, duration_seconds: float) -> None:
+    """Count a finished cutover (`result`: one of CUTOVER_RESULTS) and observe its duration, in seconds."""
+    CUTOVERS.labels(result=str(result)).inc()
+    CUTOVER_DURATION.observe(duration_seconds)
+
+
+def record_rollback(reason: str) -> None:
+    """Count a rollback; `reason` is the condition's CamelCase reason (`CheckFailed`), not its message."""
+    ROLLBACKS.labels(reason=str(reason)).inc()
+
+
+def record_switch_latency(seconds: float) -> None:
+    """Observe the time from the new color proven to the selector patched, in seconds."""
+    SWITCH_LATENCY.observe(seconds)
+
+
+def record_reconcile_error(kind: str) -> None:
+    """Count a failed reconcile; `kind` is a short class of error (`ApiConflict`, `Timeout`, ...)."""
+    RECONCILE_ERRORS.labels(kind=str(kind)).inc()
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve every metric at `http://addr:port/metrics` from a daemon thread; `stop_metrics` ends it.
+
+    Raises RuntimeError when already serving, OSError when the port cannot be bound.
+    """
+    global _server, _server_thread
+    if _server is not None:
+        raise RuntimeError(f"metrics are already served on port {_server.server_port}")
+    _server, _server_thread = start_http_server(port, addr=addr)
+
+
+def stop_metrics() -> None:
+    """Stop the exporter started by `serve_metrics` and close its socket; idempotent."""
+    global _server, _server_thread
+    server, thread = _server, _server_thread
+    _server, _server_thread = None, None
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+    if thread is not None:
+        thread.join()
+
+
+def _recount() -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for engine, phase in _phases.values():
+        counts[(phase, engine)] = counts.get((phase, engine), 0) + 1
+    # Also zero every series ever set, so a backend leaving a phase brings that phase down.
+    for labels in _known_series() | counts.keys():
+        phase, engine = labels
+        BACKENDS.labels(phase=phase, engine=engine).set(counts.get(labels, 0))
+
+
+def _known_series() -> set[tuple[str, str]]:
+    return {(m.labels["phase"], m.labels["engine"])
+            for metric in BACKENDS.collect() for m in metric.samples}

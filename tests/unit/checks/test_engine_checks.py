@@ -1,0 +1,332 @@
+"""The engine-aware checks against real HTTP servers on 127.0.0.1: the test ground's engine
+simulators, and a few small apps for what a simulator never does (stall, fail only the completion)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiohttp import web
+from prometheus_client import REGISTRY
+
+from testground.behaviour import Behaviour
+from testground.engines import Engine as SimulatedEngine
+from testground.engines import EngineConfig, EngineState, build_app
+from turnout.api.spec import Engine
+from turnout.checks import CheckRound, CheckTarget, check_round, ollama_model_name
+
+HOST = "127.0.0.1"
+KEY = "sk-test-4f9a1c-never-print-me"
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+    return asyncio.run(main())
+
+
+def simulator(engine: SimulatedEngine, models: tuple[str, ...] = ("chat",), behaviour: str = "healthy",
+              api_key: str | None = None) -> web.Application:
+    config = EngineConfig(engine, models, api_key=api_key)
+    return build_app(EngineState(config, Behaviour.parse(behaviour)))
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[int]:
+    """Serve `app` on 127.0.0.1 at a free port, yield the port, stop it afterwards."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, HOST, 0).start()
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
+
+
+@asynccontextmanager
+async def stalling() -> AsyncIterator[int]:
+    """A server that accepts connections and never answers, like an engine stuck in a GC pause."""
+    release = asyncio.Event()
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hold, HOST, 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        release.set()
+        server.close()
+        await server.wait_closed()
+
+
+def closed_port() -> int:
+    """A port nothing listens on: bound once to learn a free one, then released."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def fake_vllm(chat: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
+    """vLLM's /health and /v1/models serving "chat", with a chat completion handler of the test's."""
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    async def models(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": [{"id": "chat", "object": "model"}]})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+async def check(engine: Engine, port: int, *, served_name: str = "chat", api_key: str | None = None,
+                smoke_request: bool = False, timeout_seconds: float = 2.0, **kwargs: Any) -> CheckRound:
+    target = CheckTarget(pod="chat-green-7d9", ip=HOST, port=port)
+    return await check_round(engine, served_name, [target], api_key=api_key, timeout_seconds=timeout_seconds,
+                             smoke_request=smoke_request, **kwargs)
+
+
+def test_vllm_healthy_passes_with_smoke_request() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("vllm")) as port:
+            return await check(Engine.VLLM, port, smoke_request=True)
+
+    result = run(scenario())
+    assert result.passed, result.message
+    assert result.message == ""
+    assert [(r.pod, r.ok, r.message) for r in result.results] == [("chat-green-7d9", True, "")]
+    assert result.results[0].latency_seconds > 0
+
+
+def test_vllm_wrong_served_name_fails_naming_the_missing_model() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("vllm", behaviour="wrong-model")) as port:
+            return await check(Engine.VLLM, port)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.message == f'pod chat-green-7d9 ({HOST}): /v1/models lacks "chat" (serves "other-model")'
+
+
+def test_vllm_without_any_model_says_so() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("vllm", behaviour="never-serves-model")) as port:
+            return await check(Engine.VLLM, port)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == '/v1/models lacks "chat" (serves no model yet)'
+
+
+def test_vllm_connection_refused_fails() -> None:
+    result = run(check(Engine.VLLM, closed_port()))
+    assert not result.passed
+    assert result.results[0].message.startswith("/health: connection refused")
+
+
+def test_vllm_dead_engine_fails_on_health() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("vllm", behaviour="fail-after:0")) as port:
+            return await check(Engine.VLLM, port)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == "/health answered 503: The engine is dead."
+
+
+def test_vllm_api_key_refused_then_accepted_and_never_shown() -> None:
+    async def scenario() -> tuple[CheckRound, CheckRound, CheckRound]:
+        async with serving(simulator("vllm", api_key=KEY)) as port:
+            return (await check(Engine.VLLM, port, api_key=None),
+                    await check(Engine.VLLM, port, api_key="sk-wrong-key"),
+                    await check(Engine.VLLM, port, api_key=KEY, smoke_request=True))
+
+    missing, wrong, right = run(scenario())
+    assert not missing.passed
+    assert missing.results[0].message == (
+        "/v1/models answered 401: the engine wants an API key and none is set (spec.vllm.apiKeySecretRef)")
+    assert not wrong.passed
+    assert wrong.results[0].message == "/v1/models answered 401: the API key was refused"
+    assert "sk-wrong-key" not in wrong.message
+    assert right.passed, right.message
+    for round_ in (missing, wrong, right):
+        assert KEY not in repr(round_)
+
+
+def test_api_key_echoed_by_an_engine_is_masked() -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": {"message": f"bad header {request.headers['Authorization']}"}},
+                                 status=500)
+
+    async def scenario() -> CheckRound:
+        async with serving(fake_vllm(echo)) as port:
+            return await check(Engine.VLLM, port, api_key=KEY, smoke_request=True)
+
+    result = run(scenario())
+    assert not result.passed
+    assert KEY not in repr(result)
+    assert result.results[0].message == "/v1/chat/completions answered 500: bad header Bearer ***"
+
+
+def test_smoke_request_failing_fails_the_round() -> None:
+    async def broken(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": {"message": "CUDA out of memory", "type": "InternalServerError"}},
+                                 status=500)
+
+    async def scenario() -> tuple[CheckRound, CheckRound]:
+        async with serving(fake_vllm(broken)) as port:
+            return await check(Engine.VLLM, port), await check(Engine.VLLM, port, smoke_request=True)
+
+    without_smoke, with_smoke = run(scenario())
+    assert without_smoke.passed
+    assert not with_smoke.passed
+    assert with_smoke.results[0].message == "/v1/chat/completions answered 500: CUDA out of memory"
+
+
+def test_smoke_request_without_choices_fails() -> None:
+    async def empty(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"id": "x", "object": "chat.completion"})
+
+    async def scenario() -> CheckRound:
+        async with serving(fake_vllm(empty)) as port:
+            return await check(Engine.VLLM, port, smoke_request=True)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == '/v1/chat/completions answered 200 without "choices"'
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("<html>loading</html>", "/v1/models answered 200 with something other than JSON"),
+    ("[]", "/v1/models answered 200 with JSON that is not an object"),
+    ('{"object": "list"}', '/v1/models answered JSON without a "data" list'),
+])
+def test_malformed_answers_fail_with_a_message(body: str, message: str) -> None:
+    async def models(_: web.Request) -> web.StreamResponse:
+        return web.Response(text=body)
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+
+    async def scenario() -> CheckRound:
+        async with serving(app) as port:
+            return await check(Engine.VLLM, port)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == message
+
+
+def test_ollama_untagged_name_matches_latest() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("ollama", models=("chat:latest",))) as port:
+            return await check(Engine.OLLAMA, port, served_name="chat", smoke_request=True)
+
+    result = run(scenario())
+    assert result.passed, result.message
+
+
+def test_ollama_tagged_name_is_compared_as_is() -> None:
+    async def scenario() -> tuple[CheckRound, CheckRound]:
+        async with serving(simulator("ollama", models=("llama3:8b",))) as port:
+            return (await check(Engine.OLLAMA, port, served_name="llama3:8b"),
+                    await check(Engine.OLLAMA, port, served_name="llama3"))
+
+    tagged, untagged = run(scenario())
+    assert tagged.passed, tagged.message
+    assert not untagged.passed
+    assert untagged.results[0].message == '/api/tags lacks "llama3:latest" (has "llama3:8b")'
+
+
+def test_ollama_root_answering_without_the_model_fails() -> None:
+    async def scenario() -> tuple[int, CheckRound]:
+        async with (serving(simulator("ollama", behaviour="never-serves-model")) as port,
+                    httpx.AsyncClient(trust_env=False) as client):
+            root = await client.get(f"http://{HOST}:{port}/")
+            return root.status_code, await check(Engine.OLLAMA, port, client=client)
+
+    root_status, result = run(scenario())
+    assert root_status == 200
+    assert not result.passed
+    assert result.results[0].message == '/api/tags lacks "chat:latest" (has no model yet)'
+
+
+def test_timeout_counts_as_failure() -> None:
+    async def scenario() -> CheckRound:
+        async with stalling() as port:
+            return await check(Engine.VLLM, port, timeout_seconds=0.2)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == "/health: no answer within 0.2s"
+    assert 0.2 <= result.results[0].latency_seconds < 2
+
+
+def test_one_bad_pod_of_two_fails_the_round_and_names_it() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("vllm")) as good, serving(simulator("vllm", behaviour="wrong-model")) as bad:
+            targets = [CheckTarget("chat-green-a", HOST, good), CheckTarget("chat-green-b", HOST, bad)]
+            return await check_round(Engine.VLLM, "chat", targets, api_key=None, timeout_seconds=2,
+                                     smoke_request=True)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.message == f'pod chat-green-b ({HOST}): /v1/models lacks "chat" (serves "other-model")'
+    assert [(r.pod, r.ok) for r in result.results] == [("chat-green-a", True), ("chat-green-b", False)]
+
+
+def test_no_targets_does_not_pass() -> None:
+    result = run(check_round(Engine.VLLM, "chat", [], api_key=None, timeout_seconds=1, smoke_request=False))
+    assert result == CheckRound(passed=False, message="no Ready pods to check", results=())
+
+
+def test_a_given_client_is_left_open() -> None:
+    async def scenario() -> tuple[CheckRound, bool]:
+        async with serving(simulator("vllm")) as port, httpx.AsyncClient(trust_env=False) as client:
+            result = await check(Engine.VLLM, port, client=client)
+            return result, client.is_closed
+
+    result, closed = run(scenario())
+    assert result.passed, result.message
+    assert not closed
+
+
+def test_each_pod_latency_is_recorded_per_engine() -> None:
+    def count() -> float:
+        return REGISTRY.get_sample_value("turnout_check_latency_seconds_count", {"engine": "ollama"}) or 0.0
+
+    async def scenario() -> CheckRound:
+        async with serving(simulator("ollama")) as a, serving(simulator("ollama")) as b:
+            targets = [CheckTarget("chat-blue-a", HOST, a), CheckTarget("chat-blue-b", HOST, b)]
+            return await check_round(Engine.OLLAMA, "chat", targets, api_key=None, timeout_seconds=2,
+                                     smoke_request=False)
+
+    before = count()
+    assert run(scenario()).passed
+    assert count() == before + 2
+
+
+@pytest.mark.parametrize(("name", "spelled"), [
+    ("chat", "chat:latest"),
+    ("llama3:8b", "llama3:8b"),
+    ("hf.co/org/model", "hf.co/org/model:latest"),
+    ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
+    ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
+])
+def test_ollama_model_name(name: str, spelled: str) -> None:
+    assert ollama_model_name(name) == spelled

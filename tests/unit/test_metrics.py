@@ -1,0 +1,109 @@
+"""turnout's metrics: the phase gauge follows each backend, and the exporter serves every name."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+
+from turnout import metrics
+
+
+def backends(phase: str, engine: str) -> float:
+    value = REGISTRY.get_sample_value("turnout_backends", {"phase": phase, "engine": engine})
+    assert value is not None, f"no turnout_backends series for {phase}/{engine}"
+    return value
+
+
+@pytest.fixture
+def forgetting() -> Iterator[list[tuple[str, str]]]:
+    """Backends the test registers, forgotten afterwards so the gauge is left as found."""
+    registered: list[tuple[str, str]] = []
+    yield registered
+    for namespace, name in registered:
+        metrics.forget_backend(namespace, name)
+
+
+def test_phase_counts_follow_each_backend(forgetting: list[tuple[str, str]]) -> None:
+    forgetting += [("ml", "chat"), ("ml", "embed"), ("other", "chat")]
+    progressing, healthy = backends("Progressing", "vllm"), backends("Healthy", "vllm")
+
+    metrics.set_backend_phase("ml", "chat", "vllm", "Progressing")
+    metrics.set_backend_phase("ml", "embed", "vllm", "Progressing")
+    metrics.set_backend_phase("other", "chat", "ollama", "Healthy")
+    assert backends("Progressing", "vllm") == progressing + 2
+
+    metrics.set_backend_phase("ml", "chat", "vllm", "Healthy")
+    metrics.set_backend_phase("ml", "chat", "vllm", "Healthy")  # the same phase again counts once
+    assert backends("Progressing", "vllm") == progressing + 1
+    assert backends("Healthy", "vllm") == healthy + 1
+
+    # An engine switch moves the backend to the other engine's series.
+    metrics.set_backend_phase("ml", "embed", "ollama", "Healthy")
+    assert backends("Progressing", "vllm") == progressing
+    assert backends("Healthy", "ollama") >= 2
+
+    metrics.forget_backend("ml", "chat")
+    metrics.forget_backend("ml", "chat")  # deleting twice is harmless
+    assert backends("Healthy", "vllm") == healthy
+
+
+def test_every_phase_and_result_reads_zero_before_anything_happens() -> None:
+    assert backends("Degraded", "ollama") >= 0
+    for result in ("promoted", "rolled_back", "superseded", "aborted"):
+        assert REGISTRY.get_sample_value("turnout_cutovers_total", {"result": result}) is not None
+
+
+def test_recorders_move_their_metrics() -> None:
+    def value(name: str, labels: dict[str, str] | None = None) -> float:
+        return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+    before = {
+        "promoted": value("turnout_cutovers_total", {"result": "promoted"}),
+        "duration": value("turnout_cutover_duration_seconds_count"),
+        "slow": value("turnout_cutover_duration_seconds_bucket", {"le": "600.0"}),
+        "rollback": value("turnout_rollbacks_total", {"reason": "CheckFailed"}),
+        "switch": value("turnout_switch_latency_seconds_count"),
+        "error": value("turnout_reconcile_errors_total", {"kind": "ApiConflict"}),
+    }
+    metrics.record_cutover("promoted", 420.0)
+    metrics.record_rollback("CheckFailed")
+    metrics.record_switch_latency(0.05)
+    metrics.record_reconcile_error("ApiConflict")
+
+    assert value("turnout_cutovers_total", {"result": "promoted"}) == before["promoted"] + 1
+    assert value("turnout_cutover_duration_seconds_count") == before["duration"] + 1
+    assert value("turnout_cutover_duration_seconds_bucket", {"le": "600.0"}) == before["slow"] + 1
+    assert value("turnout_rollbacks_total", {"reason": "CheckFailed"}) == before["rollback"] + 1
+    assert value("turnout_switch_latency_seconds_count") == before["switch"] + 1
+    assert value("turnout_reconcile_errors_total", {"kind": "ApiConflict"}) == before["error"] + 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_serve_metrics_exposes_every_name_and_stops() -> None:
+    port = free_port()
+    metrics.serve_metrics(port, addr="127.0.0.1")
+    try:
+        with pytest.raises(RuntimeError, match="already served"):
+            metrics.serve_metrics(port, addr="127.0.0.1")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        metrics.stop_metrics()
+    for name in ("turnout_backends", "turnout_cutovers_total", "turnout_cutover_duration_seconds_bucket",
+                 "turnout_rollbacks_total", "turnout_check_latency_seconds_bucket",
+                 "turnout_reconcile_errors_total", "turnout_switch_latency_seconds_bucket"):
+        assert f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" in text, name
+    # Stopped means nothing listens any more.
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", port))
+    metrics.stop_metrics()  # idempotent
