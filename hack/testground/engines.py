@@ -1,0 +1,409 @@
+"""The HTTP side of the engine simulators: one aiohttp app per engine, over a shared `EngineState`.
+
+The apps speak the endpoints turnout checks and clients call, shaped like the real engines:
+
+- vLLM (OpenAI server): `/health`, `/metrics`, `/v1/models`, `/v1/chat/completions` (JSON or SSE).
+  With an API key, `/v1/*` needs `Authorization: Bearer <key>` (401 `{"error": "Unauthorized"}`),
+  `/health` and `/metrics` do not. An unknown model name is a 404 `NotFoundError`.
+- Ollama: `/`, `/api/version`, `/api/tags` (names always `name:tag`), `/api/pull` (NDJSON progress),
+  `/api/copy`, and the OpenAI-compatible `/v1/models`, `/v1/chat/completions`. No auth.
+
+Behaviours as each engine shows them:
+
+- `never-serves-model`: vLLM answers `/health` but `/v1/models` lists nothing and completions are
+  404 (a real vLLM rather stays unbound while loading, which is `slow-start`/`refuse`; this mode is
+  for "the server is up but the name is absent"). Ollama answers `/` and `/api/version`, `/api/tags`
+  is empty and `/api/pull` ends with an error line, as when the registry lacks the model.
+- `wrong-model`: both list only `other-model` (Ollama: `other-model:latest`).
+- `fail-after:N`: after N s every endpoint answers 503, like an engine whose worker died.
+
+Binding (`slow-start`, `refuse`) is not the app's business: see `simulator`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from testground.behaviour import WRONG_MODEL_NAME, Behaviour, Mode
+
+Engine = Literal["vllm", "ollama"]
+ENGINES: tuple[Engine, ...] = ("vllm", "ollama")
+
+OLLAMA_VERSION = "0.12.6"
+_REPLY = "Hello! This is a simulated reply from the turnout test ground."
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def ollama_tag(name: str) -> str:
+    """Ollama's spelling of a model name: `llama3` is `llama3:latest`, `llama3:8b` stays."""
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last else f"{name}:latest"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What one simulated engine serves.
+
+    `models`: vLLM's served names (`--served-model-name`, else `--model`); Ollama's models present
+    at start (normalised to `name:tag`). `root`: vLLM's `--model`. `api_key`: vLLM's key, or None.
+    """
+
+    engine: Engine
+    models: tuple[str, ...]
+    root: str = ""
+    api_key: str | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (the key included: it only travels over the simhost's stdin)."""
+        return {"engine": self.engine, "models": list(self.models), "root": self.root, "api_key": self.api_key}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EngineConfig:
+        """The inverse of `to_json`; raises ValueError on an unknown engine."""
+        engine = data["engine"]
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(ENGINES)}")
+        return cls(engine, tuple(data.get("models") or ()), data.get("root") or "", data.get("api_key"))
+
+
+class EngineState:
+    """The mutable state behind one simulator: its behaviour, its models, its counters.
+
+    It outlives the aiohttp app, which is rebuilt on every bind (after `slow-start`, `refuse`).
+    """
+
+    def __init__(self, config: EngineConfig, behaviour: Behaviour) -> None:
+        self.config = config
+        self.behaviour = behaviour
+        self.since = time.monotonic()
+        models = config.models
+        self.models: list[str] = [ollama_tag(m) for m in models] if config.engine == "ollama" else list(models)
+        self.created = int(time.time())
+        self.requests_ok = 0
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+
+    def set_behaviour(self, behaviour: Behaviour) -> None:
+        """Switch behaviour now; `fail-after:N` counts N from this moment."""
+        self.behaviour = behaviour
+        self.since = time.monotonic()
+
+    def failing(self) -> bool:
+        """True once a `fail-after:N` simulator's N seconds have passed."""
+        b = self.behaviour
+        return b.mode is Mode.FAIL_AFTER and time.monotonic() - self.since >= b.seconds
+
+    def visible_models(self) -> list[str]:
+        """The names the engine lists right now, as the behaviour bends them."""
+        mode = self.behaviour.mode
+        if mode is Mode.NEVER_SERVES_MODEL:
+            return []
+        if mode is Mode.WRONG_MODEL:
+            return [ollama_tag(WRONG_MODEL_NAME) if self.config.engine == "ollama" else WRONG_MODEL_NAME]
+        return list(self.models)
+
+    def resolve(self, requested: str) -> str | None:
+        """The listed model a request's name refers to, or None (Ollama adds `:latest`)."""
+        name = ollama_tag(requested) if self.config.engine == "ollama" else requested
+        return name if name in self.visible_models() else None
+
+
+def build_app(state: EngineState) -> web.Application:
+    """A fresh aiohttp app for the state's engine."""
+    return vllm_app(state) if state.config.engine == "vllm" else ollama_app(state)
+
+
+def vllm_app(state: EngineState) -> web.Application:
+    """vLLM's OpenAI server: /health, /metrics, /v1/models, /v1/chat/completions."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if state.failing():
+            return _vllm_error("The engine is dead.", "ServiceUnavailableError", 503)
+        key = state.config.api_key
+        if key and request.path.startswith("/v1") and request.method != "OPTIONS":
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
+                return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=200)
+
+    async def models(_: web.Request) -> web.StreamResponse:
+        cards = [
+            {
+                "id": name,
+                "object": "model",
+                "created": state.created,
+                "owned_by": "vllm",
+                "root": state.config.root or name,
+                "parent": None,
+                "max_model_len": 8192,
+                "permission": [
+                    {
+                        "id": f"modelperm-{uuid.uuid4().hex}",
+                        "object": "model_permission",
+                        "created": state.created,
+                        "allow_sampling": True,
+                        "allow_view": True,
+                        "organization": "*",
+                        "group": None,
+                        "is_blocking": False,
+                    }
+                ],
+            }
+            for name in state.visible_models()
+        ]
+        return web.json_response({"object": "list", "data": cards})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if body is None or not isinstance(body.get("messages"), list):
+            return _vllm_error("'messages' must be a list of chat messages.", "BadRequestError", 400)
+        listed = state.visible_models()
+        requested = body.get("model") or (listed[0] if listed else "")
+        if state.resolve(requested) is None:
+            return _vllm_error(f"The model `{requested}` does not exist.", "NotFoundError", 404, "model")
+        return await _chat_completion(request, state, body, requested, fingerprint=None)
+
+    async def metrics(_: web.Request) -> web.StreamResponse:
+        name = state.models[0] if state.models else ""
+        labels = f'engine="0",model_name="{name}"'
+        lines = [
+            (
+                "vllm:num_requests_running",
+                "gauge",
+                "Number of requests in model execution batches.",
+                f"{{{labels}}}",
+                0,
+            ),
+            ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", f"{{{labels}}}", 0),
+            ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", f"{{{labels}}}", 0),
+            (
+                "vllm:request_success_total",
+                "counter",
+                "Count of successfully processed requests.",
+                f'{{{labels},finished_reason="stop"}}',
+                state.requests_ok,
+            ),
+            (
+                "vllm:prompt_tokens_total",
+                "counter",
+                "Number of prefill tokens processed.",
+                f"{{{labels}}}",
+                state.prompt_tokens,
+            ),
+            (
+                "vllm:generation_tokens_total",
+                "counter",
+                "Number of generation tokens processed.",
+                f"{{{labels}}}",
+                state.generation_tokens,
+            ),
+        ]
+        text = "".join(
+            f"# HELP {metric} {help_}\n# TYPE {metric} {kind}\n{metric}{lbl} {float(value)}\n"
+            for metric, kind, help_, lbl, value in lines
+        )
+        return web.Response(
+            text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"}
+        )
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+def ollama_app(state: EngineState) -> web.Application:
+    """Ollama's server: /, /api/version, /api/tags, /api/pull, /api/copy, /v1/models, /v1/chat/completions."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if state.failing():
+            return web.json_response({"error": "service unavailable"}, status=503)
+        return await handler(request)
+
+    async def root(_: web.Request) -> web.StreamResponse:
+        return web.Response(text="Ollama is running")
+
+    async def version(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"version": OLLAMA_VERSION})
+
+    async def tags(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"models": [_ollama_tag_entry(n) for n in state.visible_models()]})
+
+    async def pull(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request) or {}
+        requested = body.get("model") or body.get("name")
+        if not isinstance(requested, str) or not requested:
+            return web.json_response({"error": "model is required"}, status=400)
+        name = ollama_tag(requested)
+        failed = state.behaviour.mode is Mode.NEVER_SERVES_MODEL
+        digest = _digest(name)
+        size = _size(name)
+        progress: list[dict[str, Any]] = [{"status": "pulling manifest"}]
+        if failed:
+            progress.append({"error": "pull model manifest: file does not exist"})
+        else:
+            progress += [
+                {"status": f"pulling {digest[7:19]}", "digest": digest, "total": size, "completed": 0},
+                {"status": f"pulling {digest[7:19]}", "digest": digest, "total": size, "completed": size},
+                {"status": "verifying sha256 digest"},
+                {"status": "writing manifest"},
+                {"status": "success"},
+            ]
+            if name not in state.models:
+                state.models.append(name)
+        if body.get("stream", True) is False:
+            return web.json_response(progress[-1], status=500 if failed else 200)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for line in progress:
+            await response.write(json.dumps(line).encode() + b"\n")
+        await response.write_eof()
+        return response
+
+    async def copy(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request) or {}
+        source, destination = body.get("source"), body.get("destination")
+        if not isinstance(source, str) or not isinstance(destination, str) or not destination:
+            return web.json_response({"error": "source and destination are required"}, status=400)
+        if state.resolve(source) is None:
+            return web.json_response({"error": f"model '{source}' not found"}, status=404)
+        if ollama_tag(destination) not in state.models:
+            state.models.append(ollama_tag(destination))
+        return web.Response(status=200)
+
+    async def models(_: web.Request) -> web.StreamResponse:
+        data = [
+            {"id": n, "object": "model", "created": state.created, "owned_by": "library"}
+            for n in state.visible_models()
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        if body is None or not isinstance(body.get("messages"), list):
+            return _openai_error("invalid message format", "invalid_request_error", 400)
+        requested = body.get("model")
+        if not isinstance(requested, str) or state.resolve(requested) is None:
+            return _openai_error(f'model "{requested}" not found, try pulling it first', "not_found_error", 404)
+        return await _chat_completion(request, state, body, requested, fingerprint="fp_ollama")
+
+    app = web.Application(middlewares=[guard])
+    app.router.add_get("/", root)
+    app.router.add_get("/api/version", version)
+    app.router.add_get("/api/tags", tags)
+    app.router.add_post("/api/pull", pull)
+    app.router.add_post("/api/copy", copy)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+async def _chat_completion(
+    request: web.Request, state: EngineState, body: dict[str, Any], model: str, fingerprint: str | None
+) -> web.StreamResponse:
+    """An OpenAI chat completion of a fixed reply, cut to `max_tokens` words; SSE when `stream`."""
+    words = _REPLY.split()
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0:
+        words = words[:limit]
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": len(words),
+        "total_tokens": prompt_tokens + len(words),
+    }
+    state.requests_ok += 1
+    state.prompt_tokens += prompt_tokens
+    state.generation_tokens += len(words)
+    finish = "length" if len(words) < len(_REPLY.split()) else "stop"
+    head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+    if fingerprint:
+        head["system_fingerprint"] = fingerprint
+    if not body.get("stream"):
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": " ".join(words)},
+            "logprobs": None,
+            "finish_reason": finish,
+        }
+        return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+
+    async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
+        chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
+        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+    await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    for i, word in enumerate(words):
+        await send([{"index": 0, "delta": {"content": word if i == 0 else f" {word}"}, "finish_reason": None}])
+    await send([{"index": 0, "delta": {}, "finish_reason": finish}])
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage"):
+        await send([], usage=usage)
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _vllm_error(message: str, kind: str, status: int, param: str | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": kind, "param": param, "code": status}}, status=status
+    )
+
+
+def _openai_error(message: str, kind: str, status: int) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status)
+
+
+def _digest(name: str) -> str:
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def _size(name: str) -> int:
+    # Deterministic and plausible: 1-5 GB, like a quantised 8B model.
+    return 1_000_000_000 + int(_digest(name)[7:15], 16) % 4_000_000_000
+
+
+def _ollama_tag_entry(name: str) -> dict[str, Any]:
+    family = name.rsplit("/", 1)[-1].split(":")[0]
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": "2025-01-01T00:00:00Z",
+        "size": _size(name),
+        "digest": _digest(name)[7:],
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": family,
+            "families": [family],
+            "parameter_size": "8.0B",
+            "quantization_level": "Q4_K_M",
+        },
+    }

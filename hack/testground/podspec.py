@@ -1,0 +1,187 @@
+"""Which simulator a pod gets: engine, address, served names, key reference and behaviour, read from the pod.
+
+The contract the renderer honours (and that these tests hold it to):
+
+- Engine: the first container whose image is `vllm/vllm-openai` or `ollama/ollama` (any registry,
+  tag or digest); annotation `sim.turnout.dev/engine: vllm|ollama` picks the engine for the first
+  container instead, `none` opts the pod out.
+- vLLM: `--port P` (default 8000); `--served-model-name A [B ...]`, else the `--model` value (or
+  `vllm serve MODEL`) is the served name; `--host` other than all addresses (or the pod IP) makes
+  the port unreachable. API key: env `VLLM_API_KEY` (a `value`, or `valueFrom.secretKeyRef` read
+  from the pod's namespace by the supervisor) or `--api-key`.
+- Ollama: listens where `OLLAMA_HOST` says (`0.0.0.0:11434`); without it Ollama listens on
+  127.0.0.1 only, so the pod IP is refused. Env `TURNOUT_OLLAMA_MODEL` (pulled at start) and
+  `TURNOUT_SERVED_NAME` (its alias) are listed in `/api/tags` from the start, tagged (`:latest`).
+- Behaviour: annotation `sim.turnout.dev/behaviour` (see `behaviour`), default `healthy`.
+- Only a pod in phase Running with a pod IP is served, and not while its container's status says
+  it is not running (a crash-looping container has no socket).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from testground.behaviour import Behaviour, BehaviourError
+from testground.engines import ENGINES, Engine, EngineConfig
+
+ENGINE_ANNOTATION = "sim.turnout.dev/engine"
+BEHAVIOUR_ANNOTATION = "sim.turnout.dev/behaviour"
+
+VLLM_PORT = 8000
+OLLAMA_PORT = 11434
+_IMAGES: dict[str, Engine] = {"vllm/vllm-openai": "vllm", "ollama/ollama": "ollama"}
+_ALL_ADDRESSES = {"", "0.0.0.0", "::", "[::]"}
+
+
+class PodConfigError(ValueError):
+    """An engine pod that the real engine would not serve on its pod IP; the message says why."""
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Secret in the pod's namespace."""
+
+    namespace: str
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class PodSim:
+    """The simulator one pod gets. `id` is `namespace/name/uid`; `api_key` is a literal key,
+    `api_key_ref` one the supervisor reads from a Secret first."""
+
+    id: str
+    host: str
+    port: int
+    engine: Engine
+    models: tuple[str, ...]
+    root: str
+    behaviour: Behaviour
+    api_key_ref: SecretKeyRef | None = None
+    api_key: str | None = field(default=None, repr=False)
+
+    def config(self, api_key: str | None = None) -> EngineConfig:
+        """The engine config, with the key read from `api_key_ref` (or the literal one)."""
+        return EngineConfig(self.engine, self.models, self.root, api_key or self.api_key)
+
+
+def image_engine(image: str) -> Engine | None:
+    """The engine an image runs: `docker.io/vllm/vllm-openai:v0.8.5` is vllm; None for others."""
+    repo = image.split("@", 1)[0]
+    head, _, last = repo.rpartition("/")
+    repo = f"{head}/{last.split(':', 1)[0]}" if head else last.split(":", 1)[0]
+    return _IMAGES.get("/".join(repo.split("/")[-2:]))
+
+
+def pod_sim(pod: dict[str, Any]) -> PodSim | None:
+    """The simulator for a pod (a dict as the API returns it), or None if it is no running engine pod.
+
+    Raises PodConfigError when it is an engine pod the engine would not answer on (wrong host,
+    bad behaviour annotation).
+    """
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    ip = status.get("podIP")
+    if status.get("phase") != "Running" or not ip:
+        return None
+    picked = _engine_container(meta.get("annotations") or {}, spec.get("containers") or [])
+    if picked is None:
+        return None
+    engine, container = picked
+    if not _container_running(status, container.get("name")):
+        return None
+    annotations = meta.get("annotations") or {}
+    try:
+        behaviour = Behaviour.parse(annotations.get(BEHAVIOUR_ANNOTATION))
+    except BehaviourError as error:
+        raise PodConfigError(f"annotation {BEHAVIOUR_ANNOTATION}: {error}") from None
+    # The uid tells apart a pod from its namesake that replaced it (same name, maybe same IP).
+    sim_id = f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}"
+    env = {str(e.get("name")): e for e in container.get("env") or [] if isinstance(e, dict)}
+    if engine == "vllm":
+        return _vllm_sim(sim_id, ip, meta.get("namespace", ""), container, env, behaviour)
+    return _ollama_sim(sim_id, ip, env, behaviour)
+
+
+def _engine_container(
+    annotations: dict[str, str], containers: list[dict[str, Any]]
+) -> tuple[Engine, dict[str, Any]] | None:
+    forced = annotations.get(ENGINE_ANNOTATION)
+    if forced == "none" or not containers:
+        return None
+    for engine in ENGINES:
+        if forced == engine:
+            return engine, containers[0]
+    for container in containers:
+        found = image_engine(container.get("image") or "")
+        if found is not None:
+            return found, container
+    return None
+
+
+def _container_running(status: dict[str, Any], name: str | None) -> bool:
+    for container_status in status.get("containerStatuses") or []:
+        if container_status.get("name") == name:
+            return bool((container_status.get("state") or {}).get("running"))
+    return True  # no status reported for it: trust the pod phase
+
+
+def _vllm_sim(
+    sim_id: str, ip: str, namespace: str, container: dict[str, Any], env: dict[str, Any], behaviour: Behaviour
+) -> PodSim:
+    options, positional = _parse_args([*(container.get("command") or []), *(container.get("args") or [])])
+    host = (options.get("--host") or [""])[-1]
+    if host not in _ALL_ADDRESSES and host != ip:
+        raise PodConfigError(f"vLLM listens on --host {host}, not on the pod IP {ip}")
+    port = int((options.get("--port") or [str(VLLM_PORT)])[-1])
+    model = (options.get("--model") or [""])[-1]
+    if not model and "serve" in positional and positional.index("serve") + 1 < len(positional):
+        model = positional[positional.index("serve") + 1]
+    names = tuple(options.get("--served-model-name") or ([model] if model else []))
+    key_env = env.get("VLLM_API_KEY") or {}
+    ref = ((key_env.get("valueFrom") or {}).get("secretKeyRef")) or None
+    key_ref = SecretKeyRef(namespace, ref["name"], ref["key"]) if ref else None
+    key_flags = options.get("--api-key")
+    literal = key_env.get("value") or (key_flags[-1] if key_flags else None)
+    return PodSim(sim_id, ip, port, "vllm", names, model, behaviour, key_ref, literal)
+
+
+def _ollama_sim(sim_id: str, ip: str, env: dict[str, Any], behaviour: Behaviour) -> PodSim:
+    raw = (env.get("OLLAMA_HOST") or {}).get("value")
+    if raw is None:
+        raise PodConfigError("OLLAMA_HOST is unset, so Ollama listens on 127.0.0.1 only, not on the pod IP")
+    address = raw.split("://", 1)[-1].rstrip("/")
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit():
+        host, port_text = address, str(OLLAMA_PORT)
+    if host not in _ALL_ADDRESSES and host != ip:
+        raise PodConfigError(f"OLLAMA_HOST={raw} listens on {host}, not on the pod IP {ip}")
+    models = tuple(
+        value
+        for value in ((env.get(n) or {}).get("value") for n in ("TURNOUT_OLLAMA_MODEL", "TURNOUT_SERVED_NAME"))
+        if value
+    )
+    return PodSim(sim_id, ip, int(port_text), "ollama", models, "", behaviour)
+
+
+def _parse_args(tokens: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """`--flag value...` and `--flag=value` into {flag: values}; tokens before any flag are positional."""
+    options: dict[str, list[str]] = {}
+    positional: list[str] = []
+    current: str | None = None
+    for token in tokens:
+        if token.startswith("--"):
+            flag, eq, value = token.partition("=")
+            options.setdefault(flag, [])
+            if eq:
+                options[flag].append(value)
+                current = None
+            else:
+                options[flag] = []  # a repeated flag: the last one wins, as in argparse
+                current = flag
+        elif current is not None:
+            options[current].append(token)
+        else:
+            positional.append(token)
+    return options, positional

@@ -1,0 +1,162 @@
+"""`python -m testground.simhost`: many engine simulators in one asyncio loop, driven over stdin.
+
+Started inside the pod network namespace (`ip netns exec <ns> python -m testground.simhost`) so it
+can bind pod IPs. One JSON object per line on stdin, one answer per line on stdout, in order:
+
+    {"op": "serve", "id": "ns/pod", "host": "10.244.0.7", "port": 8000,
+     "config": {"engine": "vllm", "models": ["chat"], "root": "...", "api_key": null},
+     "behaviour": "healthy"}
+    {"op": "update", "id": "ns/pod", "behaviour": "fail-after:0"}
+    {"op": "stop", "id": "ns/pod"}
+    {"op": "list"}
+
+Answers: `{"ok": true, "id": ..., "listening": bool}` (`list`: `{"ok": true, "simulators": [...]}`)
+or `{"ok": false, "error": "..."}`; a request's `seq`, if any, is echoed. The first line out is
+`{"ready": true, "pid": N}`. `serve` replaces a simulator with the same id or on the same address.
+The process stops every simulator and exits when stdin closes, so it never outlives its parent.
+Logs go to stderr and never carry API keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from testground.behaviour import Behaviour, BehaviourError
+from testground.engines import EngineConfig
+from testground.simulator import Simulator
+
+log = logging.getLogger("testground.simhost")
+
+
+class SimHost:
+    """The simulators of one process, keyed by the caller's id."""
+
+    def __init__(self) -> None:
+        self.simulators: dict[str, Simulator] = {}
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one request and return its answer; never raises for a bad request."""
+        op = request.get("op")
+        try:
+            if op == "serve":
+                answer = await self._serve(request)
+            elif op == "update":
+                answer = await self._update(request)
+            elif op == "stop":
+                answer = await self._stop(str(request["id"]))
+            elif op == "list":
+                answer = {"ok": True, "simulators": [self._describe(i, s) for i, s in self.simulators.items()]}
+            else:
+                answer = {"ok": False, "error": f"unknown op {op!r}; accepted: serve, update, stop, list"}
+        except (KeyError, TypeError, ValueError, BehaviourError, OSError) as error:
+            answer = {"ok": False, "error": f"{op}: {type(error).__name__}: {error}"}
+        if "seq" in request:
+            answer["seq"] = request["seq"]
+        return answer
+
+    async def close(self) -> None:
+        """Stop every simulator."""
+        for sim_id in list(self.simulators):
+            await self._stop(sim_id)
+
+    async def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
+        sim_id, host, port = str(request["id"]), str(request["host"]), int(request["port"])
+        config = EngineConfig.from_json(request["config"])
+        behaviour = Behaviour.parse(request.get("behaviour"))
+        for other_id, other in list(self.simulators.items()):
+            if other_id == sim_id or (other.host, other.port) == (host, port):
+                await self._stop(other_id)
+        sim = Simulator(host, port, config, behaviour)
+        await sim.start()
+        self.simulators[sim_id] = sim
+        log.info("serving %s %s on %s:%s as %s", sim_id, config.engine, host, port, behaviour)
+        return {"ok": True, "id": sim_id, "listening": sim.listening}
+
+    async def _update(self, request: dict[str, Any]) -> dict[str, Any]:
+        sim_id = str(request["id"])
+        sim = self.simulators.get(sim_id)
+        if sim is None:
+            return {"ok": False, "id": sim_id, "error": f"no simulator {sim_id!r}"}
+        behaviour = Behaviour.parse(request.get("behaviour"))
+        await sim.set_behaviour(behaviour)
+        log.info("%s is now %s", sim_id, behaviour)
+        return {"ok": True, "id": sim_id, "listening": sim.listening}
+
+    async def _stop(self, sim_id: str) -> dict[str, Any]:
+        sim = self.simulators.pop(sim_id, None)
+        if sim is not None:
+            await sim.stop()
+            log.info("stopped %s", sim_id)
+        return {"ok": True, "id": sim_id, "listening": False}
+
+    @staticmethod
+    def _describe(sim_id: str, sim: Simulator) -> dict[str, Any]:
+        return {
+            "id": sim_id,
+            "host": sim.host,
+            "port": sim.port,
+            "engine": sim.state.config.engine,
+            "behaviour": str(sim.state.behaviour),
+            "listening": sim.listening,
+            "models": sim.state.visible_models(),
+        }
+
+
+def _say(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def serve_stdin() -> None:
+    """Read requests from stdin until it closes (or SIGTERM/SIGINT), then stop everything."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    host = SimHost()
+    done = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+
+    async def read() -> None:
+        while line := await reader.readline():
+            if not line.strip():
+                continue
+            try:
+                request = json.loads(line)
+            except json.JSONDecodeError as error:
+                _say({"ok": False, "error": f"not JSON: {error}"})
+                continue
+            if not isinstance(request, dict):
+                _say({"ok": False, "error": "a request is a JSON object"})
+                continue
+            _say(await host.handle(request))
+        done.set()
+
+    reading = asyncio.create_task(read())
+    _say({"ready": True, "pid": os.getpid()})
+    try:
+        await done.wait()
+    finally:
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await host.close()
+
+
+def main() -> None:
+    """Entry point of `python -m testground.simhost`."""
+    logging.basicConfig(
+        level=os.environ.get("SIMHOST_LOG_LEVEL", "INFO"),
+        stream=sys.stderr,
+        format="%(asctime)s simhost %(levelname)s %(message)s",
+    )
+    asyncio.run(serve_stdin())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""One simulated engine bound to one address: when it listens is how `slow-start` and `refuse` show."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from testground.behaviour import Behaviour, Mode
+from testground.engines import EngineConfig, EngineState, build_app
+
+log = logging.getLogger(__name__)
+
+# In-flight requests get this long when the socket closes (stop, or a switch to refuse/slow-start).
+_SHUTDOWN_SECONDS = 0.5
+
+
+class Simulator:
+    """An engine simulator on `host:port`.
+
+    `healthy`, `never-serves-model`, `wrong-model`, `fail-after` listen at once; `slow-start:N`
+    listens after N s; `refuse` never listens. A behaviour change applies now: switching to
+    `refuse` or `slow-start` closes the socket and every open connection, like an engine restart.
+    """
+
+    def __init__(self, host: str, port: int, config: EngineConfig, behaviour: Behaviour) -> None:
+        self.host = host
+        self.port = port
+        self.state = EngineState(config, behaviour)
+        self._runner: web.AppRunner | None = None
+        self._later: asyncio.Task[None] | None = None
+
+    @property
+    def listening(self) -> bool:
+        """True while the socket accepts connections."""
+        return self._runner is not None
+
+    async def start(self) -> None:
+        """Listen as the behaviour says; raises OSError when the address cannot be bound."""
+        await self._apply()
+
+    async def set_behaviour(self, behaviour: Behaviour) -> None:
+        """Change behaviour at once; raises OSError when a needed bind fails."""
+        self.state.set_behaviour(behaviour)
+        await self._apply()
+
+    async def stop(self) -> None:
+        """Close the socket and every connection; idempotent."""
+        await self._cancel_later()
+        await self._close()
+
+    async def _apply(self) -> None:
+        await self._cancel_later()
+        behaviour = self.state.behaviour
+        if behaviour.mode is Mode.REFUSE:
+            await self._close()
+        elif behaviour.mode is Mode.SLOW_START:
+            await self._close()
+            self._later = asyncio.create_task(self._listen_after(behaviour.seconds))
+        elif not self.listening:
+            await self._listen()
+
+    async def _listen_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        try:
+            await self._listen()
+        except OSError:
+            log.exception("simulator %s:%s could not bind after its slow start", self.host, self.port)
+
+    async def _listen(self) -> None:
+        # A fresh app per bind: an aiohttp app cannot be started again after its runner's cleanup.
+        runner = web.AppRunner(build_app(self.state), access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+
+    async def _close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _cancel_later(self) -> None:
+        later, self._later = self._later, None
+        if later is not None:
+            later.cancel()
+            # Wait for it, so a bind half-done when it was cancelled is cleaned up before we go on.
+            await asyncio.gather(later, return_exceptions=True)

@@ -1,0 +1,145 @@
+"""From a pod, as the API returns it, to the simulator it gets: the renderer's side of the contract."""
+
+from typing import Any
+
+import pytest
+
+from testground.behaviour import Behaviour
+from testground.podspec import PodConfigError, SecretKeyRef, image_engine, pod_sim
+
+
+def pod(
+    container: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+    phase: str = "Running",
+    ip: str | None = "10.244.1.7",
+    statuses: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ml", "name": "chat-blue-abc", "uid": "u1", "annotations": annotations or {}},
+        "spec": {"containers": [{"name": "engine", **container}]},
+        "status": {"phase": phase, "podIP": ip, "containerStatuses": statuses or []},
+    }
+
+
+VLLM = {
+    "image": "vllm/vllm-openai:v0.8.5",
+    "args": ["--model", "/data/models/llama", "--served-model-name", "chat", "--port", "8000"],
+}
+OLLAMA = {
+    "image": "ollama/ollama:0.12.6",
+    "env": [
+        {"name": "OLLAMA_HOST", "value": "0.0.0.0:11434"},
+        {"name": "TURNOUT_OLLAMA_MODEL", "value": "llama3:8b"},
+        {"name": "TURNOUT_SERVED_NAME", "value": "chat"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("image", "engine"),
+    [
+        ("vllm/vllm-openai:v0.8.5", "vllm"),
+        ("docker.io/vllm/vllm-openai", "vllm"),
+        ("mirror:5000/vllm/vllm-openai@sha256:abc", "vllm"),
+        ("ollama/ollama:0.12.6", "ollama"),
+        ("busybox", None),
+        ("me/vllm-openai", None),
+    ],
+)
+def test_the_image_names_the_engine(image: str, engine: str | None) -> None:
+    assert image_engine(image) == engine
+
+
+def test_vllm_pod_serves_its_served_name_on_its_port() -> None:
+    sim = pod_sim(pod(VLLM))
+    assert sim is not None
+    assert (sim.id, sim.host, sim.port, sim.engine) == ("ml/chat-blue-abc/u1", "10.244.1.7", 8000, "vllm")
+    assert (sim.models, sim.root, sim.behaviour) == (("chat",), "/data/models/llama", Behaviour())
+
+
+def test_vllm_without_served_name_serves_the_model_value_and_defaults_to_8000() -> None:
+    sim = pod_sim(pod({"image": "vllm/vllm-openai", "args": ["--model=meta-llama/Llama-3.1-8B"]}))
+    assert sim is not None
+    assert (sim.models, sim.port) == (("meta-llama/Llama-3.1-8B",), 8000)
+    served = pod_sim(
+        pod(
+            {
+                "image": "vllm/vllm-openai",
+                "command": ["vllm", "serve", "qwen"],
+                "args": ["--port=9000", "--served-model-name", "a", "b"],
+            }
+        )
+    )
+    assert served is not None
+    assert (served.models, served.root, served.port) == (("a", "b"), "qwen", 9000)
+
+
+def test_vllm_key_comes_from_the_secret_the_env_names() -> None:
+    keyed = {
+        **VLLM,
+        "env": [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "vllm-key", "key": "token"}}}],
+    }
+    sim = pod_sim(pod(keyed))
+    assert sim is not None
+    assert sim.api_key_ref == SecretKeyRef("ml", "vllm-key", "token")
+    assert sim.config("s3cret").api_key == "s3cret"
+    assert "s3cret" not in repr(sim.config("s3cret"))
+
+
+def test_vllm_on_localhost_is_not_reachable_on_the_pod_ip() -> None:
+    with pytest.raises(PodConfigError, match=r"--host 127\.0\.0\.1"):
+        pod_sim(pod({**VLLM, "args": [*VLLM["args"], "--host", "127.0.0.1"]}))
+
+
+def test_ollama_pod_starts_with_its_model_and_alias() -> None:
+    sim = pod_sim(pod(OLLAMA))
+    assert sim is not None
+    assert (sim.engine, sim.port, sim.models) == ("ollama", 11434, ("llama3:8b", "chat"))
+    assert sim.config().models == ("llama3:8b", "chat")
+
+
+@pytest.mark.parametrize(
+    ("value", "port"), [("0.0.0.0:11434", 11434), ("http://0.0.0.0:8080", 8080), ("0.0.0.0", 11434), (":9999", 9999)]
+)
+def test_ollama_listens_where_ollama_host_says(value: str, port: int) -> None:
+    container = {**OLLAMA, "env": [{"name": "OLLAMA_HOST", "value": value}]}
+    sim = pod_sim(pod(container))
+    assert sim is not None
+    assert sim.port == port
+
+
+def test_ollama_without_ollama_host_is_loopback_only() -> None:
+    with pytest.raises(PodConfigError, match="OLLAMA_HOST is unset"):
+        pod_sim(pod({"image": "ollama/ollama"}))
+
+
+def test_annotations_choose_engine_and_behaviour() -> None:
+    forced = pod_sim(
+        pod(
+            {"image": "busybox", "args": ["--served-model-name", "x"]},
+            {"sim.turnout.dev/engine": "vllm", "sim.turnout.dev/behaviour": "fail-after:30"},
+        )
+    )
+    assert forced is not None
+    assert forced.engine == "vllm"
+    assert forced.behaviour == Behaviour.parse("fail-after:30")
+    assert pod_sim(pod(VLLM, {"sim.turnout.dev/engine": "none"})) is None
+    with pytest.raises(PodConfigError, match=r"sim\.turnout\.dev/behaviour"):
+        pod_sim(pod(VLLM, {"sim.turnout.dev/behaviour": "sleepy"}))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        {"phase": "Pending"},
+        {"ip": None},
+        {"statuses": [{"name": "engine", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]},
+    ],
+)
+def test_only_running_containers_with_an_ip_are_served(shape: dict[str, Any]) -> None:
+    assert pod_sim(pod(VLLM, **shape)) is None
+
+
+def test_other_pods_get_nothing() -> None:
+    assert pod_sim(pod({"image": "nginx"})) is None
