@@ -75,6 +75,19 @@ class InferenceBackendStatus(StatusModel):
     preview_color: Color | None = None
     """The color being proven, while a cutover runs."""
     preview_revision: str | None = None
+    preview_started_at: str | None = None
+    """RFC 3339 time the preview color was given its revision; the ready timeout counts from here."""
+    previous_color: Color | None = None
+    """The color the Service left at the switch, kept warm through the bake and the scale-down delay."""
+    previous_revision: str | None = None
+    switched_at: str | None = None
+    """RFC 3339 time the Service last moved; the bake counts from here."""
+    scale_down_at: str | None = None
+    """RFC 3339 time after which the previous color scales to zero."""
+    check_passes: int = 0
+    """Passing check rounds in a row in the current phase."""
+    check_failures: int = 0
+    """Failing check rounds in a row in the current phase."""
     last_failed_revision: str | None = None
     """Never retried until the spec changes again."""
     last_failure_reason: str | None = None

@@ -1,0 +1,71 @@
+"""What `plan()` asks the executor to do. Each action is idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from turnout.api.status import Color
+
+
+@dataclass(frozen=True)
+class ApplyDeployment:
+    """Server-side apply the color's Deployment, rendered from the current spec, at `replicas`."""
+
+    color: Color
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleDeployment:
+    """Set the color's replicas, leaving its template (and so its revision) as it is."""
+
+    color: Color
+    replicas: int
+
+
+@dataclass(frozen=True)
+class ApplyService:
+    """Server-side apply the stable Service selecting `color`: the switch itself."""
+
+    color: Color
+
+
+@dataclass(frozen=True)
+class ApplyClaim:
+    """Create the model volume's claim (never updated: a bound claim's spec is immutable)."""
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class RecordEvent:
+    """A Kubernetes Event on the InferenceBackend."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+class CutoverResult(StrEnum):
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    SUPERSEDED = "superseded"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True)
+class CutoverFinished:
+    """A cutover ended; the executor records it in metrics."""
+
+    result: CutoverResult
+    seconds: float
+    """From the preview's start to this end."""
+    reason: str = ""
+    """The failure reason when rolled back."""
+
+
+Action = ApplyDeployment | ScaleDeployment | ApplyService | ApplyClaim | RecordEvent

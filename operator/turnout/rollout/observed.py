@@ -1,0 +1,81 @@
+"""What `plan()` sees: the cluster's state around one backend, read by the kube layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from turnout.api.status import Color, InferenceBackendStatus
+
+
+class FailureReason(StrEnum):
+    """Why a revision failed; the CamelCase reason in conditions, Events and metrics."""
+
+    READY_TIMEOUT = "ReadyTimeout"
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    CRASH_LOOP_BACK_OFF = "CrashLoopBackOff"
+    OOM_KILLED = "OOMKilled"
+    UNSCHEDULABLE = "Unschedulable"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    CHECK_FAILED = "CheckFailed"
+    ABORTED = "Aborted"
+
+
+@dataclass(frozen=True)
+class PodFailure:
+    """A failure the cluster reports on one pod (a container waiting or killed, a pod unschedulable)."""
+
+    pod: str
+    reason: FailureReason
+    message: str
+    since: datetime | None = None
+    """When the cluster first reported it, where it says (PodScheduled's lastTransitionTime)."""
+
+
+@dataclass(frozen=True)
+class ColorState:
+    """One color's Deployment and pods."""
+
+    exists: bool = False
+    revision: str | None = None
+    """The `turnout.dev/revision` label of the Deployment's pod template."""
+    replicas: int = 0
+    """The Deployment's desired replicas."""
+    ready: int = 0
+    """Ready pods that run the Deployment's current template."""
+    pods: int = 0
+    """Pods of this color that still exist, Ready or not (Recreate waits for zero)."""
+    failures: tuple[PodFailure, ...] = ()
+    """Failures of the pods that run the Deployment's current template."""
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One round of turnout's engine-aware checks over the pods of the color being checked."""
+
+    passed: bool
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile of one backend reads before deciding."""
+
+    now: datetime
+    generation: int
+    status: InferenceBackendStatus
+    colors: dict[Color, ColorState] = field(default_factory=dict)
+    service_exists: bool = False
+    service_color: Color | None = None
+    """The color the Service selects, None when it selects none (or does not exist)."""
+    claim_exists: bool = False
+    check: CheckOutcome | None = None
+    """The check round run for this reconcile, on the color `check_target()` named."""
+    promote: str | None = None
+    """The revision named by the `turnout.dev/promote` annotation, if any."""
+    abort: str | None = None
+    """The revision named by the `turnout.dev/abort` annotation, if any."""
+
+    def color(self, color: Color) -> ColorState:
+        return self.colors.get(color, ColorState())

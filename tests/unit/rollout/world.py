@@ -1,0 +1,156 @@
+"""An in-memory stand-in for the cluster, for walking `plan()` through a cutover step by step.
+
+It carries out actions the way the executor does (a Deployment applied gets the spec's revision,
+a scaled one keeps its template) and nothing more: pods become Ready or fail only when a test
+says so, and time moves only when a test moves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from turnout.api.backend import Backend, InvalidSpec
+from turnout.api.status import Color, InferenceBackendStatus
+from turnout.rollout.actions import ApplyClaim, ApplyDeployment, ApplyService, RecordEvent, ScaleDeployment
+from turnout.rollout.observed import CheckOutcome, ColorState, Observed, PodFailure
+from turnout.rollout.plan import Plan, check_target, plan
+
+START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+BASE_SPEC: dict[str, Any] = {
+    "engine": "vllm",
+    "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "chat"},
+    "resources": {"gpus": 1},
+    "rollout": {
+        "checks": {"intervalSeconds": 5, "successThreshold": 3, "failureThreshold": 3},
+        "bakeSeconds": 120,
+        "scaleDownDelaySeconds": 30,
+        "readyTimeoutSeconds": 600,
+    },
+}
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    """BASE_SPEC with top-level sections merged one level deep."""
+    merged = {key: (dict(value) if isinstance(value, dict) else value) for key, value in BASE_SPEC.items()}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def backend(**changes: Any) -> Backend:
+    return Backend.parse("chat", "ml", spec(**changes))
+
+
+class World:
+    """The cluster as `plan()` would observe it, changed only by actions and by the test."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.generation = 1
+        self.status = InferenceBackendStatus()
+        self.colors: dict[Color, ColorState] = {}
+        self.service_color: Color | None = None
+        self.service_exists = False
+        self.claim_exists = False
+        self.promote: str | None = None
+        self.abort: str | None = None
+        self.last: Plan | None = None
+
+    def observe(self, check: CheckOutcome | None = None) -> Observed:
+        return Observed(
+            now=self.now,
+            generation=self.generation,
+            status=self.status,
+            colors=dict(self.colors),
+            service_exists=self.service_exists,
+            service_color=self.service_color,
+            claim_exists=self.claim_exists,
+            check=check,
+            promote=self.promote,
+            abort=self.abort,
+        )
+
+    def step(self, desired: Backend | InvalidSpec, check: CheckOutcome | None = None) -> Plan:
+        """One reconcile: observe, plan, carry out the actions, write the status."""
+        if check is not None:
+            assert check_target(self.status) is not None, "checks run only where check_target() says"
+        result = plan(desired, self.observe(check))
+        for action in result.actions:
+            self.carry_out(action, desired)
+        self.status = result.status
+        self.last = result
+        return result
+
+    def carry_out(self, action: object, desired: Backend | InvalidSpec) -> None:
+        match action:
+            case ApplyDeployment(color=color, replicas=replicas):
+                assert isinstance(desired, Backend)
+                old = self.colors.get(color, ColorState())
+                same = old.exists and old.revision == desired.revision
+                self.colors[color] = ColorState(
+                    exists=True,
+                    revision=desired.revision,
+                    replicas=replicas,
+                    ready=min(old.ready, replicas) if same else 0,
+                    pods=min(old.pods, replicas) if same else old.pods,
+                )
+            case ScaleDeployment(color=color, replicas=replicas):
+                old = self.colors[color]
+                self.colors[color] = replace(old, replicas=replicas, ready=min(old.ready, replicas))
+            case ApplyService(color=color):
+                self.service_color = color
+                self.service_exists = True
+            case ApplyClaim():
+                self.claim_exists = True
+            case RecordEvent():
+                pass
+            case _:
+                raise AssertionError(f"unknown action {action!r}")
+
+    def ready(self, color: Color) -> None:
+        """All pods of `color` become Ready."""
+        old = self.colors[color]
+        self.colors[color] = replace(old, ready=old.replicas, pods=old.replicas, failures=())
+
+    def pods_gone(self, color: Color) -> None:
+        self.colors[color] = replace(self.colors[color], pods=0, ready=0)
+
+    def fail_pods(self, color: Color, *failures: PodFailure) -> None:
+        self.colors[color] = replace(self.colors[color], ready=0, failures=failures)
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def events(self) -> list[RecordEvent]:
+        assert self.last is not None
+        return [a for a in self.last.actions if isinstance(a, RecordEvent)]
+
+    def changes(self) -> list[object]:
+        """The last plan's actions other than Events."""
+        assert self.last is not None
+        return [a for a in self.last.actions if not isinstance(a, RecordEvent)]
+
+
+PASS = CheckOutcome(passed=True)
+
+
+def fail(message: str = 'pod chat-green-1 (10.244.0.7): /v1/models lacks "chat"') -> CheckOutcome:
+    return CheckOutcome(passed=False, message=message)
+
+
+def healthy_world(desired: Backend) -> World:
+    """A world where `desired` has been created, proven and promoted on blue."""
+    world = World()
+    world.step(desired)
+    world.ready(Color.BLUE)
+    world.step(desired)
+    for _ in range(3):
+        world.step(desired, PASS)
+    assert world.status.phase == "Healthy", world.status
+    return world
