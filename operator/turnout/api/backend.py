@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
-from turnout.api.spec import Engine, InferenceBackendSpec
+from turnout.api import rules
+from turnout.api.rules import MAX_NAME_LENGTH
+from turnout.api.spec import PATTERN_HINTS, AccessMode, Engine, InferenceBackendSpec, Strategy
 
 GROUP = "turnout.dev"
 VERSION = "v1alpha1"
@@ -29,29 +32,13 @@ OLLAMA_IMAGE = "ollama/ollama:0.12.6"
 VLLM_PORT = 8000
 OLLAMA_PORT = 11434
 
-# A backend's objects are named `<name>-green` and it labels pods with its name, so names must
-# leave room for the longest suffix within a 63-character label value.
-MAX_NAME_LENGTH = 63 - len("-green")
-
-# Flags turnout sets from fields of its own; in extraArgs they would contradict those fields.
-OWNED_VLLM_FLAGS = frozenset(
-    {
-        "--model",
-        "--served-model-name",
-        "--port",
-        "--host",
-        "--tensor-parallel-size",
-        "-tp",
-        "--api-key",
-        "--gpu-memory-utilization",
-        "--max-model-len",
-        "--dtype",
-        "--download-dir",
-    }
-)
-OWNED_ENV = frozenset({"VLLM_API_KEY", "OLLAMA_HOST", "OLLAMA_MODELS", "HF_HOME"})
-OWNED_ENV_PREFIX = "TURNOUT_"
-OLLAMA_MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# Kept here for the renderers and the rollout; the rules module holds the checks that use them.
+OWNED_VLLM_FLAGS = frozenset(rules.OWNED_VLLM_FLAGS)
+OWNED_ENV = frozenset(rules.OWNED_ENV)
+OWNED_ENV_PREFIX = rules.OWNED_ENV_PREFIX
+OLLAMA_MODEL_PATTERN = re.compile(rules.OLLAMA_MODEL_PATTERN)
+TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
+ENV_VAR_FIELDS = ("name", "value", "valueFrom")
 
 
 class InvalidSpec(ValueError):
@@ -84,32 +71,27 @@ class Backend:
             raise InvalidSpec("; ".join(problems))
 
     def _problems(self) -> list[str]:
+        return [
+            *_name_problems(self.name, self.spec),
+            *self._engine_problems(),
+            *_storage_problems(self.spec),
+            *_template_problems(self.spec),
+        ]
+
+    def _engine_problems(self) -> list[str]:
         spec = self.spec
         found: list[str] = []
-        if len(self.name) > MAX_NAME_LENGTH:
-            found.append(f"metadata.name: {len(self.name)} characters is too long, use at most {MAX_NAME_LENGTH}")
         if spec.engine is Engine.VLLM:
             if self.gpus < 1:
-                found.append("spec.resources.gpus: vLLM needs at least 1 GPU; set resources.gpus or use engine ollama")
-            elif self.gpus % self.tensor_parallel_size:
+                found.append(f"spec.resources.gpus: {rules.VLLM_NEEDS_GPU}")
+            elif spec.vllm.tensor_parallel_size and self.gpus % spec.vllm.tensor_parallel_size:
                 found.append(
-                    f"spec.vllm.tensorParallelSize: {self.tensor_parallel_size} does not divide resources.gpus "
-                    f"({self.gpus}); use a divisor of the GPU count"
+                    f"spec.vllm.tensorParallelSize: {rules.TP_MUST_DIVIDE_GPUS} "
+                    f"(got tensorParallelSize {spec.vllm.tensor_parallel_size}, gpus {self.gpus})"
                 )
-            for arg in spec.vllm.extra_args:
-                flag = arg.split("=", 1)[0].replace("_", "-")
-                if flag in OWNED_VLLM_FLAGS:
-                    found.append(f"spec.vllm.extraArgs: {flag} is set by turnout from its own field; remove it")
-        if spec.engine is Engine.OLLAMA and not OLLAMA_MODEL_PATTERN.match(spec.model.name):
-            found.append(
-                f"spec.model.name: {spec.model.name!r} is not an Ollama model tag; use a name like llama3:8b"
-            )
-        for entry in spec.template.env:
-            env_name = str(entry.get("name", ""))
-            if not env_name:
-                found.append("spec.template.env: every entry needs a name")
-            elif env_name in OWNED_ENV or env_name.startswith(OWNED_ENV_PREFIX):
-                found.append(f"spec.template.env: {env_name} is set by turnout; remove it")
+            found.extend(_extra_args_problems(spec.vllm.extra_args))
+        if spec.engine is Engine.OLLAMA and not OLLAMA_MODEL_PATTERN.fullmatch(spec.model.name):
+            found.append(f"spec.model.name: {rules.OLLAMA_MODEL_NAME} (got {spec.model.name!r})")
         return found
 
     @property
@@ -161,14 +143,19 @@ class Backend:
 
     @property
     def revision(self) -> str:
-        """Stable 10-hex-digit hash of what shapes the pods; rollout and scale settings excluded."""
+        """Stable 10-hex-digit hash of what shapes the pods.
+
+        Excluded, so changing them never starts a cutover: rollout, replicas, service, the inactive
+        engine's options, and the claim's creation settings (size, class, access modes, deletion).
+        """
         spec = self.spec
         engine_options = spec.vllm if spec.engine is Engine.VLLM else spec.ollama
         pod_affecting = {
             "engine": spec.engine.value,
-            "model": spec.model.model_dump(mode="json", by_alias=True),
+            "model": spec.model.name,
             "servedName": self.served_name,
             "claimName": self.claim_name,
+            "mountPath": self.model_mount_path,
             "image": self.image,
             "resources": {"gpus": self.gpus, "cpu": spec.resources.cpu, "memory": spec.resources.memory},
             "engineOptions": engine_options.model_dump(mode="json", by_alias=True),
@@ -181,11 +168,137 @@ class Backend:
 
 def describe_validation_error(error: ValidationError) -> str:
     """One line per problem, each naming the field as the user wrote it (`spec.vllm.dtype: ...`)."""
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(part) for part in ("spec", *item["loc"]))
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling against `kubectl explain inferencebackend.spec`"
-        lines.append(f"{where}: {message}")
-    return "; ".join(lines)
+    return "; ".join(_describe(item) for item in error.errors())
+
+
+def _describe(item: ErrorDetails) -> str:
+    loc = list(item["loc"])
+    key_error = loc[-1:] == ["[key]"]
+    if key_error:
+        loc = loc[:-2]  # pydantic names the bad key, then "[key]"; the map is what the user looks for
+    where = _field_path(loc)
+    kind = item["type"]
+    if kind == "missing":
+        return f"{where}: Required value"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; check its spelling against `kubectl explain inferencebackend.spec`"
+    if kind == "string_pattern_mismatch":
+        hint = PATTERN_HINTS.get(str(item.get("ctx", {}).get("pattern")), "has an unexpected form")
+        if key_error:
+            return f"{where}: keys {hint} (got {item['input']!r})"
+        return f"{where}: {hint} (got {item['input']!r})"
+    message = item["msg"]
+    if message.startswith("Input should"):
+        # Reads like the API server's own "should be less than or equal to 1", with the value.
+        return f"{where}: {message.removeprefix('Input ')} (got {item['input']!r})"
+    return f"{where}: {message}"
+
+
+# Fields that are maps: the part after them in an error's location is a key, not a field.
+MAP_FIELDS = frozenset({"nodeSelector", "podAnnotations", "podLabels"})
+
+
+def _field_path(loc: list[int | str]) -> str:
+    """`spec.vllm.extraArgs[2]`, `spec.template.podLabels[team]`: as the API server prints paths."""
+    path = "spec"
+    previous: int | str = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) or previous in MAP_FIELDS else f".{part}"
+        previous = part
+    return path
+
+
+def _name_problems(name: str, spec: InferenceBackendSpec) -> list[str]:
+    found = []
+    if len(name) > MAX_NAME_LENGTH:
+        found.append(f"{rules.NAME_TOO_LONG} (got {len(name)})")
+    if spec.service.name is None and not re.fullmatch(rules.SERVICE_NAME_PATTERN, name):
+        found.append(f"{rules.NAME_NOT_SERVICE_NAME} (got {name!r})")
+    return found
+
+
+def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
+    storage = spec.model.storage
+    if storage is None or not storage.create or AccessMode.READ_WRITE_ONCE_POD not in storage.access_modes:
+        return []
+    if spec.rollout.strategy is Strategy.RECREATE and spec.replicas <= 1:
+        return []
+    return [f"spec.model.storage.accessModes: {rules.RWOP_NEEDS_ONE_POD}"]
+
+
+def _extra_args_problems(extra_args: list[str]) -> list[str]:
+    found = []
+    seen: dict[str, int] = {}
+    for index, arg in enumerate(extra_args):
+        where = f"spec.vllm.extraArgs[{index}]"
+        if not arg.startswith("-"):
+            continue  # a flag's value
+        flag = arg.split("=", 1)[0]
+        normalized = flag.replace("_", "-")  # vLLM reads --max_num_seqs as --max-num-seqs
+        if normalized in OWNED_VLLM_FLAGS:
+            found.append(f"{where}: {rules.OWNED_FLAG} (got {flag})")
+        elif any(character.isspace() for character in flag):
+            found.append(f"{where}: {rules.ONE_ARGV_WORD} (got {arg!r})")
+        elif normalized in seen:
+            # argparse keeps the last one silently; too costly to check in CEL over long strings.
+            found.append(f"{where}: {flag} is already given in extraArgs[{seen[normalized]}]; keep one")
+        else:
+            seen[normalized] = index
+    return found
+
+
+def _template_problems(spec: InferenceBackendSpec) -> list[str]:
+    template = spec.template
+    found = []
+    for key in template.pod_labels:
+        if key in rules.RESERVED_LABELS or key.startswith(rules.RESERVED_LABEL_PREFIX):
+            found.append(f"spec.template.podLabels: {rules.RESERVED_LABEL} (got {key})")
+    for index, toleration in enumerate(template.tolerations):
+        found.extend(_toleration_problems(f"spec.template.tolerations[{index}]", toleration))
+    names: dict[str, int] = {}
+    for index, entry in enumerate(template.env):
+        where = f"spec.template.env[{index}]"
+        found.extend(_env_var_problems(where, entry))
+        name = entry.get("name")
+        if isinstance(name, str) and name in names:
+            found.append(f"{where}.name: {name} is already set by env[{names[name]}]; keep one")
+        elif isinstance(name, str):
+            names[name] = index
+    return found
+
+
+def _toleration_problems(where: str, toleration: Mapping[str, Any]) -> list[str]:
+    found = [
+        f"{where}: unknown field {field!r}; a toleration has {', '.join(TOLERATION_FIELDS)}"
+        for field in toleration
+        if field not in TOLERATION_FIELDS
+    ]
+    operator = toleration.get("operator", "Equal")
+    if operator not in ("Exists", "Equal"):
+        found.append(f"{where}.operator: must be Exists or Equal (got {operator!r})")
+    effect = toleration.get("effect")
+    if effect not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+        found.append(f"{where}.effect: must be NoSchedule, PreferNoSchedule or NoExecute (got {effect!r})")
+    if operator == "Exists" and toleration.get("value"):
+        found.append(f"{where}.value: {rules.TOLERATION_EXISTS_WITH_VALUE}")
+    if not toleration.get("key") and operator != "Exists":
+        found.append(f"{where}: {rules.TOLERATION_WITHOUT_KEY}")
+    return found
+
+
+def _env_var_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
+    found = [
+        f"{where}: unknown field {field!r}; an environment variable has {', '.join(ENV_VAR_FIELDS)}"
+        for field in entry
+        if field not in ENV_VAR_FIELDS
+    ]
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        found.append(f"{where}.name: every entry needs a name")
+    elif name in OWNED_ENV or name.startswith(OWNED_ENV_PREFIX):
+        found.append(f"{where}.name: {rules.OWNED_ENV_VAR} (got {name})")
+    if "value" in entry and not isinstance(entry["value"], str):
+        found.append(f"{where}.value: must be a string; quote numbers and booleans")
+    if entry.get("value") and "valueFrom" in entry:
+        found.append(f"{where}: {rules.ENV_VALUE_AND_VALUE_FROM}")
+    return found

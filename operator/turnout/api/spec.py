@@ -10,17 +10,61 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 # Kubernetes quantities ("8", "500m", "64Gi", "1.5G"): checked here so a typo is an InvalidSpec,
-# not a Deployment the API server refuses half-way through a cutover.
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+# not a Deployment the API server refuses half-way through a cutover. Unsigned: nothing here is negative.
+QUANTITY_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
 Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=64)]
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Service names are RFC 1035 labels (a leading letter), stricter than other object names.
+DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+# Label and annotation keys: an optional DNS-subdomain prefix and a name of at most 63 characters.
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+NO_SPACE_PATTERN = r"^[^\s\x00]+$"
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+/?$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# Ollama's OLLAMA_KEEP_ALIVE: a Go duration, plain seconds, or a negative number for "forever".
+KEEP_ALIVE_PATTERN = r"^(-1|[0-9]+|([0-9]+(ns|us|ms|s|m|h))+)$"
+
+# What a valid value looks like, for each pattern: users read this instead of the regex, in
+# `kubectl apply` errors (the CRD turns each pattern into a CEL rule with this message) and in
+# the InvalidSpec condition alike.
+PATTERN_HINTS: dict[str, str] = {
+    QUANTITY_PATTERN: "must be a Kubernetes quantity such as 8, 500m or 64Gi",
+    DNS_LABEL_PATTERN: (
+        "must be a Service name such as chat-v2: lowercase letters, digits and '-', starting with a letter"
+    ),
+    DNS_SUBDOMAIN_PATTERN: (
+        "must be a Kubernetes object name such as models or vllm-key: lowercase letters, digits, '-' and '.'"
+    ),
+    QUALIFIED_NAME_PATTERN: (
+        "must be a label key such as team or example.com/team: letters, digits, '-', '_' and '.', "
+        "at most 63 characters after an optional DNS prefix and '/'"
+    ),
+    LABEL_VALUE_PATTERN: (
+        "must be a label value: at most 63 letters, digits, '-', '_' or '.', "
+        "starting and ending with a letter or digit"
+    ),
+    NO_SPACE_PATTERN: "must not be empty or contain whitespace",
+    SERVED_NAME_PATTERN: (
+        "must be a model name such as chat or org/model:v1: letters, digits and '.', '_', ':', '/', '-', "
+        "starting with a letter or digit"
+    ),
+    MOUNT_PATH_PATTERN: "must be an absolute directory path such as /data/models",
+    SECRET_KEY_PATTERN: "must be a Secret key such as token: letters, digits, '-', '_' and '.'",
+    KEEP_ALIVE_PATTERN: "must be a duration such as 30m or 24h, a number of seconds, or -1 to keep models loaded",
+}
 
 
 class Model(BaseModel):
@@ -43,6 +87,8 @@ class Engine(StrEnum):
 
 
 class AccessMode(StrEnum):
+    """How the model volume can be mounted: by one node, or by many nodes at once."""
+
     READ_WRITE_ONCE = "ReadWriteOnce"
     READ_ONLY_MANY = "ReadOnlyMany"
     READ_WRITE_MANY = "ReadWriteMany"
@@ -50,6 +96,8 @@ class AccessMode(StrEnum):
 
 
 class Dtype(StrEnum):
+    """vLLM's `--dtype`: the data type of weights and activations."""
+
     AUTO = "auto"
     HALF = "half"
     FLOAT16 = "float16"
@@ -59,6 +107,8 @@ class Dtype(StrEnum):
 
 
 class ServiceType(StrEnum):
+    """How the stable Service is exposed."""
+
     CLUSTER_IP = "ClusterIP"
     NODE_PORT = "NodePort"
     LOAD_BALANCER = "LoadBalancer"
@@ -90,18 +140,18 @@ class Storage(Model):
     claim shared across nodes needs ReadWriteMany (or ReadOnlyMany for pre-loaded weights)."""
     storage_class_name: DnsSubdomain | None = None
     """Storage class when turnout creates the claim. Default: the cluster's default class."""
-    mount_path: Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$", max_length=256)] = "/data/models"
+    mount_path: Annotated[str, StringConstraints(pattern=MOUNT_PATH_PATTERN, max_length=256)] = "/data/models"
     """Where the volume is mounted in the engine's container."""
 
 
 class ModelSource(Model):
     """Which model to serve and under which name."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\s\x00]+$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=NO_SPACE_PATTERN)]
     """vLLM: a path on the model volume or a Hugging Face hub id (cached on the volume).
     Ollama: a model tag such as `llama3:8b` (no tag means `:latest`)."""
     served_name: Annotated[
-        str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+        str, StringConstraints(min_length=1, max_length=256, pattern=SERVED_NAME_PATTERN)
     ] | None = None
     """The model name clients send, the same on both engines. Default: the backend's name."""
     storage: Storage | None = None
@@ -124,7 +174,9 @@ class SecretKeyRef(Model):
     """A key in a Secret in the backend's namespace."""
 
     name: DnsSubdomain
-    key: Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
+    """Name of the Secret."""
+    key: Annotated[str, StringConstraints(pattern=SECRET_KEY_PATTERN, max_length=253)]
+    """Key in the Secret's data whose value is used."""
 
 
 class Vllm(Model):
@@ -142,18 +194,17 @@ class Vllm(Model):
     api_key_secret_ref: SecretKeyRef | None = None
     """Secret holding the API key clients must send as a Bearer token on `/v1/*`. Passed to vLLM
     as the `VLLM_API_KEY` environment variable, never as an argument."""
-    extra_args: list[Annotated[str, StringConstraints(max_length=4096)]] = Field(
+    extra_args: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
         default_factory=list, max_length=128
     )
-    """More `vllm serve` arguments, each list item one argv word, e.g. `["--enable-prefix-caching"]`."""
+    """More `vllm serve` arguments, each list item one argv word, e.g.
+    `["--enable-prefix-caching", "--max-num-seqs=64"]`. Flags turnout sets from fields are refused."""
 
 
 class Ollama(Model):
     """Ollama options, passed as environment variables."""
 
-    keep_alive: Annotated[str, StringConstraints(pattern=r"^(-1|0|[0-9]+(ns|us|ms|s|m|h)?)+$", max_length=32)] = (
-        "24h"
-    )
+    keep_alive: Annotated[str, StringConstraints(pattern=KEEP_ALIVE_PATTERN, max_length=32)] = "24h"
     """`OLLAMA_KEEP_ALIVE`: how long a model stays loaded after a request (`-1` forever)."""
     num_parallel: Annotated[int, Field(ge=1, le=512)] = 4
     """`OLLAMA_NUM_PARALLEL`: requests served at once per model."""
@@ -169,6 +220,7 @@ class ServiceSpec(Model):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     """Port clients connect to; it forwards to the engine's port (vLLM 8000, Ollama 11434)."""
     type: ServiceType = ServiceType.CLUSTER_IP
+    """ClusterIP (inside the cluster), NodePort or LoadBalancer."""
 
 
 class Checks(Model):
@@ -197,6 +249,7 @@ class Rollout(Model):
     ready_timeout_seconds: Annotated[int, Field(ge=30, le=86_400)] = 1800
     """Seconds the new revision may take to become Ready (weights load slowly) before rollback."""
     checks: Checks = Field(default_factory=Checks)
+    """turnout's own checks of the new revision's pods."""
     bake_seconds: Annotated[int, Field(ge=0, le=86_400)] = 120
     """Seconds the new revision keeps being checked after the switch, the old one kept warm."""
     scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86_400)] = 30
@@ -205,39 +258,102 @@ class Rollout(Model):
     """Roll back by itself when the new revision fails. false: stay Degraded and wait for a human."""
 
 
+# Tolerations and environment variables stay plain dicts (copied into the Deployment as given);
+# the CRD still types their fields so `kubectl apply` rejects a misspelt one.
+TOLERATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A Kubernetes Toleration.",
+    "properties": {
+        "key": {"type": "string", "maxLength": 317, "description": "Taint key; empty matches every key."},
+        "operator": {
+            "type": "string",
+            "enum": ["Exists", "Equal"],
+            "description": "Equal (the default) compares value; Exists matches any value.",
+        },
+        "value": {"type": "string", "maxLength": 63, "description": "Taint value, with operator Equal."},
+        "effect": {
+            "type": "string",
+            "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            "description": "Taint effect to match; empty matches every effect.",
+        },
+        "tolerationSeconds": {
+            "type": "integer",
+            "description": "With effect NoExecute: seconds the pod stays bound after the taint appears.",
+        },
+    },
+}
+ENV_VAR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A Kubernetes EnvVar: name and either value or valueFrom.",
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 256, "description": "Variable name."},
+        "value": {"type": "string", "maxLength": 65_536, "description": "Literal value."},
+        "valueFrom": {
+            "type": "object",
+            "additionalProperties": True,
+            "description": "A Kubernetes EnvVarSource: secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef.",
+        },
+    },
+}
+Toleration = Annotated[dict[str, Any], WithJsonSchema(TOLERATION_SCHEMA)]
+EnvVar = Annotated[dict[str, Any], WithJsonSchema(ENV_VAR_SCHEMA)]
+
+
 class PodTemplate(Model):
     """Overrides for the engine's pods. Values are copied into the Deployment as given."""
 
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\s\x00]+$")] | None = (
-        None
-    )
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=NO_SPACE_PATTERN)] | None = None
     """Container image. Default: the engine's pinned image."""
-    node_selector: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    node_selector: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=32)
+    """Node labels the pods must match, e.g. `{"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}`."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     """Added to the `nvidia.com/gpu` toleration turnout sets for GPU pods."""
     affinity: dict[str, Any] = Field(default_factory=dict)
-    env: list[dict[str, Any]] = Field(default_factory=list)
-    """Extra environment variables (Kubernetes EnvVar objects)."""
-    pod_annotations: dict[str, Annotated[str, StringConstraints(max_length=65_536)]] = Field(
-        default_factory=dict
+    """A Kubernetes Affinity, copied into the pods as given."""
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    pod_labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(default_factory=dict)
+    """Extra environment variables (Kubernetes EnvVar objects), names unique."""
+    pod_annotations: dict[QualifiedName, Annotated[str, StringConstraints(max_length=65_536)]] = Field(
+        default_factory=dict, max_length=64
+    )
+    """Annotations added to the engine's pods."""
+    pod_labels: dict[QualifiedName, LabelValue] = Field(default_factory=dict, max_length=32)
+    """Labels added to the engine's pods; turnout's own labels (`app.kubernetes.io/name`,
+    `app.kubernetes.io/instance`, `app.kubernetes.io/component`, `app.kubernetes.io/managed-by`,
+    `turnout.dev/*`) cannot be overridden."""
     service_account_name: DnsSubdomain | None = None
-    image_pull_secrets: list[DnsSubdomain] = Field(default_factory=list)
+    """ServiceAccount the pods run as. Default: the namespace's `default`."""
+    image_pull_secrets: list[DnsSubdomain] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
     """Names of Secrets used to pull the image."""
     priority_class_name: DnsSubdomain | None = None
+    """PriorityClass of the pods, e.g. to let inference preempt batch jobs."""
 
 
 class InferenceBackendSpec(Model):
     """Which engine, which model, how to cut over."""
 
     engine: Engine
+    """`vllm` (GPUs) or `ollama` (CPU or GPU). Switching it starts a cutover like any pod change,
+    so falling back to the other engine is one setting."""
     model: ModelSource
+    """The model to serve and the name clients use for it."""
     replicas: Annotated[int, Field(ge=0, le=1000)] = 1
     """Pods per color. Changing it scales the active color; it does not start a cutover."""
     resources: Resources = Field(default_factory=Resources)
+    """Per-replica GPUs, CPU and memory."""
     vllm: Vllm = Field(default_factory=Vllm)
+    """Options used when `engine` is vllm; kept while another engine runs."""
     ollama: Ollama = Field(default_factory=Ollama)
+    """Options used when `engine` is ollama; kept while another engine runs."""
     service: ServiceSpec = Field(default_factory=ServiceSpec)
+    """The stable Service in front of the active color."""
     rollout: Rollout = Field(default_factory=Rollout)
+    """How a new revision is proven and switched to."""
     template: PodTemplate = Field(default_factory=PodTemplate)
+    """Overrides for the engine's pods."""

@@ -1,0 +1,313 @@
+"""Specs a user can get wrong, and what the user reads for each.
+
+Shared by `test_invalid_specs.py` (the models, always) and `tests/e2e/test_crd_validation.py`
+(the CRD on a real API server). `model` is a distinctive part of the InvalidSpec message;
+`server` are parts of the API server's rejection. A case with `server=None` is caught only by
+the models, and `why` says why the CRD leaves it to them.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+NAME = "chat"
+VALID_SPEC: dict[str, Any] = {"engine": "vllm", "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"}}
+VALID_OLLAMA_SPEC: dict[str, Any] = {"engine": "ollama", "model": {"name": "llama3:8b"}}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One invalid spec and its messages."""
+
+    spec: dict[str, Any]
+    model: str
+    server: tuple[str, ...] | None
+    name: str = NAME
+    why: str = ""
+
+    @property
+    def layer(self) -> str:
+        return "crd+model" if self.server else "model"
+
+
+def vllm(**sections: Any) -> dict[str, Any]:
+    """The valid vLLM spec with `sections` merged in (one level deep)."""
+    return _merged(VALID_SPEC, sections)
+
+
+def ollama(**sections: Any) -> dict[str, Any]:
+    """The valid Ollama spec with `sections` merged in (one level deep)."""
+    return _merged(VALID_OLLAMA_SPEC, sections)
+
+
+def _merged(base: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
+    spec = copy.deepcopy(base)
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    return spec
+
+
+INVALID_SPECS = [
+    pytest.param(
+        Case(
+            vllm(resources={"gpus": 3}, vllm={"tensorParallelSize": 2}),
+            "spec.vllm.tensorParallelSize: tensorParallelSize must divide resources.gpus",
+            ("spec.vllm.tensorParallelSize", "tensorParallelSize must divide resources.gpus"),
+        ),
+        id="tensor-parallel-does-not-divide-gpus",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"tensorParallelSize": 2}),
+            "(got tensorParallelSize 2, gpus 1)",
+            ("spec.vllm.tensorParallelSize", "(the GPUs per replica, 1 when unset)"),
+        ),
+        id="tensor-parallel-above-the-default-one-gpu",
+    ),
+    pytest.param(
+        Case(
+            vllm(resources={"gpus": 0}),
+            "spec.resources.gpus: vLLM needs at least 1 GPU per replica",
+            ("spec.resources.gpus", "vLLM needs at least 1 GPU per replica"),
+        ),
+        id="vllm-without-gpus",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"gpuMemoryUtilization": 0}),
+            "spec.vllm.gpuMemoryUtilization: should be greater than 0 (got 0)",
+            ("spec.vllm.gpuMemoryUtilization", "should be greater than 0"),
+        ),
+        id="gpu-memory-utilization-zero",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"gpuMemoryUtilization": 1.5}),
+            "spec.vllm.gpuMemoryUtilization: should be less than or equal to 1 (got 1.5)",
+            ("spec.vllm.gpuMemoryUtilization", "should be less than or equal to 1"),
+        ),
+        id="gpu-memory-utilization-above-one",
+    ),
+    pytest.param(
+        Case(
+            vllm(engine="vlm"),
+            "spec.engine: should be 'vllm' or 'ollama' (got 'vlm')",
+            ("spec.engine", 'supported values: "vllm", "ollama"'),
+        ),
+        id="unknown-engine",
+    ),
+    pytest.param(
+        Case({"engine": "vllm"}, "spec.model: Required value", ("spec.model: Required value",)),
+        id="model-missing",
+    ),
+    pytest.param(
+        Case(
+            vllm(resources={"memory": "64GB"}),
+            "spec.resources.memory: must be a Kubernetes quantity such as 8, 500m or 64Gi (got '64GB')",
+            ("spec.resources.memory", "must be a Kubernetes quantity such as 8, 500m or 64Gi"),
+        ),
+        id="memory-not-a-quantity",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"extraArgs": ["--enable-prefix-caching", "--max-model-len=4096"]}),
+            "spec.vllm.extraArgs[1]: turnout sets this flag from its own field",
+            ("spec.vllm.extraArgs[1]", "turnout sets this flag from its own field"),
+        ),
+        id="extra-args-set-an-owned-flag",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"extraArgs": ["--tensor_parallel_size", "2"]}),
+            "spec.vllm.extraArgs[0]: turnout sets this flag from its own field",
+            ("spec.vllm.extraArgs[0]", "turnout sets this flag from its own field"),
+        ),
+        id="extra-args-set-an-owned-flag-with-underscores",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"extraArgs": ["--max-num-seqs 64"]}),
+            "spec.vllm.extraArgs[0]: each item is one argv word",
+            ("spec.vllm.extraArgs[0]", "each item is one argv word"),
+        ),
+        id="extra-args-flag-and-value-in-one-item",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"extraArgs": ["--max-num-seqs=64", "--max-num-seqs=128"]}),
+            "spec.vllm.extraArgs[1]: --max-num-seqs is already given in extraArgs[0]; keep one",
+            None,
+            why="comparing every pair of 4 KiB arguments exceeds the CRD's CEL cost budget",
+        ),
+        id="extra-args-flag-given-twice",
+    ),
+    pytest.param(
+        Case(
+            ollama(model={"name": "llama3::8b"}),
+            "spec.model.name: with engine ollama, model.name must be an Ollama model such as llama3:8b",
+            ("spec.model.name", "with engine ollama, model.name must be an Ollama model such as llama3:8b"),
+        ),
+        id="ollama-model-not-a-tag",
+    ),
+    pytest.param(
+        Case(
+            vllm(model={"name": "Llama 3.1 8B"}),
+            "spec.model.name: must not be empty or contain whitespace (got 'Llama 3.1 8B')",
+            ("spec.model.name", "must not be empty or contain whitespace"),
+        ),
+        id="model-name-with-spaces",
+    ),
+    pytest.param(
+        Case(
+            vllm(service={"name": "1chat"}),
+            "spec.service.name: must be a Service name such as chat-v2",
+            ("spec.service.name", "must be a Service name such as chat-v2"),
+        ),
+        id="service-name-starts-with-a-digit",
+    ),
+    pytest.param(
+        Case(
+            vllm(),
+            "metadata.name is also the Service's name unless spec.service.name is set",
+            ("metadata.name is also the Service's name unless spec.service.name is set",),
+            name="chat.v2",
+        ),
+        id="backend-name-is-no-service-name",
+    ),
+    pytest.param(
+        Case(
+            vllm(),
+            "metadata.name must be at most 57 characters: turnout names the Deployments",
+            ("metadata.name must be at most 57 characters",),
+            name="a" * 58,
+        ),
+        id="backend-name-too-long",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"env": [{"name": "VLLM_API_KEY", "value": "secret"}]}),
+            "spec.template.env[0].name: turnout sets this variable itself",
+            ("spec.template.env[0].name", "turnout sets this variable itself"),
+        ),
+        id="env-sets-the-api-key",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"env": [{"name": "LOG", "value": "1"}, {"name": "LOG", "value": "2"}]}),
+            "spec.template.env[1].name: LOG is already set by env[0]; keep one",
+            ("spec.template.env[1]", "Duplicate value"),
+        ),
+        id="env-name-twice",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"env": [{"name": "TOKEN", "value": "x", "valueFrom": {"secretKeyRef": {}}}]}),
+            "spec.template.env[0]: set either value or valueFrom, not both",
+            ("spec.template.env[0]", "set either value or valueFrom, not both"),
+        ),
+        id="env-value-and-value-from",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"podLabels": {"app.kubernetes.io/instance": "mine"}}),
+            "spec.template.podLabels: turnout sets app.kubernetes.io/name",
+            ("spec.template.podLabels", "turnout sets app.kubernetes.io/name"),
+        ),
+        id="pod-label-overrides-turnouts-own",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"podLabels": {"team": "ml platform"}}),
+            "spec.template.podLabels[team]: must be a label value",
+            ("spec.template.podLabels[team]", "must be a label value"),
+        ),
+        id="pod-label-value-with-a-space",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"tolerations": [{"key": "gpu", "operator": "Exists", "value": "a100"}]}),
+            "spec.template.tolerations[0].value: a toleration with operator Exists matches any value",
+            ("spec.template.tolerations[0].value", "a toleration with operator Exists matches any value"),
+        ),
+        id="toleration-exists-with-a-value",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"tolerations": [{"effect": "NoSchedule"}]}),
+            "spec.template.tolerations[0]: a toleration without a key matches every taint and needs operator Exists",
+            ("spec.template.tolerations[0]", "a toleration without a key matches every taint"),
+        ),
+        id="toleration-without-key-or-exists",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"tolerations": [{"key": "gpu", "efect": "NoSchedule"}]}),
+            "spec.template.tolerations[0]: unknown field 'efect'",
+            ('unknown field "spec.template.tolerations[0].efect"',),
+        ),
+        id="toleration-field-misspelt",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"gpuMemoryUtilisation": 0.8}),
+            "spec.vllm.gpuMemoryUtilisation: unknown field; check its spelling",
+            ('unknown field "spec.vllm.gpuMemoryUtilisation"',),
+        ),
+        id="spec-field-misspelt",
+    ),
+    pytest.param(
+        Case(
+            vllm(model={"name": "m", "storage": {"create": True, "accessModes": ["ReadWriteOncePod"]}}),
+            "spec.model.storage.accessModes: a ReadWriteOncePod claim can be mounted by one pod only",
+            ("spec.model.storage.accessModes", "a ReadWriteOncePod claim can be mounted by one pod only"),
+        ),
+        id="read-write-once-pod-claim-with-blue-green",
+    ),
+    pytest.param(
+        Case(
+            vllm(model={"name": "m", "storage": {"mountPath": "models"}}),
+            "spec.model.storage.mountPath: must be an absolute directory path such as /data/models",
+            ("spec.model.storage.mountPath", "must be an absolute directory path such as /data/models"),
+        ),
+        id="mount-path-relative",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"readyTimeoutSeconds": 10}),
+            "spec.rollout.readyTimeoutSeconds: should be greater than or equal to 30 (got 10)",
+            ("spec.rollout.readyTimeoutSeconds", "should be greater than or equal to 30"),
+        ),
+        id="ready-timeout-too-short-for-weights",
+    ),
+    pytest.param(
+        Case(
+            ollama(ollama={"keepAlive": "forever"}),
+            "spec.ollama.keepAlive: must be a duration such as 30m or 24h",
+            ("spec.ollama.keepAlive", "must be a duration such as 30m or 24h"),
+        ),
+        id="ollama-keep-alive-not-a-duration",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"dtype": "fp8"}),
+            "spec.vllm.dtype: should be 'auto', 'half', 'float16', 'bfloat16', 'float' or 'float32'",
+            ("spec.vllm.dtype", 'supported values: "auto", "half"'),
+        ),
+        id="dtype-unknown",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"apiKeySecretRef": {"name": "vllm-key"}}),
+            "spec.vllm.apiKeySecretRef.key: Required value",
+            ("spec.vllm.apiKeySecretRef.key: Required value",),
+        ),
+        id="api-key-secret-without-key",
+    ),
+]
