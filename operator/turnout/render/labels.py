@@ -1,0 +1,44 @@
+"""The labels turnout puts on the objects it owns, and how a user's pod labels join them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from turnout.api.backend import Backend
+from turnout.api.status import Color
+
+BACKEND_LABEL = "turnout.dev/backend"
+COLOR_LABEL = "turnout.dev/color"
+REVISION_LABEL = "turnout.dev/revision"
+CREATED_BY_ANNOTATION = "turnout.dev/created-by"
+MANAGER = "turnout"
+
+
+def backend_labels(backend: Backend, component: str) -> dict[str, str]:
+    """Labels of every object of `backend`: the app.kubernetes.io set and the backend's name."""
+    return {
+        "app.kubernetes.io/name": backend.engine.value,
+        "app.kubernetes.io/instance": backend.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGER,
+        BACKEND_LABEL: backend.name,
+    }
+
+
+def color_selector(backend: Backend, color: Color) -> dict[str, str]:
+    """The pods of one color of `backend`: a Deployment's (immutable) selector and the Service's."""
+    return {BACKEND_LABEL: backend.name, COLOR_LABEL: color.value}
+
+
+def engine_labels(backend: Backend, color: Color) -> dict[str, str]:
+    """Labels of a color's Deployment and its pods, including the revision they run."""
+    return {
+        **backend_labels(backend, "inference"),
+        **color_selector(backend, color),
+        REVISION_LABEL: backend.revision,
+    }
+
+
+def pod_labels(backend: Backend, color: Color, user_labels: Mapping[str, str]) -> dict[str, str]:
+    """The user's `template.podLabels` with turnout's own on top: selectors must stay turnout's."""
+    return {**user_labels, **engine_labels(backend, color)}
