@@ -235,7 +235,7 @@ def _extra_args_problems(extra_args: list[str]) -> list[str]:
             continue  # a flag's value
         flag = arg.split("=", 1)[0]
         normalized = flag.replace("_", "-")  # vLLM reads --max_num_seqs as --max-num-seqs
-        if normalized in OWNED_VLLM_FLAGS:
+        if _is_owned_flag(normalized):
             found.append(f"{where}: {rules.OWNED_FLAG} (got {flag})")
         elif any(character.isspace() for character in flag):
             found.append(f"{where}: {rules.ONE_ARGV_WORD} (got {arg!r})")
@@ -245,6 +245,14 @@ def _extra_args_problems(extra_args: list[str]) -> list[str]:
         else:
             seen[normalized] = index
     return found
+
+
+def _is_owned_flag(flag: str) -> bool:
+    """`--max-model-len`, or an abbreviation vLLM's parser would expand to it (`--max-model`)."""
+    if flag in OWNED_VLLM_FLAGS:
+        return True
+    abbreviation = flag.startswith("--") and len(flag) >= rules.MIN_ABBREVIATION
+    return abbreviation and any(owned.startswith(flag) for owned in OWNED_VLLM_FLAGS)
 
 
 def _template_problems(spec: InferenceBackendSpec) -> list[str]:

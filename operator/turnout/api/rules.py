@@ -69,9 +69,12 @@ RWOP_NEEDS_ONE_POD = (
     "pre-loaded weights), or rollout.strategy Recreate with replicas 1"
 )
 OWNED_FLAG = (
-    "turnout sets this flag from its own field (" + ", ".join(OWNED_VLLM_FLAGS) + "); "
-    "set that field instead of passing the flag"
+    "turnout sets this flag (or the flag it abbreviates) from its own field ("
+    + ", ".join(OWNED_VLLM_FLAGS)
+    + "); set that field instead of passing the flag"
 )
+# vLLM's parser expands unique prefixes (`--max-model` is `--max-model-len`); shorter ones are ambiguous.
+MIN_ABBREVIATION = len("--abc")
 ONE_ARGV_WORD = (
     "each item is one argv word: put a flag and its value in two items, or join them with '=' "
     "(--max-num-seqs=64)"
@@ -107,6 +110,8 @@ def _cel_list(values: tuple[str, ...]) -> str:
 
 _GPUS = "(has(self.resources) && has(self.resources.gpus) ? self.resources.gpus : 1)"
 _STORAGE = "self.model.storage"
+# The flag part of one extraArgs item, as vLLM reads it (underscores are dashes to it).
+_FLAG = "self.split('=')[0].replace('_', '-')"
 
 RULES: tuple[Rule, ...] = (
     Rule((), f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", NAME_TOO_LONG),
@@ -141,8 +146,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         ("spec", "vllm", "extraArgs", "*"),
-        f"!{_cel_list(OWNED_VLLM_FLAGS)}.exists(f, self.replace('_', '-') == f "
-        "|| self.replace('_', '-').startsWith(f + '='))",
+        f"!self.startsWith('-') || !{_cel_list(OWNED_VLLM_FLAGS)}.exists(f, {_FLAG} == f "
+        f"|| (self.startsWith('--') && {_FLAG}.size() >= {MIN_ABBREVIATION} && f.startsWith({_FLAG})))",
         OWNED_FLAG,
     ),
     Rule(

@@ -118,18 +118,26 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             vllm(vllm={"extraArgs": ["--enable-prefix-caching", "--max-model-len=4096"]}),
-            "spec.vllm.extraArgs[1]: turnout sets this flag from its own field",
-            ("spec.vllm.extraArgs[1]", "turnout sets this flag from its own field"),
+            "spec.vllm.extraArgs[1]: turnout sets this flag (or the flag it abbreviates)",
+            ("spec.vllm.extraArgs[1]", "turnout sets this flag (or the flag it abbreviates)"),
         ),
         id="extra-args-set-an-owned-flag",
     ),
     pytest.param(
         Case(
             vllm(vllm={"extraArgs": ["--tensor_parallel_size", "2"]}),
-            "spec.vllm.extraArgs[0]: turnout sets this flag from its own field",
-            ("spec.vllm.extraArgs[0]", "turnout sets this flag from its own field"),
+            "spec.vllm.extraArgs[0]: turnout sets this flag (or the flag it abbreviates)",
+            ("spec.vllm.extraArgs[0]", "turnout sets this flag (or the flag it abbreviates)"),
         ),
         id="extra-args-set-an-owned-flag-with-underscores",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"extraArgs": ["--max-model=4096"]}),
+            "spec.vllm.extraArgs[0]: turnout sets this flag (or the flag it abbreviates) from its own field",
+            ("spec.vllm.extraArgs[0]", "turnout sets this flag (or the flag it abbreviates) from its own field"),
+        ),
+        id="extra-args-abbreviate-an-owned-flag",
     ),
     pytest.param(
         Case(
