@@ -1,0 +1,92 @@
+"""Kopf handlers: when to reconcile. What to do is `turnout.reconcile`'s business.
+
+Each InferenceBackend gets one daemon, a loop that reconciles and then sleeps until `plan` asks
+to look again, or until something about the backend changes (the backend itself, its pods or
+its Deployments), whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from turnout import metrics
+from turnout.api.backend import GROUP, PLURAL, VERSION
+from turnout.kube.cluster import Cluster
+from turnout.kube.observe import BACKEND_LABEL
+from turnout.reconcile import reconcile
+from turnout.rollout.actions import RecordEvent
+
+ERROR_RETRY_SECONDS = 10.0
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.peering.standalone = True
+    settings.posting.loggers = False  # Events are turnout's own, one per transition
+    settings.watching.server_timeout = 300
+    settings.persistence.finalizer = "turnout.dev/daemon"
+    memo.setdefault("cluster", None)
+    if memo.cluster is None:
+        memo.cluster = Cluster.connect(memo.get("kubeconfig"))
+    memo.wakers = {}
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
+async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    """Reconcile one backend for as long as it exists."""
+    key = (body.metadata.namespace, body.metadata.name)
+    wake = asyncio.Event()
+    memo.wakers[key] = wake
+
+    def emit(event: RecordEvent) -> None:
+        kopf.event(body, type=event.type.value, reason=event.reason, message=event.message)
+
+    try:
+        while not stopped:
+            wake.clear()
+            try:
+                delay = await reconcile(memo.cluster, body, emit, logger)
+            except Exception as error:  # a bug or an API outage: log it, count it, retry
+                logger.exception("reconcile failed")
+                metrics.record_reconcile_error(type(error).__name__)
+                delay = ERROR_RETRY_SECONDS
+            await _sleep(wake, stopped, delay)
+    finally:
+        memo.wakers.pop(key, None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def backend_changed(name: str, namespace: str | None, type: str, memo: Any, **_: Any) -> None:
+    if type == "DELETED" and namespace is not None:
+        metrics.forget_backend(namespace, name)
+    _wake(memo, namespace, name)
+
+
+@kopf.on.event("pods", labels={BACKEND_LABEL: kopf.PRESENT})
+def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+    _wake(memo, namespace, labels[BACKEND_LABEL])
+
+
+@kopf.on.event("deployments", labels={BACKEND_LABEL: kopf.PRESENT})
+def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+    _wake(memo, namespace, labels[BACKEND_LABEL])
+
+
+def _wake(memo: Any, namespace: str | None, name: str) -> None:
+    waker = memo.get("wakers", {}).get((namespace, name))
+    if waker is not None:
+        waker.set()
+
+
+async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, seconds: float) -> None:
+    """Sleep `seconds`, or less when the backend changes or the daemon is stopped."""
+    woken = asyncio.ensure_future(wake.wait())
+    halted = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait({woken, halted}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        halted.cancel()

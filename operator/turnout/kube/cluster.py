@@ -1,0 +1,167 @@
+"""The Kubernetes API as turnout uses it: a few typed reads and writes over the dynamic client.
+
+Every write is server-side apply under the field manager `turnout` (with force: turnout owns the
+objects it renders), a merge patch of one field, or a create that tolerates 409. The client is
+synchronous; the async callers run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from turnout.api.backend import GROUP, KIND, PLURAL, VERSION
+
+FIELD_MANAGER = "turnout"
+KubeObject = dict[str, Any]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackendRef:
+    """Names an InferenceBackend and carries what an owner reference needs."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def owner_reference(self) -> KubeObject:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+class Cluster:
+    """Reads and writes of the objects around InferenceBackends."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._dynamic = DynamicClient(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._deployments = self._dynamic.resources.get(api_version="apps/v1", kind="Deployment")
+        self._services = self._dynamic.resources.get(api_version="v1", kind="Service")
+        self._pods = self._dynamic.resources.get(api_version="v1", kind="Pod")
+        self._claims = self._dynamic.resources.get(api_version="v1", kind="PersistentVolumeClaim")
+        self._backends = self._dynamic.resources.get(api_version=f"{GROUP}/{VERSION}", kind=KIND)
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None) -> Cluster:
+        """In-cluster credentials when running in a pod, else the kubeconfig (or $KUBECONFIG)."""
+        configuration = client.Configuration()
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        return cls(client.ApiClient(configuration))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def list_deployments(self, namespace: str, selector: str) -> list[KubeObject]:
+        return _items(self._deployments.get(namespace=namespace, label_selector=selector))
+
+    def list_pods(self, namespace: str, selector: str) -> list[KubeObject]:
+        return _items(self._pods.get(namespace=namespace, label_selector=selector))
+
+    def get_service(self, namespace: str, name: str) -> KubeObject | None:
+        return _get(lambda: self._services.get(namespace=namespace, name=name))
+
+    def get_claim(self, namespace: str, name: str) -> KubeObject | None:
+        return _get(lambda: self._claims.get(namespace=namespace, name=name))
+
+    def get_backend(self, namespace: str, name: str) -> KubeObject | None:
+        return _get(lambda: self._backends.get(namespace=namespace, name=name))
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of one Secret, decoded; None when the Secret or the key is missing."""
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        encoded = (secret.data or {}).get(key)
+        return base64.b64decode(encoded).decode() if encoded is not None else None
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def apply(self, obj: KubeObject) -> None:
+        """Server-side apply `obj` (Deployment or Service) as the field manager `turnout`."""
+        resource = self._deployments if obj["kind"] == "Deployment" else self._services
+        resource.server_side_apply(
+            body=obj,
+            namespace=obj["metadata"]["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set replicas only, through the scale subresource, leaving the template alone."""
+        self._deployments.subresources["scale"].patch(
+            body={"spec": {"replicas": replicas}},
+            namespace=namespace,
+            name=name,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+
+    def create_claim(self, obj: KubeObject) -> None:
+        """Create a claim once; a claim that already exists is left as it is."""
+        try:
+            self._claims.create(body=obj, namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
+        """Merge-patch the status subresource; None values remove fields."""
+        self._backends.status.patch(
+            body={"status": status},
+            namespace=ref.namespace,
+            name=ref.name,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+
+    def remove_backend_annotation(self, ref: BackendRef, annotation: str) -> None:
+        self._backends.patch(
+            body={"metadata": {"annotations": {annotation: None}}},
+            namespace=ref.namespace,
+            name=ref.name,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+
+
+async def in_thread(call: Callable[[], T]) -> T:
+    """Run a blocking client call without blocking the operator's event loop."""
+    return await asyncio.to_thread(call)
+
+
+def _items(result: Any) -> list[KubeObject]:
+    return [item for item in result.to_dict().get("items", [])]
+
+
+def _get(call: Callable[[], Any]) -> KubeObject | None:
+    try:
+        found: KubeObject = call().to_dict()
+    except NotFoundError:
+        return None
+    return found
+
+
+__all__ = ["FIELD_MANAGER", "PLURAL", "BackendRef", "Cluster", "KubeObject", "in_thread"]

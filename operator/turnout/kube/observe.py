@@ -1,0 +1,173 @@
+"""Read the cluster around one backend into `Observed`, running the checks `plan` asks for.
+
+The functions that turn Kubernetes objects into observations are pure, so the rules (which
+pod counts as Ready, which container state is a failure) are unit-tested on plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from turnout.api.backend import Backend
+from turnout.api.spec import Engine
+from turnout.api.status import Color, InferenceBackendStatus
+from turnout.checks import CheckRound, CheckTarget, check_round
+from turnout.kube.cluster import Cluster, KubeObject, in_thread
+from turnout.rollout.conditions import parse_time
+from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
+from turnout.rollout.plan import check_target
+
+BACKEND_LABEL = "turnout.dev/backend"
+COLOR_LABEL = "turnout.dev/color"
+REVISION_LABEL = "turnout.dev/revision"
+PROMOTE_ANNOTATION = "turnout.dev/promote"
+ABORT_ANNOTATION = "turnout.dev/abort"
+
+_WAITING_FAILURES = {
+    "ImagePullBackOff": FailureReason.IMAGE_PULL_BACK_OFF,
+    "ErrImagePull": FailureReason.IMAGE_PULL_BACK_OFF,
+    "InvalidImageName": FailureReason.IMAGE_PULL_BACK_OFF,
+    "CrashLoopBackOff": FailureReason.CRASH_LOOP_BACK_OFF,
+    "CreateContainerConfigError": FailureReason.CREATE_CONTAINER_CONFIG_ERROR,
+}
+
+
+def pod_failures(pod: Mapping[str, Any]) -> list[PodFailure]:
+    """What the cluster says is wrong with one pod: unschedulable, image, crash loop, OOM."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    found: list[PodFailure] = []
+    for condition in status.get("conditions") or []:
+        if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+            "PodScheduled",
+            "False",
+            "Unschedulable",
+        ):
+            since = parse_time(condition.get("lastTransitionTime"))
+            found.append(PodFailure(name, FailureReason.UNSCHEDULABLE, condition.get("message", ""), since))
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        terminated = state.get("terminated") or {}
+        if "OOMKilled" in (last.get("reason"), terminated.get("reason")):
+            found.append(PodFailure(name, FailureReason.OOM_KILLED, f"container {container['name']} was OOMKilled"))
+        elif waiting.get("reason") in _WAITING_FAILURES:
+            reason = _WAITING_FAILURES[waiting["reason"]]
+            detail = waiting.get("message") or waiting["reason"]
+            found.append(PodFailure(name, reason, f"container {container['name']}: {detail}"))
+    return found
+
+
+def is_pod_ready(pod: Mapping[str, Any]) -> bool:
+    """Ready condition True and not being deleted."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def color_states(deployments: Sequence[KubeObject], pods: Sequence[KubeObject]) -> dict[Color, ColorState]:
+    """Per color: its Deployment's template revision and replicas, and its pods of that revision."""
+    states: dict[Color, ColorState] = {}
+    for deployment in deployments:
+        color = _color_of(deployment)
+        if color is None:
+            continue
+        template_labels = deployment["spec"]["template"]["metadata"].get("labels") or {}
+        revision = template_labels.get(REVISION_LABEL)
+        mine = [p for p in pods if _color_of(p) == color]
+        current = [p for p in mine if (p["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision]
+        states[color] = ColorState(
+            exists=True,
+            revision=revision,
+            replicas=int(deployment["spec"].get("replicas") or 0),
+            ready=sum(1 for p in current if is_pod_ready(p)),
+            pods=len(mine),
+            failures=tuple(f for p in current for f in pod_failures(p)),
+        )
+    return states
+
+
+def service_color(service: Mapping[str, Any] | None) -> Color | None:
+    if service is None:
+        return None
+    selector = (service.get("spec") or {}).get("selector") or {}
+    value = selector.get(COLOR_LABEL)
+    return Color(value) if value in (Color.BLUE.value, Color.GREEN.value) else None
+
+
+def check_targets(pods: Sequence[KubeObject], color: Color, revision: str, port: int) -> list[CheckTarget]:
+    """Ready pods of `color` running `revision`, with an IP."""
+    return [
+        CheckTarget(pod=p["metadata"]["name"], ip=p["status"]["podIP"], port=port)
+        for p in pods
+        if _color_of(p) == color
+        and (p["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision
+        and is_pod_ready(p)
+        and (p.get("status") or {}).get("podIP")
+    ]
+
+
+async def observe(cluster: Cluster, body: Mapping[str, Any], backend: Backend | None, now: datetime) -> Observed:
+    """Read everything `plan` needs about one backend, and run this round's checks if due."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = InferenceBackendStatus.model_validate(body.get("status") or {})
+    selector = f"{BACKEND_LABEL}={name}"
+    deployments = await in_thread(lambda: cluster.list_deployments(namespace, selector))
+    pods = await in_thread(lambda: cluster.list_pods(namespace, selector))
+    service = None
+    claim_exists = False
+    check: CheckOutcome | None = None
+    if backend is not None:
+        service = await in_thread(lambda: cluster.get_service(namespace, backend.service_name))
+        if service is not None and (service["metadata"].get("labels") or {}).get(BACKEND_LABEL) != name:
+            service = None  # someone else's Service of that name: never taken over silently
+        claim = backend.claim_name
+        if claim is not None and backend.spec.model.storage and backend.spec.model.storage.create:
+            claim_exists = await in_thread(lambda: cluster.get_claim(namespace, claim)) is not None
+        target = check_target(status)
+        if target is not None:
+            check = await run_checks(cluster, backend, pods, target)
+    annotations = meta.get("annotations") or {}
+    return Observed(
+        now=now,
+        generation=int(meta.get("generation") or 0),
+        status=status,
+        colors=color_states(deployments, pods),
+        service_exists=service is not None,
+        service_color=service_color(service),
+        claim_exists=claim_exists,
+        check=check,
+        promote=annotations.get(PROMOTE_ANNOTATION),
+        abort=annotations.get(ABORT_ANNOTATION),
+    )
+
+
+async def run_checks(cluster: Cluster, backend: Backend, pods: Sequence[KubeObject], color: Color) -> CheckOutcome:
+    """One round of engine-aware checks over the Ready pods of `color` that run the spec's revision."""
+    targets = check_targets(pods, color, backend.revision, backend.engine_port)
+    api_key = None
+    key_ref = backend.spec.vllm.api_key_secret_ref
+    if backend.engine is Engine.VLLM and key_ref is not None:
+        api_key = await in_thread(lambda: cluster.read_secret_key(backend.namespace, key_ref.name, key_ref.key))
+        if api_key is None:
+            return CheckOutcome(False, f"Secret {key_ref.name} has no key {key_ref.key} (spec.vllm.apiKeySecretRef)")
+    checks = backend.spec.rollout.checks
+    result: CheckRound = await check_round(
+        backend.engine,
+        backend.served_name,
+        targets,
+        api_key=api_key,
+        timeout_seconds=checks.timeout_seconds,
+        smoke_request=checks.smoke_request,
+    )
+    return CheckOutcome(result.passed, result.message)
+
+
+def _color_of(obj: Mapping[str, Any]) -> Color | None:
+    value = (obj["metadata"].get("labels") or {}).get(COLOR_LABEL)
+    return Color(value) if value in (Color.BLUE.value, Color.GREEN.value) else None

@@ -1,0 +1,56 @@
+"""One reconcile of one backend: observe -> plan -> execute -> write status, and its metrics.
+
+This is the whole data flow of the operator in one place; handlers only decide *when* to call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from turnout import metrics
+from turnout.api.backend import Backend, InvalidSpec
+from turnout.kube.cluster import BackendRef, Cluster
+from turnout.kube.execute import EventSink, execute, write_status
+from turnout.kube.observe import observe
+from turnout.rollout.actions import CutoverResult
+from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
+
+
+def parse_backend(body: Mapping[str, Any]) -> Backend | InvalidSpec:
+    """The validated backend, or the InvalidSpec to report."""
+    meta = body["metadata"]
+    try:
+        return Backend.parse(meta["name"], meta["namespace"], body.get("spec") or {})
+    except InvalidSpec as error:
+        return error
+
+
+async def reconcile(
+    cluster: Cluster, body: Mapping[str, Any], emit: EventSink, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> float:
+    """Bring one backend one step closer to its spec; return seconds until it should be looked at again."""
+    meta = body["metadata"]
+    ref = BackendRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+    desired = parse_backend(body)
+    backend = desired if isinstance(desired, Backend) else None
+    observed = await observe(cluster, body, backend, datetime.now(UTC))
+    decided_at = time.monotonic()
+    result = plan(desired, observed)
+    if result.actions:
+        logger.info("plan: %s", ", ".join(type(a).__name__ for a in result.actions))
+    switched_at = await execute(cluster, ref, backend, result.actions, emit)
+    await write_status(cluster, ref, observed.status, result.status)
+
+    engine = backend.engine.value if backend else (body.get("spec") or {}).get("engine", "unknown")
+    metrics.set_backend_phase(ref.namespace, ref.name, str(engine), result.status.phase.value)
+    if switched_at is not None and observed.check is not None and observed.check.passed:
+        metrics.record_switch_latency(switched_at - decided_at)
+    if result.finished is not None:
+        metrics.record_cutover(result.finished.result.value, result.finished.seconds)
+        if result.finished.result in (CutoverResult.ROLLED_BACK, CutoverResult.ABORTED):
+            metrics.record_rollback(result.finished.reason)
+    return result.requeue_after if result.requeue_after > 0 else IDLE_RESYNC_SECONDS
