@@ -111,7 +111,65 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--namespace", default="default", help="namespace when the manifest names none (default: default)"
     )
     render.set_defaults(handler=command_render)
+
+    run = commands.add_parser(
+        "run",
+        help="run the operator",
+        description="Reconcile InferenceBackends: blue/green cutovers with engine-aware checks and rollback.",
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NAMESPACE",
+        help="watch this namespace (repeatable; default: all namespaces)",
+    )
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off; default 8080)")
+    run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port, /healthz (default 8081)")
+    run.add_argument("--bind", default="0.0.0.0", help="address for the metrics and health ports (default 0.0.0.0)")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(handler=command_run)
     return parser
+
+
+def command_run(arguments: argparse.Namespace) -> int:
+    """`turnout run`: the operator, until SIGINT/SIGTERM."""
+    import asyncio
+    import logging
+
+    import kopf
+
+    from turnout import handlers, metrics
+    from turnout.kube.cluster import Cluster
+
+    assert handlers.run_backend  # importing the module registers the Kopf handlers
+
+    logging.basicConfig(
+        level=logging.DEBUG if arguments.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if arguments.kubeconfig:
+        # Kopf logs in on its own; point it at the same kubeconfig as turnout's client.
+        import os
+
+        os.environ["KUBECONFIG"] = arguments.kubeconfig
+    memo = kopf.Memo(cluster=Cluster.connect(arguments.kubeconfig))
+    if arguments.metrics_port:
+        metrics.serve_metrics(arguments.metrics_port, arguments.bind)
+    liveness = f"http://{arguments.bind}:{arguments.health_port}/healthz" if arguments.health_port else None
+    asyncio.run(
+        kopf.operator(
+            registry=kopf.get_default_registry(),
+            memo=memo,
+            standalone=True,
+            clusterwide=not arguments.namespaces,
+            namespaces=arguments.namespaces or [],
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,75 @@
+"""Fixtures shared by the e2e tests: an API client, the CRD installed, a namespace per test, the operator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from testground.pytest_fixtures import KubeCluster
+from testground.waiting import wait_for
+from tests.e2e.harness import Backends, OperatorProcess
+from turnout.api.crd import build_crd
+
+TIMEOUT = 60.0  # seconds for anything the cluster does on its own
+
+
+@pytest.fixture(scope="session")
+def api_client(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
+    api = config.new_client_from_config(config_file=kube_cluster.kubeconfig)
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def crd_installed(api_client: client.ApiClient) -> None:
+    """The generated CRD, created or replaced, and Established."""
+    extensions = client.ApiextensionsV1Api(api_client)
+    crd = build_crd()
+    name = crd["metadata"]["name"]
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        crd["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(name).metadata.resource_version
+        extensions.replace_custom_resource_definition(name, crd)
+
+    def established() -> bool:
+        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    wait_for(established, timeout=TIMEOUT, what=f"CRD {name} to be established")
+
+
+@pytest.fixture
+def namespace(api_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace with its default ServiceAccount, deleted after the test."""
+    core = client.CoreV1Api(api_client)
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    wait_for(lambda: core.read_namespaced_service_account("default", name), timeout=TIMEOUT,
+             what=f"ServiceAccount {name}/default")  # fmt: skip
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def backends(api_client: client.ApiClient, namespace: str, crd_installed: None) -> Backends:
+    return Backends(api_client, namespace)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube_cluster: KubeCluster, crd_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator running for a module's tests; its log is printed when a test of the module failed."""
+    process = OperatorProcess(kube_cluster.kubeconfig, Path(tmp_path_factory.mktemp("operator")))
+    process.start()
+    yield process
+    process.stop()
+    print(f"\noperator log tail ({process.log_path}):\n{process.log_tail(60)}")

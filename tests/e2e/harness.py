@@ -1,0 +1,209 @@
+"""What the operator's e2e tests drive: the operator as a process, and InferenceBackends as a user sees them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from testground.waiting import wait_for
+
+GROUP, VERSION, PLURAL = "turnout.dev", "v1alpha1", "inferencebackends"
+REPO = Path(__file__).resolve().parents[2]
+CRD_FILE = REPO / "crds" / "turnout.dev_inferencebackends.yaml"
+
+# Fast enough for tests, slow enough that each phase can be seen.
+FAST_ROLLOUT: dict[str, Any] = {
+    "readyTimeoutSeconds": 30,
+    "bakeSeconds": 6,
+    "scaleDownDelaySeconds": 2,
+    "checks": {"intervalSeconds": 1, "timeoutSeconds": 1, "successThreshold": 2, "failureThreshold": 2},
+}
+
+
+def ollama_spec(model: str = "llama3:8b", **more: Any) -> dict[str, Any]:
+    return {"engine": "ollama", "model": {"name": model, "servedName": "chat"}, "rollout": FAST_ROLLOUT, **more}
+
+
+def vllm_spec(model: str = "meta-llama/Llama-3.1-8B-Instruct", **more: Any) -> dict[str, Any]:
+    return {
+        "engine": "vllm",
+        "model": {"name": model, "servedName": "chat"},
+        "resources": {"gpus": 1},
+        "rollout": FAST_ROLLOUT,
+        **more,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class OperatorProcess:
+    """`turnout run` in a child process, as it runs in a cluster; killable at any moment."""
+
+    def __init__(self, kubeconfig: str, log_dir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_dir / "operator.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "turnout", "run", "--kubeconfig", self.kubeconfig, "--bind", "127.0.0.1",
+             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        log.close()
+        wait_for(self._healthy, timeout=60, what=f"operator health endpoint (log: {self.log_path})")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited with {self.process.returncode}: {self.log_tail()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of the operator's metrics, 0 when absent."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Backends:
+    """InferenceBackends in one namespace, read and written as `kubectl` would."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.discovery = client.DiscoveryV1Api(api_client)
+
+    def create(self, name: str, spec: dict[str, Any]) -> None:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceBackend", "metadata": {"name": name}}
+        body["spec"] = spec
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+
+    def replace_spec(self, name: str, spec: dict[str, Any]) -> None:
+        """Replace the whole spec, as `kubectl apply` of an edited file does."""
+        current = self.get(name)
+        current["spec"] = spec
+        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, current)
+
+    def annotate(self, name: str, annotations: dict[str, str | None]) -> None:
+        patch = {"metadata": {"annotations": annotations}}
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def get(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        return found
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
+
+    def condition(self, name: str, type_: str) -> dict[str, Any]:
+        return next((c for c in self.status(name).get("conditions", []) if c["type"] == type_), {})
+
+    def wait(self, name: str, predicate: Callable[[dict[str, Any]], Any], *, timeout: float, what: str) -> Any:
+        """Wait until `predicate(status)` is truthy; the timeout message shows the last status."""
+        last: dict[str, Any] = {}
+
+        def probe() -> Any:
+            nonlocal last
+            last = self.status(name)
+            return predicate(last)
+
+        try:
+            return wait_for(probe, timeout=timeout, what=what, interval=0.2)
+        except TimeoutError as error:
+            raise AssertionError(f"{error}; last status: {last}") from None
+
+    def wait_phase(self, name: str, phase: str, *, timeout: float = 60) -> dict[str, Any]:
+        status: dict[str, Any] = self.wait(
+            name, lambda s: s if s.get("phase") == phase else None, timeout=timeout, what=f"{name} {phase}"
+        )
+        return status
+
+    def service_selector(self, service: str) -> dict[str, str]:
+        found: dict[str, str] = self.core.read_namespaced_service(service, self.namespace).spec.selector or {}
+        return found
+
+    def deployment_replicas(self, name: str) -> int | None:
+        try:
+            return int(self.apps.read_namespaced_deployment(name, self.namespace).spec.replicas)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def events(self, name: str) -> list[tuple[str, str, str]]:
+        """(type, reason, message) of the Events on the backend, oldest first."""
+        found = self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={name}")
+        items = sorted(found.items, key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        return [(e.type, e.reason, e.message) for e in items if e.involved_object.kind == "InferenceBackend"]
+
+    def ready_endpoints(self, service: str) -> list[tuple[str, int]]:
+        """(ip, port) of the Service's ready endpoints, from its EndpointSlices, as kube-proxy reads them."""
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        found = []
+        for endpoint_slice in slices.items:
+            port = next((p.port for p in endpoint_slice.ports or [] if p.port), None)
+            for endpoint in endpoint_slice.endpoints or []:
+                if port and endpoint.conditions and endpoint.conditions.ready:
+                    found.extend((address, port) for address in endpoint.addresses)
+        return found
+
+
+def wait_seconds(predicate: Callable[[], Any], *, timeout: float, what: str) -> float:
+    """Wait for `predicate` and return how many seconds it took."""
+    started = time.monotonic()
+    wait_for(predicate, timeout=timeout, what=what, interval=0.1)
+    return time.monotonic() - started
