@@ -1,0 +1,68 @@
+{{- /*
+Every permission the operator has is listed here, once; rbac.yaml only binds these lists.
+The chart's README lists the same rules with the code that uses each (a test keeps the two equal).
+*/ -}}
+
+{{- /* Rules in each namespace whose InferenceBackends the operator runs. */ -}}
+{{- define "turnout.rbac.namespacedRules" -}}
+# Kopf watches the backends and patches its finalizer (turnout.dev/daemon) onto them.
+- apiGroups: [turnout.dev]
+  resources: [inferencebackends]
+  verbs: [list, watch, patch]
+# Phase, colors, revisions and conditions (Cluster.patch_backend_status).
+- apiGroups: [turnout.dev]
+  resources: [inferencebackends/status]
+  verbs: [patch]
+# Owner references with blockOwnerDeletion on what turnout creates, where the API server enforces them.
+- apiGroups: [turnout.dev]
+  resources: [inferencebackends/finalizers]
+  verbs: [update]
+# The blue and green Deployments: watched (Kopf), listed (observe), server-side applied.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [list, watch, create, patch]
+# Scaling a color up or down without touching its template.
+- apiGroups: [apps]
+  resources: [deployments/scale]
+  verbs: [patch]
+# The stable Service whose selector moves between the colors: read, server-side applied.
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+# The model claim (storage.create): looked up, created once, never patched or deleted by turnout.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, create]
+# Pod readiness, addresses and failure reasons (ImagePullBackOff, OOMKilled, ...); read only.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# The vLLM API key named by spec.vllm.apiKeySecretRef, read by name for the checks; no list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+# One Event per cutover transition on the backend (kopf.event posts core/v1 Events).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- /* Cluster-scoped reads Kopf needs: discovering and following the CRD, and (namespaces scope) the namespaces. */ -}}
+{{- define "turnout.rbac.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if eq .Values.watch.scope "namespaces" }}
+# Only when watching listed namespaces: Kopf follows whether they exist (cluster-wide it does not look).
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+{{- /* Who gets the rules: the operator's ServiceAccount. */ -}}
+{{- define "turnout.rbac.subjects" -}}
+- kind: ServiceAccount
+  name: {{ include "turnout.serviceAccountName" . | quote }}
+  namespace: {{ .Release.Namespace | quote }}
+{{- end -}}

@@ -1,0 +1,41 @@
+"""Fixtures of the chart tests: the pinned helm binary and `helm template` with a values set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import pinned_helm, template
+
+Render = Callable[[dict[str, Any] | None], list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """The pinned helm binary; in CI (CI set) its absence is a failure, elsewhere a skip."""
+    found = pinned_helm()
+    if found is None:
+        message = "helm is not built: run `hack/build-binaries.sh helm` (hack/test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture
+def render(helm: Path, tmp_path: Path) -> Render:
+    """`helm template` of the chart with a values set (None: the chart's defaults), parsed into objects."""
+
+    def render_values(values: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if values is None:
+            return template(helm)
+        path = tmp_path / "values.yaml"
+        path.write_text(yaml.safe_dump(values))
+        return template(helm, path)
+
+    return render_values
