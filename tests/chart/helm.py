@@ -45,7 +45,16 @@ def run_helm(helm: Path, *arguments: str) -> str:
 
 def template(helm: Path, values_file: Path | None = None, *extra: str) -> list[dict[str, Any]]:
     """`helm template` of the chart as the release `turnout` in `turnout-system`, parsed into objects."""
-    arguments = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--kube-version", KUBERNETES_VERSION, *extra]
+    arguments = [
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBERNETES_VERSION,
+        *extra,
+    ]
     if values_file is not None:
         arguments += ["--values", str(values_file)]
     return [obj for obj in yaml.safe_load_all(run_helm(helm, *arguments)) if obj]
