@@ -95,7 +95,7 @@ def test_defaults_run_one_hardened_operator_replica(render: Render) -> None:
     assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
     operator = container(objects)
     assert operator["image"] == "turnout/turnout:0.1.0"  # the chart's appVersion
-    assert operator["args"] == ["run", "--standalone", "--metrics-port=8080", "--health-port=8081"]
+    assert operator["args"] == ["run", "--metrics-port=8080", "--health-port=8081"]
     assert operator["env"] == [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
     ]
