@@ -37,6 +37,7 @@ OWNED_VLLM_FLAGS = frozenset(rules.OWNED_VLLM_FLAGS)
 OWNED_ENV = frozenset(rules.OWNED_ENV)
 OWNED_ENV_PREFIX = rules.OWNED_ENV_PREFIX
 OLLAMA_MODEL_PATTERN = re.compile(rules.OLLAMA_MODEL_PATTERN)
+OWNED_FLAG_PATTERN = re.compile(rules.OWNED_FLAG_PATTERN)
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
 ENV_VAR_FIELDS = ("name", "value", "valueFrom")
 
@@ -235,7 +236,7 @@ def _extra_args_problems(extra_args: list[str]) -> list[str]:
             continue  # a flag's value
         flag = arg.split("=", 1)[0]
         normalized = flag.replace("_", "-")  # vLLM reads --max_num_seqs as --max-num-seqs
-        if _is_owned_flag(normalized):
+        if _is_owned_flag(arg):
             found.append(f"{where}: {rules.OWNED_FLAG} (got {flag})")
         elif any(character.isspace() for character in flag):
             found.append(f"{where}: {rules.ONE_ARGV_WORD} (got {arg!r})")
@@ -247,12 +248,9 @@ def _extra_args_problems(extra_args: list[str]) -> list[str]:
     return found
 
 
-def _is_owned_flag(flag: str) -> bool:
-    """`--max-model-len`, or an abbreviation vLLM's parser would expand to it (`--max-model`)."""
-    if flag in OWNED_VLLM_FLAGS:
-        return True
-    abbreviation = flag.startswith("--") and len(flag) >= rules.MIN_ABBREVIATION
-    return abbreviation and any(owned.startswith(flag) for owned in OWNED_VLLM_FLAGS)
+def _is_owned_flag(arg: str) -> bool:
+    """`--max-model-len=4096`, `--max_model_len`, or an abbreviation vLLM expands to it (`--max-model`)."""
+    return OWNED_FLAG_PATTERN.match(arg) is not None
 
 
 def _template_problems(spec: InferenceBackendSpec) -> list[str]:

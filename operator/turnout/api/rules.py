@@ -75,6 +75,33 @@ OWNED_FLAG = (
 )
 # vLLM's parser expands unique prefixes (`--max-model` is `--max-model-len`); shorter ones are ambiguous.
 MIN_ABBREVIATION = len("--abc")
+
+
+def _flag_or_abbreviation(flag: str) -> str:
+    """A regex for `flag` or any prefix of it down to MIN_ABBREVIATION, `_` read as `-` like vLLM does.
+
+    Flags are letters and dashes, so they need no escaping.
+    """
+    if not flag.startswith("--"):
+        return flag
+    characters = ["[-_]" if character == "-" else character for character in flag[2:]]
+    required = MIN_ABBREVIATION - 2
+    optional = ""
+    for character in reversed(characters[required:]):
+        optional = f"({character}{optional})?"
+    return "--" + "".join(characters[:required]) + optional
+
+
+# The models' check: an owned flag, its underscore spelling or an abbreviation, alone or with `=value`.
+OWNED_FLAG_PATTERN = "^(" + "|".join(_flag_or_abbreviation(flag) for flag in OWNED_VLLM_FLAGS) + ")(=|$)"
+# The CRD's checks are cheaper (a regex's CEL cost grows with its length times maxLength): whole flags
+# by regex, abbreviations only as a word of their own; `--max-model=4096` is left to the models.
+_EXACT_OWNED_FLAG_PATTERN = (
+    "^(" + "|".join(flag[:2] + flag[2:].replace("-", "[-_]") for flag in OWNED_VLLM_FLAGS) + ")(=|$)"
+)
+_OWNED_FLAG_SPELLINGS = OWNED_VLLM_FLAGS + tuple(
+    "--" + flag[2:].replace("-", "_") for flag in OWNED_VLLM_FLAGS if "-" in flag[2:]
+)
 ONE_ARGV_WORD = (
     "each item is one argv word: put a flag and its value in two items, or join them with '=' "
     "(--max-num-seqs=64)"
@@ -110,8 +137,6 @@ def _cel_list(values: tuple[str, ...]) -> str:
 
 _GPUS = "(has(self.resources) && has(self.resources.gpus) ? self.resources.gpus : 1)"
 _STORAGE = "self.model.storage"
-# The flag part of one extraArgs item, as vLLM reads it (underscores are dashes to it).
-_FLAG = "self.split('=')[0].replace('_', '-')"
 
 RULES: tuple[Rule, ...] = (
     Rule((), f"self.metadata.name.size() <= {MAX_NAME_LENGTH}", NAME_TOO_LONG),
@@ -144,10 +169,11 @@ RULES: tuple[Rule, ...] = (
         RWOP_NEEDS_ONE_POD,
         ".model.storage.accessModes",
     ),
+    Rule(("spec", "vllm", "extraArgs", "*"), f"!self.matches(r'{_EXACT_OWNED_FLAG_PATTERN}')", OWNED_FLAG),
     Rule(
         ("spec", "vllm", "extraArgs", "*"),
-        f"!self.startsWith('-') || !{_cel_list(OWNED_VLLM_FLAGS)}.exists(f, {_FLAG} == f "
-        f"|| (self.startsWith('--') && {_FLAG}.size() >= {MIN_ABBREVIATION} && f.startsWith({_FLAG})))",
+        f"!self.startsWith('--') || self.size() < {MIN_ABBREVIATION} "
+        f"|| !{_cel_list(_OWNED_FLAG_SPELLINGS)}.exists(f, f.startsWith(self))",
         OWNED_FLAG,
     ),
     Rule(

@@ -133,11 +133,20 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
-            vllm(vllm={"extraArgs": ["--max-model=4096"]}),
+            vllm(vllm={"extraArgs": ["--max-model", "4096"]}),
             "spec.vllm.extraArgs[0]: turnout sets this flag (or the flag it abbreviates) from its own field",
             ("spec.vllm.extraArgs[0]", "turnout sets this flag (or the flag it abbreviates) from its own field"),
         ),
         id="extra-args-abbreviate-an-owned-flag",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"extraArgs": ["--gpu-memory=0.5"]}),
+            "spec.vllm.extraArgs[0]: turnout sets this flag (or the flag it abbreviates)",
+            None,
+            why="a regex for every abbreviation, over 4 KiB arguments, exceeds the CEL cost budget",
+        ),
+        id="extra-args-abbreviate-an-owned-flag-with-a-value",
     ),
     pytest.param(
         Case(
