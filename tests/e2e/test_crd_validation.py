@@ -7,53 +7,25 @@ server-side dry run and strict field validation (what `kubectl apply` does by de
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.rest import ApiException
-from tests.unit.api.invalid_specs import INVALID_SPECS, NAME, VALID_OLLAMA_SPEC, VALID_SPEC, Case
 
-from testground.pytest_fixtures import KubeCluster
-from testground.waiting import wait_for
+from tests.unit.api.invalid_specs import INVALID_SPECS, NAME, VALID_OLLAMA_SPEC, VALID_SPEC, Case
 from turnout.api.backend import GROUP, KIND, PLURAL, VERSION
-from turnout.api.crd import build_crd
 
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TIMEOUT = 60.0  # seconds for the CRD to be established
 
 
 @pytest.fixture(scope="module")
-def api_client(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=kube_cluster.kubeconfig)
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def custom_objects(api_client: client.ApiClient) -> client.CustomObjectsApi:
-    """The API, once the generated CRD is installed (created, or replaced by the current one)."""
-    extensions = client.ApiextensionsV1Api(api_client)
-    crd = build_crd()
-    name = crd["metadata"]["name"]
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        crd["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(name).metadata.resource_version
-        extensions.replace_custom_resource_definition(name, crd)
-
-    def established() -> bool:
-        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    wait_for(established, timeout=TIMEOUT, what=f"CRD {name} to be established")
+def custom_objects(api_client: client.ApiClient, crd_installed: None) -> client.CustomObjectsApi:
+    """The API, once the generated CRD is installed (tests/e2e/conftest.py)."""
     return client.CustomObjectsApi(api_client)
 
 
