@@ -1,0 +1,248 @@
+"""The chart on a real API server: `helm install` with namespace-scoped values, then the operator
+runs as the chart's ServiceAccount and cuts a backend over, and that identity is refused what it
+does not need.
+
+The operator authenticates with a token of the ServiceAccount itself (TokenRequest), which is the
+identity it has in a pod; neither the Python client nor Kopf supports a kubeconfig's impersonation
+(`as:`), and a real token is the stricter proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from testground.pytest_fixtures import KubeCluster
+from testground.waiting import wait_for
+from tests.chart.helm import CHART, pinned_helm, run_helm
+from tests.e2e.harness import Backends, OperatorProcess, vllm_spec
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "e2e-key"  # a test value for the simulator, not a secret
+
+
+@dataclass(frozen=True)
+class Release:
+    """One `helm install` of the chart, watching one namespace."""
+
+    name: str
+    namespace: str  # the operator's own
+    watched: str  # the one namespace it watches
+    elsewhere: str  # a namespace it has no business in
+    service_account: str
+    kubeconfig: Path  # authenticates as the ServiceAccount
+    operator_args: list[str]  # the container args of the Deployment helm created
+
+
+def service_account_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> Path:
+    """A kubeconfig for the same API server that authenticates with `token` only."""
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    cluster = dict(next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"]))
+    authority = cluster.get("certificate-authority")
+    if authority and not Path(authority).is_absolute():
+        cluster["certificate-authority"] = str(Path(admin_kubeconfig).parent / authority)
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "e2e", "cluster": cluster}],
+                "users": [{"name": "turnout", "user": {"token": token}}],
+                "contexts": [{"name": "turnout", "context": {"cluster": "e2e", "user": "turnout"}}],
+                "current-context": "turnout",
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    found = pinned_helm()
+    if found is None:
+        message = "helm is not built: run `hack/build-binaries.sh helm` (hack/test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="module")
+def release(
+    kube_cluster: KubeCluster, api_client: client.ApiClient, helm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Release]:
+    suffix = uuid.uuid4().hex[:6]
+    name = f"turnout-{suffix}"
+    operator_namespace, watched, elsewhere = f"turnout-{suffix}", f"ml-{suffix}", f"other-{suffix}"
+    core = client.CoreV1Api(api_client)
+    for namespace in (watched, elsewhere):
+        core.create_namespace({"metadata": {"name": namespace}})
+    kubeconfig = ["--kubeconfig", kube_cluster.kubeconfig]
+    run_helm(
+        helm, "install", name, str(CHART), "--namespace", operator_namespace, "--create-namespace", *kubeconfig,
+        "--set", "watch.scope=namespaces", "--set", f"watch.namespaces[0]={watched}",
+    )  # fmt: skip
+    try:
+        service_account = name  # the release name holds "turnout": it is every object's name
+        token = core.create_namespaced_service_account_token(
+            service_account, operator_namespace, {"spec": {"expirationSeconds": 3600}}
+        ).status.token
+        deployment = client.AppsV1Api(api_client).read_namespaced_deployment(name, operator_namespace)
+        yield Release(
+            name=name,
+            namespace=operator_namespace,
+            watched=watched,
+            elsewhere=elsewhere,
+            service_account=service_account,
+            kubeconfig=service_account_kubeconfig(
+                kube_cluster.kubeconfig, token, tmp_path_factory.mktemp("chart") / "kubeconfig"
+            ),
+            operator_args=list(deployment.spec.template.spec.containers[0].args),
+        )
+    finally:
+        run_helm(helm, "uninstall", name, "--namespace", operator_namespace, "--wait", *kubeconfig)
+        for namespace in (watched, elsewhere, operator_namespace):
+            core.delete_namespace(namespace)
+
+
+class ChartOperator(OperatorProcess):
+    """`turnout run` with the args of the Deployment the chart installed, as its ServiceAccount."""
+
+    def __init__(self, release: Release, log_dir: Path) -> None:
+        super().__init__(str(release.kubeconfig), log_dir)
+        self.release = release
+
+    def start(self) -> None:
+        ports = {"--metrics-port": self.metrics_port, "--health-port": self.health_port}
+        args = [
+            re.sub(r"^(--[a-z-]+-port)=\d+$", lambda m: f"{m[1]}={ports[m[1]]}", a) for a in self.release.operator_args
+        ]
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_NAMESPACE": self.release.namespace}
+        environment.pop("KUBECONFIG", None)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "turnout", *args, "--kubeconfig", self.kubeconfig, "--bind", "127.0.0.1"],
+                stdout=log, stderr=subprocess.STDOUT, env=environment,
+            )  # fmt: skip
+        wait_for(self._healthy, timeout=60, what=f"operator health endpoint (log: {self.log_path})")
+
+
+@pytest.fixture(scope="module")
+def chart_operator(release: Release, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartOperator]:
+    process = ChartOperator(release, tmp_path_factory.mktemp("chart-operator"))
+    process.start()
+    yield process
+    process.stop()
+    print(f"\noperator log tail ({process.log_path}):\n{process.log_tail(60)}")
+
+
+@pytest.fixture(scope="module")
+def as_operator(release: Release) -> Iterator[client.ApiClient]:
+    """An API client with the operator's identity, for what it must be refused."""
+    api = config.new_client_from_config(config_file=str(release.kubeconfig))
+    yield api
+    api.close()
+
+
+def refused(call: Any) -> bool:
+    try:
+        call()
+    except ApiException as error:
+        return error.status == 403
+    return False
+
+
+def test_helm_install_creates_the_operator_with_roles_only_where_it_watches(
+    release: Release, api_client: client.ApiClient
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    assert f"--namespace={release.watched}" in release.operator_args
+    assert [role.metadata.name for role in rbac.list_namespaced_role(release.watched).items] == [release.name]
+    assert rbac.list_namespaced_role(release.elsewhere).items == []
+    assert rbac.list_namespaced_role_binding(release.elsewhere).items == []
+    crd = client.ApiextensionsV1Api(api_client).read_custom_resource_definition("inferencebackends.turnout.dev")
+    assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
+    apps = client.AppsV1Api(api_client)
+    # The API server (and its admission) took the hardened pod; the kubelet stand-in runs it.
+    wait_for(
+        lambda: (apps.read_namespaced_deployment(release.name, release.namespace).status.available_replicas or 0) == 1,
+        timeout=60, what="the operator Deployment available",
+    )  # fmt: skip
+
+
+def test_operator_as_the_chart_service_account_cuts_a_backend_over(
+    release: Release, chart_operator: ChartOperator, api_client: client.ApiClient
+) -> None:
+    backends = Backends(api_client, release.watched)
+    backends.core.create_namespaced_secret(
+        release.watched,
+        {"metadata": {"name": "vllm-key"}, "data": {"token": base64.b64encode(API_KEY.encode()).decode()}},
+    )
+    with_key = {"vllm": {"apiKeySecretRef": {"name": "vllm-key", "key": "token"}}}
+    backends.create("chat", vllm_spec(**with_key))
+    first = backends.wait_phase("chat", "Healthy", timeout=90)
+    assert first["activeColor"] == "blue"
+    backends.replace_spec("chat", vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct", **with_key))
+    backends.wait(
+        "chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
+        timeout=90, what="green Healthy after the model change",
+    )  # fmt: skip
+    assert backends.service_selector("chat")["turnout.dev/color"] == "green"
+    assert "Switched" in [reason for _, reason, _ in backends.events("chat")]
+    log = chart_operator.log_path.read_text()
+    assert "Forbidden" not in log, chart_operator.log_tail(80)
+    assert "Not enough permissions" not in log, chart_operator.log_tail(80)  # Kopf's word for a 403
+
+
+def test_operator_identity_cannot_read_secrets_elsewhere_nor_list_them_anywhere(
+    release: Release, api_client: client.ApiClient, as_operator: client.ApiClient
+) -> None:
+    client.CoreV1Api(api_client).create_namespaced_secret(
+        release.elsewhere, {"metadata": {"name": "not-yours"}, "stringData": {"token": "x"}}
+    )
+    core = client.CoreV1Api(as_operator)
+    assert refused(lambda: core.read_namespaced_secret("not-yours", release.elsewhere))
+    assert refused(lambda: core.list_namespaced_secret(release.watched))
+    assert refused(lambda: core.list_secret_for_all_namespaces())
+
+
+def test_operator_identity_cannot_modify_deployments_it_does_not_own_elsewhere(
+    release: Release, api_client: client.ApiClient, as_operator: client.ApiClient
+) -> None:
+    deployment = {
+        "metadata": {"name": "someone-elses", "labels": {"app": "other"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "other"}},
+            "template": {
+                "metadata": {"labels": {"app": "other"}},
+                "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]},
+            },
+        },
+    }
+    client.AppsV1Api(api_client).create_namespaced_deployment(release.elsewhere, deployment)
+    apps = client.AppsV1Api(as_operator)
+    scale_to_zero = {"spec": {"replicas": 0}}
+    assert refused(lambda: apps.patch_namespaced_deployment("someone-elses", release.elsewhere, scale_to_zero))
+    assert refused(lambda: apps.patch_namespaced_deployment_scale("someone-elses", release.elsewhere, scale_to_zero))
+    assert refused(lambda: apps.delete_namespaced_deployment("someone-elses", release.elsewhere))
+    assert refused(
+        lambda: apps.create_namespaced_deployment(release.elsewhere, {**deployment, "metadata": {"name": "x"}})
+    )
+    # Where it does work, it still deletes nothing: Deployments go with their backend, by garbage collection.
+    assert refused(lambda: apps.delete_namespaced_deployment("chat-blue", release.watched))
