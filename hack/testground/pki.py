@@ -19,6 +19,8 @@ class ClusterPki:
     apiserver_key: Path
     admin_cert: Path  # CN=turnout-admin, O=system:masters
     admin_key: Path
+    front_proxy_cert: Path  # the API server's identity towards aggregated APIs
+    front_proxy_key: Path
     service_account_key: Path
     service_account_pub: Path
 
@@ -36,6 +38,8 @@ def create_pki(directory: Path, apiserver_ips: list[str]) -> ClusterPki:
         apiserver_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
         admin_key=directory / "admin.key",
+        front_proxy_cert=directory / "front-proxy.crt",
+        front_proxy_key=directory / "front-proxy.key",
         service_account_key=directory / "sa.key",
         service_account_pub=directory / "sa.pub",
     )
@@ -51,6 +55,7 @@ def create_pki(directory: Path, apiserver_ips: list[str]) -> ClusterPki:
     _leaf(pki, directory, "apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\n"
           "extendedKeyUsage=serverAuth\n")  # fmt: skip
     _leaf(pki, directory, "admin", "/O=system:masters/CN=turnout-admin", "extendedKeyUsage=clientAuth\n")
+    _leaf(pki, directory, "front-proxy", "/CN=turnout-front-proxy", "extendedKeyUsage=clientAuth\n")
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", pki.service_account_key)
     _openssl("ec", "-in", pki.service_account_key, "-pubout", "-out", pki.service_account_pub)
     return pki

@@ -13,19 +13,41 @@ import secrets
 import subprocess
 from dataclasses import dataclass, field
 
-# Link addresses of the veth pair: link-local, so they can never leak beyond this host.
-_HOST_LINK = "169.254.244.1"
-_NS_LINK = "169.254.244.2"
 _LINK_PREFIX = 30
+SLOTS = 4  # test grounds that can run side by side on one host, each with its own addresses
+
+
+class NetworkTaken(RuntimeError):
+    """Another test ground on this host already routes these addresses."""
 
 
 @dataclass(frozen=True)
 class PodNetworkPlan:
-    """Addresses of the test ground's network; every one stays on this host."""
+    """Addresses of the test ground's network; every one stays on this host.
+
+    Slot 0 is the usual 10.244.0.0/16 pods, 10.96.0.0/16 Services; slot k shifts each range
+    so that k test grounds can run at once.
+    """
 
     pod_cidr: str = "10.244.0.0/16"
     node_ip: str = "10.245.0.1"  # kwok's node address: also local in the namespace
     service_cidr: str = "10.96.0.0/16"  # guarded on the host by an unreachable route
+    # The veth pair's /30: link-local, so these addresses can never leave this host.
+    host_link_ip: str = "169.254.244.1"
+    netns_link_ip: str = "169.254.244.2"
+
+    @classmethod
+    def for_slot(cls, slot: int) -> PodNetworkPlan:
+        """The plan of slot ``slot`` (0 to SLOTS - 1)."""
+        if not 0 <= slot < SLOTS:
+            raise ValueError(f"slot must be in 0..{SLOTS - 1}")
+        return cls(
+            pod_cidr=f"10.{244 + 2 * slot}.0.0/16",
+            node_ip=f"10.{245 + 2 * slot}.0.1",
+            service_cidr=f"10.{96 + slot}.0.0/16",
+            host_link_ip=f"169.254.244.{4 * slot + 1}",
+            netns_link_ip=f"169.254.244.{4 * slot + 2}",
+        )
 
     @property
     def kubernetes_service_ip(self) -> str:
@@ -65,29 +87,31 @@ class PodNetwork:
 
     def _build(self) -> None:
         ns, host, peer = self.netns, self.host_veth, self.netns_veth
-        self._step(["ip", "netns", "add", ns], undo=["ip", "netns", "delete", ns])
-        self._step(
-            ["ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns],
-            undo=["ip", "link", "delete", host],
-        )
-        self._step(["ip", "addr", "add", f"{_HOST_LINK}/{_LINK_PREFIX}", "dev", host])
-        self._step(["ip", "link", "set", host, "up"])
-        self._step(["ip", "-n", ns, "addr", "add", f"{_NS_LINK}/{_LINK_PREFIX}", "dev", peer])
-        self._step(["ip", "-n", ns, "link", "set", peer, "up"])
-        self._step(["ip", "-n", ns, "link", "set", "lo", "up"])
-        for prefix in self.plan.owned_prefixes():
-            self._step(["ip", "-n", ns, "route", "add", "local", prefix, "dev", "lo"])
-            self._step(
-                ["ip", "route", "add", prefix, "via", _NS_LINK, "dev", host, "src", _HOST_LINK],
-                undo=["ip", "route", "delete", prefix, "via", _NS_LINK, "dev", host],
-                taken=f"{prefix} is already routed on this host: is another test ground running?",
-            )
+        host_ip, ns_ip = self.plan.host_link_ip, self.plan.netns_link_ip
+        # The guard first: it is the cheapest way to find the slot taken by another test ground.
         guard = self.plan.service_cidr
         self._step(
             ["ip", "route", "add", "unreachable", guard],
             undo=["ip", "route", "delete", "unreachable", guard],
             taken=f"{guard} is already routed on this host: is another test ground running?",
         )
+        self._step(["ip", "netns", "add", ns], undo=["ip", "netns", "delete", ns])
+        self._step(
+            ["ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns],
+            undo=["ip", "link", "delete", host],
+        )
+        self._step(["ip", "addr", "add", f"{host_ip}/{_LINK_PREFIX}", "dev", host])
+        self._step(["ip", "link", "set", host, "up"])
+        self._step(["ip", "-n", ns, "addr", "add", f"{ns_ip}/{_LINK_PREFIX}", "dev", peer])
+        self._step(["ip", "-n", ns, "link", "set", peer, "up"])
+        self._step(["ip", "-n", ns, "link", "set", "lo", "up"])
+        for prefix in self.plan.owned_prefixes():
+            self._step(["ip", "-n", ns, "route", "add", "local", prefix, "dev", "lo"])
+            self._step(
+                ["ip", "route", "add", prefix, "via", ns_ip, "dev", host, "src", host_ip],
+                undo=["ip", "route", "delete", prefix, "via", ns_ip, "dev", host],
+                taken=f"{prefix} is already routed on this host: is another test ground running?",
+            )
 
     def stop(self) -> None:
         """Remove routes, veth pair and namespace, newest first; safe to call twice."""
@@ -98,7 +122,7 @@ class PodNetwork:
         result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
             if taken and "File exists" in result.stderr:
-                raise RuntimeError(taken)
+                raise NetworkTaken(taken)
             raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
         if undo:
             self._undo.append(undo)

@@ -1,0 +1,54 @@
+"""pytest fixtures for e2e tests: ``kube_cluster`` is the local test ground or ``$KUBECONFIG``."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from testground.podnet import PodNetwork
+from testground.supervisor import PodSupervisor
+
+# With TURNOUT_E2E_KUBECONFIG=1 the e2e tests run against the cluster in $KUBECONFIG.
+EXTERNAL_VARIABLE = "TURNOUT_E2E_KUBECONFIG"
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """What an e2e test gets: a kubeconfig, and on the local test ground its network and simulators."""
+
+    kubeconfig: str
+    network: PodNetwork | None = None  # None on an external cluster
+    supervisor: PodSupervisor | None = None
+
+    @property
+    def local(self) -> bool:
+        """True on the local test ground (kwok stages, simulators, pinned version)."""
+        return self.network is not None
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
+    """The cluster the e2e tests run against, for the whole session."""
+    if os.environ.get(EXTERNAL_VARIABLE) == "1":
+        kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        yield KubeCluster(kubeconfig=kubeconfig)
+        return
+    from testground.ground import TestGround
+
+    ground = TestGround()
+    ground.start()
+    print(f"\ntest ground up in {ground.timings['total']} s, pods in {ground.network.plan.pod_cidr}: {ground.timings}")
+    try:
+        assert ground.supervisor is not None
+        yield KubeCluster(ground.kubeconfig, ground.network, ground.supervisor)
+    finally:
+        if request.session.testsfailed:
+            destination = request.config.rootpath / "artifacts" / f"testground-{time.strftime('%Y%m%d-%H%M%S')}"
+            ground.collect_logs(destination)
+            print(f"\ntest ground logs kept in {destination}")
+        ground.stop()
