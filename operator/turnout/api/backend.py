@@ -186,13 +186,20 @@ def _describe(item: ErrorDetails) -> str:
     if kind == "string_pattern_mismatch":
         hint = PATTERN_HINTS.get(str(item.get("ctx", {}).get("pattern")), "has an unexpected form")
         if key_error:
-            return f"{where}: keys {hint} (got {item['input']!r})"
-        return f"{where}: {hint} (got {item['input']!r})"
-    message = item["msg"]
-    if message.startswith("Input should"):
-        # Reads like the API server's own "should be less than or equal to 1", with the value.
-        return f"{where}: {message.removeprefix('Input ')} (got {item['input']!r})"
+            return f"{where}: keys {hint} (got {_shortened(repr(item['input']))})"
+        return f"{where}: {hint} (got {_shortened(repr(item['input']))})"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"{where}: should be an object of fields, not {type(item.get('input')).__name__}"
+    # Reads like the API server's own "should be less than or equal to 1", with the value.
+    message = item["msg"].removeprefix("Input ")
+    value = item.get("input")
+    if isinstance(value, str | int | float | bool):
+        return f"{where}: {message} (got {_shortened(repr(value))})"
     return f"{where}: {message}"
+
+
+def _shortened(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # Fields that are maps: the part after them in an error's location is a key, not a field.

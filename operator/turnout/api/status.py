@@ -55,12 +55,15 @@ class Condition(StatusModel):
     """A Kubernetes API convention condition."""
 
     type: str
+    """Ready, Progressing, Degraded, RolledBack or InvalidSpec."""
     status: str
     """True, False or Unknown."""
     reason: str
     """CamelCase reason, e.g. CheckFailed."""
     message: str = ""
+    """What happened, for a human, saying what to change when the user can."""
     observed_generation: int | None = None
+    """The spec generation the condition describes."""
     last_transition_time: str | None = None
     """RFC 3339 time the status last changed (not the reason or message)."""
 
@@ -72,14 +75,17 @@ class InferenceBackendStatus(StatusModel):
     active_color: Color | None = None
     """The color the Service selects."""
     active_revision: str | None = None
+    """Revision (hash of the pod-affecting spec) the Service serves."""
     preview_color: Color | None = None
     """The color being proven, while a cutover runs."""
     preview_revision: str | None = None
+    """Revision being proven, while a cutover runs."""
     preview_started_at: str | None = None
     """RFC 3339 time the preview color was given its revision; the ready timeout counts from here."""
     previous_color: Color | None = None
     """The color the Service left at the switch, kept warm through the bake and the scale-down delay."""
     previous_revision: str | None = None
+    """Revision the Service left at the switch."""
     switched_at: str | None = None
     """RFC 3339 time the Service last moved; the bake counts from here."""
     scale_down_at: str | None = None
@@ -91,11 +97,16 @@ class InferenceBackendStatus(StatusModel):
     last_failed_revision: str | None = None
     """Never retried until the spec changes again."""
     last_failure_reason: str | None = None
+    """CamelCase reason of the last rollback, e.g. ReadyTimeout or CheckFailed."""
     last_failure_message: str | None = None
+    """What went wrong with the last failed revision."""
     ready_replicas: int = 0
     """Ready pods of the active color."""
     replicas: int = 0
+    """Pods of the active color, for the scale subresource."""
     selector: str | None = None
     """Label selector of the active color's pods, for the scale subresource."""
     observed_generation: int | None = None
+    """The spec generation turnout last acted on."""
     conditions: list[Condition] = Field(default_factory=list)
+    """Ready, Progressing, Degraded, RolledBack and InvalidSpec, by Kubernetes API conventions."""

@@ -217,6 +217,14 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            vllm(template={"env": ["LOG_LEVEL=debug"]}),
+            "spec.template.env[0]: should be an object of fields, not str",
+            ("spec.template.env[0]", "must be of type object"),
+        ),
+        id="env-entry-written-as-a-shell-assignment",
+    ),
+    pytest.param(
+        Case(
             vllm(template={"env": [{"name": "LOG", "value": "1"}, {"name": "LOG", "value": "2"}]}),
             "spec.template.env[1].name: LOG is already set by env[0]; keep one",
             ("spec.template.env[1]", "Duplicate value"),

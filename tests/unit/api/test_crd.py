@@ -93,8 +93,13 @@ def test_only_free_form_fields_keep_unknown_fields(root: dict[str, Any]) -> None
     assert free_form == {".spec.template.affinity", ".spec.template.env[*].valueFrom", ".status.kopf"}
 
 
-def test_every_spec_field_is_documented_for_kubectl_explain(root: dict[str, Any]) -> None:
-    fields = [(path, node) for path, node in nodes(root["properties"]["spec"], ".spec") if path[-1] not in "]}"]
+def test_every_field_is_documented_for_kubectl_explain(root: dict[str, Any]) -> None:
+    fields = [
+        (path, node)
+        for part in ("spec", "status")
+        for path, node in nodes(root["properties"][part], f".{part}")
+        if path[-1] not in "]}" and path != ".status.kopf"
+    ]
     undocumented = [path for path, node in fields if "description" not in node]
     assert undocumented == []
     assert all("\n" not in node.get("description", "") for _, node in nodes(root))
