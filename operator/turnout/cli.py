@@ -65,7 +65,9 @@ def render_stream(backend: Backend, color: Color, active: Color, out: TextIO) ->
         Dumper=ManifestDumper,
         sort_keys=False,
         explicit_start=True,
-        allow_unicode=True,
+        # PyYAML writes NEL and the Unicode line separators raw when allowed to, and reads them back
+        # as line breaks; escaped, every string reads back exactly.
+        allow_unicode=False,
         width=120,
     )
 
@@ -150,11 +152,6 @@ def command_run(arguments: argparse.Namespace) -> int:
         level=logging.DEBUG if arguments.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if arguments.kubeconfig:
-        # Kopf logs in on its own; point it at the same kubeconfig as turnout's client.
-        import os
-
-        os.environ["KUBECONFIG"] = arguments.kubeconfig
     memo = kopf.Memo(cluster=Cluster.connect(arguments.kubeconfig))
     if arguments.metrics_port:
         metrics.serve_metrics(arguments.metrics_port, arguments.bind)

@@ -28,10 +28,28 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.loggers = False  # Events are turnout's own, one per transition
     settings.watching.server_timeout = 300
     settings.persistence.finalizer = "turnout.dev/daemon"
-    memo.setdefault("cluster", None)
-    if memo.cluster is None:
-        memo.cluster = Cluster.connect(memo.get("kubeconfig"))
+    if memo.get("cluster") is None:
+        memo.cluster = Cluster.connect()
     memo.wakers = {}
+
+
+@kopf.on.login()
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """Kopf's watches use the very credentials of turnout's own client (one kubeconfig, one identity)."""
+    configuration = memo.cluster.configuration
+    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, _space, token = (header or "").rpartition(" ")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        scheme=scheme or ("Bearer" if token else None),
+        token=token or None,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+    )
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)

@@ -48,6 +48,7 @@ class Cluster:
     """Reads and writes of the objects around InferenceBackends."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
+        self.configuration: client.Configuration = api_client.configuration
         self._dynamic = DynamicClient(api_client)
         self._core = client.CoreV1Api(api_client)
         self._deployments = self._dynamic.resources.get(api_version="apps/v1", kind="Deployment")
