@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from testground.cluster import LocalCluster
 from testground.podnet import PodNetwork
 from testground.supervisor import PodSupervisor
 
@@ -24,6 +25,7 @@ class KubeCluster:
     kubeconfig: str
     network: PodNetwork | None = None  # None on an external cluster
     supervisor: PodSupervisor | None = None
+    cluster: LocalCluster | None = None  # the local control plane's processes
 
     @property
     def local(self) -> bool:
@@ -44,8 +46,7 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
     ground.start()
     print(f"\ntest ground up in {ground.timings['total']} s, pods in {ground.network.plan.pod_cidr}: {ground.timings}")
     try:
-        assert ground.supervisor is not None
-        yield KubeCluster(ground.kubeconfig, ground.network, ground.supervisor)
+        yield KubeCluster(ground.kubeconfig, ground.network, ground.supervisor, ground.cluster)
     finally:
         if request.session.testsfailed:
             destination = request.config.rootpath / "artifacts" / f"testground-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -278,6 +278,35 @@ def test_pod_network_routes_stay_on_this_host(kube_cluster: KubeCluster) -> None
     assert "No route to host" in guarded.stderr
 
 
+def test_control_plane_listens_on_loopback_and_talks_only_to_loopback_or_the_pod_network(
+    kube_cluster: KubeCluster,
+) -> None:
+    if not kube_cluster.local:
+        pytest.skip("about the local test ground")
+    pids = {f"pid={pid}," for pid in kube_cluster.cluster.pids}
+    ours = [ipaddress.ip_network(prefix) for prefix in kube_cluster.network.plan.owned_prefixes()]
+    sockets = subprocess.run(["ss", "-tuanpH"], capture_output=True, text=True, check=True).stdout
+    seen = 0
+    for line in sockets.splitlines():
+        if not any(pid in line for pid in pids):
+            continue
+        seen += 1
+        _, state, _, _, local, peer, *_ = line.split()
+        if state in ("LISTEN", "UNCONN"):
+            assert socket_ip(local).is_loopback, line
+        else:
+            remote = socket_ip(peer)
+            assert remote.is_loopback or any(remote in prefix for prefix in ours), line
+    assert seen, "found none of the control plane's sockets"
+
+
+def socket_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IP of an ``ss`` address like ``127.0.0.1:80``, ``[::ffff:127.0.0.1]:80`` or ``*:80``."""
+    host = address.rsplit(":", 1)[0].strip("[]").split("%")[0]
+    ip = ipaddress.ip_address("0.0.0.0" if host == "*" else host)
+    return ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
+
+
 def test_apiserver_refuses_loopback_endpoints_which_is_why_pods_live_in_a_netns(
     api_client: client.ApiClient, namespace: str
 ) -> None:
