@@ -107,7 +107,7 @@ class LocalCluster:
             self._wait_healthy(name, url, timeout)
         self._mark("controllers", began)
 
-        api = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))
+        api = client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig)))  # type: ignore[no-untyped-call]
         names = create_fake_nodes(api)
         wait_for(lambda: _all_ready(api, names), timeout=timeout, what=f"nodes {names} Ready")
         self._mark("nodes-ready", began)
@@ -258,11 +258,12 @@ class LocalCluster:
                     raise ComponentFailed(f"{each.name} exited:\n{each.log_tail()}")
             with urllib.request.urlopen(url, timeout=2, context=self._tls_context(url)) as response:
                 body = response.read().decode()
-            return response.status == 200 and (json.loads(body).get("health") == "true"
-                                               if url.endswith("/health") else body == "ok")  # fmt: skip
+            if url.endswith("/health"):  # etcd answers JSON, Kubernetes components a plain "ok"
+                return bool(json.loads(body).get("health") == "true")
+            return bool(response.status == 200 and body == "ok")
 
         try:
-            wait_for(probe, timeout=timeout, what=f"{name} healthy at {url}", interval=0.2)
+            wait_for(probe, timeout=timeout, what=f"{name} healthy at {url}", interval=0.2, fatal=(ComponentFailed,))
         except ComponentFailed:
             raise
         except TimeoutError as error:
@@ -294,6 +295,8 @@ def _all_ready(api: client.CoreV1Api, names: list[str]) -> bool:
     # Ready is not enough: pods wait until the node lifecycle controller lifts the not-ready taint.
     for name in names:
         node = api.read_node(name)
+        if node.status is None or node.spec is None:
+            return False
         ready = [c for c in node.status.conditions or [] if c.type == "Ready"]
         if not ready or ready[0].status != "True":
             return False

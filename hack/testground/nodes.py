@@ -62,5 +62,5 @@ def create_fake_nodes(api: client.CoreV1Api) -> list[str]:
     """Create the two GPU nodes and the CPU node; return their names."""
     nodes = [build_gpu_node(name) for name in GPU_NODES] + [build_cpu_node(name) for name in CPU_NODES]
     for node in nodes:
-        api.create_node(body=node)
+        api.create_node(body=node)  # type: ignore[arg-type]  # the client takes plain dicts too
     return [node["metadata"]["name"] for node in nodes]

@@ -19,11 +19,13 @@ def wait_for(
     timeout: float,
     what: str,
     interval: float = 0.1,
+    fatal: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Call ``probe`` until it returns something truthy and return that value.
 
-    Exceptions from ``probe`` count as "not yet" and the last one is reported on timeout.
-    ``timeout`` and ``interval`` are in seconds.
+    Exceptions from ``probe`` count as "not yet" and the last one is reported on timeout,
+    except those in ``fatal``, which end the wait at once. ``timeout`` and ``interval`` are
+    in seconds.
     """
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -32,7 +34,9 @@ def wait_for(
             value = probe()
             if value:
                 return value
-        except Exception as error:  # any failure means "not ready yet"
+        except fatal:
+            raise
+        except Exception as error:  # any other failure means "not ready yet"
             last_error = error
         if time.monotonic() >= deadline:
             detail = f" (last error: {last_error!r})" if last_error else ""
