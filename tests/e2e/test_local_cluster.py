@@ -24,6 +24,7 @@ from testground.waiting import wait_for
 pytestmark = pytest.mark.e2e
 
 VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 TIMEOUT = 60.0  # seconds for anything the cluster does on its own
 
@@ -67,6 +68,24 @@ def vllm_deployment(name: str, gpus: int, replicas: int = 1) -> dict[str, Any]:
                         "resources": {"limits": {GPU_RESOURCE: str(gpus)}},
                     }],
                 },
+            },
+        },
+    }  # fmt: skip
+
+
+def pause_deployment(name: str, replicas: int) -> dict[str, Any]:
+    """Pods that any cluster can run (the pause image), for tests that need no engine."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "pause", "image": PAUSE_IMAGE,
+                                         "ports": [{"containerPort": 8000, "name": "http"}]}]},
             },
         },
     }  # fmt: skip
@@ -141,7 +160,7 @@ def test_service_gets_an_endpointslice_with_pod_ips_and_deleting_the_deployment_
 ) -> None:
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     discovery = client.DiscoveryV1Api(api_client)
-    apps.create_namespaced_deployment(namespace, vllm_deployment("web", gpus=1, replicas=2))
+    apps.create_namespaced_deployment(namespace, pause_deployment("web", replicas=2))
     core.create_namespaced_service(namespace, {
         "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 8000, "targetPort": "http"}]},
