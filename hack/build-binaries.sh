@@ -37,6 +37,7 @@ with_progress() {
 build_kube() {
   local dest=$cache/bin/kubernetes/$KUBERNETES_VERSION
   local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  lock_component kubernetes
   if all_present "$dest" "${bins[@]}"; then echo "KUBE_BIN=$dest"; return; fi
   local work=$cache/src/kubernetes-$KUBERNETES_VERSION
   mkdir -p "$work" "$dest"
@@ -88,6 +89,7 @@ GO
 # etcd's server/go.mod points at ../ directories; a wrapper module requires it at its version.
 build_etcd() {
   local dest=$cache/bin/etcd/$ETCD_VERSION
+  lock_component etcd
   if all_present "$dest" etcd; then echo "ETCD_BIN=$dest"; return; fi
   local work=$cache/src/etcd-$ETCD_VERSION
   mkdir -p "$work" "$dest"
@@ -127,6 +129,7 @@ GO
 # kwok's and helm's modules have no local replaces: `go install pkg@version` works as is.
 build_kwok() {
   local dest=$cache/bin/kwok/$KWOK_VERSION
+  lock_component kwok
   if all_present "$dest" kwok kwokctl; then echo "KWOK_BIN=$dest"; return; fi
   mkdir -p "$dest"
   for bin in kwok kwokctl; do
@@ -138,11 +141,23 @@ build_kwok() {
 
 build_helm() {
   local dest=$cache/bin/helm/$HELM_VERSION
+  lock_component helm
   if all_present "$dest" helm; then echo "HELM_BIN=$dest"; return; fi
   mkdir -p "$dest"
   local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   GOBIN=$dest with_progress "helm $HELM_VERSION" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
   echo "HELM_BIN=$dest"
+}
+
+# Holds a per-component lock until the next call or exit: two runs on a cold cache (two test
+# sessions at once) would otherwise write the same files.
+lock_component() {
+  mkdir -p "$cache"
+  exec 9>"$cache/.lock-$1"
+  if ! flock -n 9; then
+    log "$1: waiting for another build of it to finish"
+    flock 9
+  fi
 }
 
 all_present() {
