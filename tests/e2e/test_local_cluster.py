@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from testground.binaries import ensure_binaries, pinned_versions
@@ -29,23 +27,7 @@ GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedu
 TIMEOUT = 60.0  # seconds for anything the cluster does on its own
 
 
-@pytest.fixture(scope="module")
-def api_client(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
-    api = config.new_client_from_config(config_file=kube_cluster.kubeconfig)
-    yield api
-    api.close()
-
-
-@pytest.fixture
-def namespace(api_client: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace with its default ServiceAccount, deleted after the test."""
-    core = client.CoreV1Api(api_client)
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    core.create_namespace({"metadata": {"name": name}})
-    wait_for(lambda: core.read_namespaced_service_account("default", name), timeout=TIMEOUT,
-             what=f"ServiceAccount {name}/default")  # fmt: skip
-    yield name
-    core.delete_namespace(name)
+# api_client and namespace come from tests/e2e/conftest.py.
 
 
 def vllm_deployment(name: str, gpus: int, replicas: int = 1) -> dict[str, Any]:
