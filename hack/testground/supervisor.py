@@ -1,0 +1,207 @@
+"""Watch pods and run an engine simulator on each engine pod's IP and port, as its annotations say.
+
+The mapping from a pod to its simulator is `podspec.pod_sim` (the contract is documented there).
+Changing annotation `sim.turnout.dev/behaviour` on a running pod changes its simulator's behaviour
+at once, e.g. `kubectl annotate pod chat-green-x sim.turnout.dev/behaviour=fail-after:0 --overwrite`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import threading
+from typing import Any
+
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from testground.podspec import PodConfigError, PodSim, pod_sim
+from testground.simhost_client import SimHostError, SimHostProcess
+
+log = logging.getLogger(__name__)
+
+# A watch ends after this long and restarts; pods still waiting for a Secret are retried then.
+_WATCH_SECONDS = 20
+
+
+class PodSupervisor:
+    """Runs simulators for the pods of the cluster in `kubeconfig`, inside network namespace `netns`.
+
+    `netns=None` runs them in this namespace (only for loopback tests). `log_path` receives the
+    simulators' log. `start()` serves the pods that exist before it returns; `stop()` ends every
+    simulator. Also a context manager.
+    """
+
+    def __init__(self, kubeconfig: str, netns: str | None, log_path: str | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.netns = netns
+        self.simhost = SimHostProcess(netns, log_path)
+        self._api: Any = None
+        self._core: Any = None
+        self._running: dict[str, PodSim] = {}  # by pod uid
+        self._complaints: dict[str, str] = {}  # by pod uid: the last reason it is not served
+        self._waiting_for_secret: dict[str, dict[str, Any]] = {}  # by pod uid: the pod
+        self._stopping = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PodSupervisor:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the simhost, serve the pods there are, then follow changes in a thread."""
+        self._api = config.new_client_from_config(config_file=self.kubeconfig)
+        self._core = client.CoreV1Api(self._api)
+        self.simhost.start()
+        try:
+            version = self._resync()
+        except BaseException:
+            self.stop()
+            raise
+        self._thread = threading.Thread(target=self._follow, args=(version,), name="pod-supervisor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop following pods and end every simulator."""
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            # Watch.stop() unblocks a read in progress; repeat it in case a new watch was opening.
+            for _ in range(int(timeout * 10)):
+                if self._watch is not None:
+                    self._watch.stop()
+                thread.join(0.1)
+                if not thread.is_alive():
+                    break
+            else:
+                log.error("the pod watch did not stop within %s s", timeout)
+        self.simhost.close()
+        self._running.clear()
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def simulators(self) -> list[dict[str, Any]]:
+        """What the simhost runs now: id (`namespace/name/uid`), host, port, engine, behaviour, ..."""
+        return self.simhost.simulators()
+
+    def _follow(self, version: str | None) -> None:
+        while not self._stopping.is_set():
+            try:
+                if version is None:
+                    version = self._resync()
+                else:
+                    self._retry_secrets()
+                version = self._watch_from(version)
+            except ApiException as error:
+                if error.status != 410:
+                    log.warning("pod watch failed: %s %s; listing again", error.status, error.reason)
+                    self._stopping.wait(1.0)
+                version = None
+            except Exception:
+                if self._stopping.is_set():
+                    break
+                log.exception("pod watch failed; listing again")
+                self._stopping.wait(1.0)
+                version = None
+
+    def _watch_from(self, version: str) -> str:
+        """Apply pod events from `version` until the watch ends; returns the last version seen."""
+        self._watch = watch.Watch()
+        for event in self._watch.stream(
+            self._core.list_pod_for_all_namespaces,
+            resource_version=version,
+            timeout_seconds=_WATCH_SECONDS,
+            allow_watch_bookmarks=True,
+            deserialize=False,
+        ):
+            if self._stopping.is_set():
+                break
+            pod = event["object"]
+            version = pod.get("metadata", {}).get("resourceVersion") or version
+            if event["type"] == "DELETED":
+                self._forget(pod["metadata"]["uid"])
+            elif event["type"] in ("ADDED", "MODIFIED"):
+                self._observe(pod)
+        return version
+
+    def _resync(self) -> str:
+        """List every pod, serve what should run and stop what should not; returns the list's version."""
+        listing = self._api.sanitize_for_serialization(self._core.list_pod_for_all_namespaces())
+        pods = {p["metadata"]["uid"]: p for p in listing.get("items", [])}
+        for uid in set(self._running) - set(pods):
+            self._forget(uid)
+        for pod in pods.values():
+            self._observe(pod)
+        return str(listing["metadata"]["resourceVersion"])
+
+    def _retry_secrets(self) -> None:
+        for pod in list(self._waiting_for_secret.values()):
+            self._observe(pod)
+
+    def _observe(self, pod: dict[str, Any]) -> None:
+        """Make the pod's simulator match the pod."""
+        uid = pod["metadata"]["uid"]
+        self._waiting_for_secret.pop(uid, None)
+        try:
+            want = pod_sim(pod)
+        except PodConfigError as error:
+            self._complain(uid, f"pod {pod['metadata'].get('namespace')}/{pod['metadata'].get('name')}: {error}")
+            want = None
+        have = self._running.get(uid)
+        if want is None:
+            if have is not None:
+                self._forget(uid)
+            return
+        self._complaints.pop(uid, None)
+        try:
+            if have is not None and dataclasses.replace(have, behaviour=want.behaviour) == want:
+                if have.behaviour != want.behaviour:
+                    self.simhost.update(want.id, want.behaviour)
+                    self._running[uid] = want
+                return
+            api_key = self._read_key(want, pod)
+            if want.api_key_ref is not None and api_key is None:
+                return
+            self.simhost.serve(want.id, want.host, want.port, want.config(api_key), want.behaviour)
+            self._running[uid] = want
+        except SimHostError as error:
+            self._running.pop(uid, None)
+            self._complain(uid, f"simulator for {want.id} on {want.host}:{want.port}: {error}")
+
+    def _forget(self, uid: str) -> None:
+        self._waiting_for_secret.pop(uid, None)
+        self._complaints.pop(uid, None)
+        have = self._running.pop(uid, None)
+        if have is not None:
+            try:
+                self.simhost.stop_simulator(have.id)
+            except SimHostError as error:
+                log.warning("could not stop the simulator of %s: %s", have.id, error)
+
+    def _read_key(self, want: PodSim, pod: dict[str, Any]) -> str | None:
+        """The API key from the pod's Secret, or None (then the pod waits for the Secret)."""
+        ref = want.api_key_ref
+        if ref is None:
+            return None
+        try:
+            secret = self._core.read_namespaced_secret(ref.name, ref.namespace)
+            return base64.b64decode((secret.data or {})[ref.key]).decode()
+        except (ApiException, KeyError) as error:
+            reason = getattr(error, "reason", None) or f"no key {ref.key!r}"
+            self._complain(
+                pod["metadata"]["uid"], f"{want.id} waits for Secret {ref.namespace}/{ref.name} key {ref.key}: {reason}"
+            )
+            self._waiting_for_secret[pod["metadata"]["uid"]] = pod
+            return None
+
+    def _complain(self, uid: str, message: str) -> None:
+        # Once per pod and reason: pods change status often, the log should not repeat itself.
+        if self._complaints.get(uid) != message:
+            self._complaints[uid] = message
+            log.warning("%s", message)
