@@ -143,3 +143,15 @@ def test_only_running_containers_with_an_ip_are_served(shape: dict[str, Any]) ->
 
 def test_other_pods_get_nothing() -> None:
     assert pod_sim(pod({"image": "nginx"})) is None
+
+
+def test_vllm_serve_with_the_model_first_and_single_word_flags() -> None:
+    container = {
+        "image": "vllm/vllm-openai:v0.11.0",
+        "command": ["vllm", "serve"],
+        "args": ["meta-llama/Llama-3.1-8B-Instruct", "--served-model-name=chat", "--tensor-parallel-size=2",
+                 "--enable-prefix-caching", "--port=8000"],
+    }  # fmt: skip
+    sim = pod_sim(pod(container))
+    assert sim is not None
+    assert (sim.models, sim.root, sim.port) == (("chat",), "meta-llama/Llama-3.1-8B-Instruct", 8000)
