@@ -9,6 +9,8 @@ the host: nothing in the test ground may send a ClusterIP packet anywhere else.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import secrets
 import subprocess
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ class PodNetworkPlan:
     # The veth pair's /30: link-local, so these addresses can never leave this host.
     host_link_ip: str = "169.254.244.1"
     netns_link_ip: str = "169.254.244.2"
+    slot: int | None = 0  # None: addresses of the caller's choosing, not one of the slots
 
     @classmethod
     def for_slot(cls, slot: int) -> PodNetworkPlan:
@@ -47,6 +50,7 @@ class PodNetworkPlan:
             service_cidr=f"10.{96 + slot}.0.0/16",
             host_link_ip=f"169.254.244.{4 * slot + 1}",
             netns_link_ip=f"169.254.244.{4 * slot + 2}",
+            slot=slot,
         )
 
     @property
@@ -64,8 +68,13 @@ class PodNetwork:
     """A network namespace with a veth pair to the host; ``start`` builds it, ``stop`` removes all."""
 
     plan: PodNetworkPlan = field(default_factory=PodNetworkPlan)
-    netns: str = field(default_factory=lambda: f"turnout-{secrets.token_hex(3)}")
+    netns: str = ""  # default: turnout-<slot>-<our pid>-<random>, see reap_stale_networks
     _undo: list[list[str]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.netns:
+            slot = "x" if self.plan.slot is None else str(self.plan.slot)
+            self.netns = f"turnout-{slot}-{os.getpid()}-{secrets.token_hex(1)}"
 
     @property
     def host_veth(self) -> str:
@@ -126,3 +135,41 @@ class PodNetwork:
             raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
         if undo:
             self._undo.append(undo)
+
+
+_OWNED_NETNS = re.compile(r"turnout-(?P<slot>\d|x)-(?P<pid>\d+)-[0-9a-f]{2}")
+
+
+def reap_stale_networks() -> list[str]:
+    """Remove the pod networks of test grounds that died without stopping (killed, say).
+
+    A network is stale when the process that made it is gone and no process runs inside it.
+    Deleting the namespace takes the veth pair and its routes along; the slot's Service CIDR
+    guard is deleted here. Returns the names of the namespaces removed.
+    """
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    reaped = []
+    for line in listing.splitlines():
+        match = _OWNED_NETNS.fullmatch(line.split(" ")[0])
+        if not match or _alive(int(match["pid"])):
+            continue
+        name = match.group(0)
+        inside = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
+        if inside.strip():
+            continue
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        if match["slot"] != "x":
+            guard = PodNetworkPlan.for_slot(int(match["slot"])).service_cidr
+            subprocess.run(["ip", "route", "delete", "unreachable", guard], capture_output=True)
+        reaped.append(name)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,10 +43,15 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
         return
     from testground.ground import TestGround
 
+    # `timeout` and CI runners stop pytest with SIGTERM: make it an interrupt, so the teardown
+    # below still stops the cluster and removes the network namespace and routes.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     ground = TestGround()
-    ground.start()
-    print(f"\ntest ground up in {ground.timings['total']} s, pods in {ground.network.plan.pod_cidr}: {ground.timings}")
     try:
+        ground.start()
+        print(
+            f"\ntest ground up in {ground.timings['total']} s, pods in {ground.network.plan.pod_cidr}: {ground.timings}"
+        )
         yield KubeCluster(ground.kubeconfig, ground.network, ground.supervisor, ground.cluster)
     finally:
         if request.session.testsfailed:
@@ -53,3 +59,8 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
             ground.collect_logs(destination)
             print(f"\ntest ground logs kept in {destination}")
         ground.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
