@@ -4,6 +4,7 @@ pod IPs that answer from the simulators, and pods that fail the way real ones do
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 from typing import Any
 
@@ -114,6 +115,13 @@ def test_gpu_deployment_lands_on_a_gpu_node_and_its_pod_ip_serves_the_model(
             response = wait_for(lambda url=url: http.get(url), timeout=TIMEOUT, what=f"simulator at {url}")
             assert response.status_code == 200
             assert [model["id"] for model in response.json()["data"]] == ["x"]
+
+    # The API server, on the host, dials pod IPs too (its proxy refuses loopback addresses).
+    name = pods[0].metadata.name
+    proxied = core.connect_get_namespaced_pod_proxy_with_path(
+        f"{name}:8000", namespace, "v1/models", _preload_content=False
+    )
+    assert [model["id"] for model in json.loads(proxied.data)["data"]] == ["x"]
 
 
 def test_more_gpus_than_any_node_has_stays_pending_as_unschedulable(
