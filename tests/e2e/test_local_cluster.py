@@ -207,6 +207,16 @@ def watch_container_states(core: client.CoreV1Api, namespace: str, name: str,
     raise AssertionError(f"pod {name} never reached the expected state; saw {len(seen)} versions")
 
 
+def wait_for_event(core: client.CoreV1Api, namespace: str, pod: str, reason: str) -> None:
+    """Wait for a Warning event about ``pod`` with ``reason``, as a kubelet would record."""
+
+    def recorded() -> bool:
+        events = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={pod}").items
+        return any(e.reason == reason and e.type == "Warning" for e in events)
+
+    wait_for(recorded, timeout=TIMEOUT, what=f"Warning event {reason} for pod {pod}")
+
+
 def container(pod: client.V1Pod) -> client.V1ContainerStatus | None:
     statuses = pod.status.container_statuses or []
     return statuses[0] if statuses else None
@@ -229,6 +239,7 @@ def test_image_pull_back_off_fault_keeps_the_pod_pending(
     assert pod.status.phase == "Pending"
     assert not is_ready(pod)
     assert VLLM_IMAGE in container(pod).state.waiting.message
+    wait_for_event(core, namespace, "pull", "Failed")
 
 
 @pytest.mark.parametrize(("fault", "reason", "exit_code"), [
@@ -256,6 +267,7 @@ def test_crash_faults_exit_then_loop_in_crash_loop_back_off_with_rising_restarts
     assert not is_ready(pod)
     last = container(pod).last_state.terminated
     assert (last.reason, last.exit_code) == (reason, exit_code)
+    wait_for_event(core, namespace, "crash", "BackOff")
 
 
 def test_never_ready_fault_runs_with_an_ip_but_is_not_ready(
