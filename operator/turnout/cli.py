@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -89,7 +90,12 @@ def command_render(arguments: argparse.Namespace) -> int:
         return 1
     color = Color(arguments.color)
     active = Color(arguments.active) if arguments.active else color
-    render_stream(backend, color, active, sys.stdout)
+    try:
+        render_stream(backend, color, active, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`| head`); point stdout at nothing so exiting does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

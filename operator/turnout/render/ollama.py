@@ -46,7 +46,7 @@ def ollama_models_dir(backend: Backend, color: Color) -> str:
     The served-name alias is a manifest in this directory; shared between colors, aliasing a new
     model would silently change what the still-active color serves under that name.
     """
-    return f"{backend.model_mount_path}/ollama/{color.value}"
+    return f"{backend.model_mount_path.rstrip('/')}/ollama/{color.value}"
 
 
 def ollama_env(backend: Backend, color: Color) -> list[KubeObject]:

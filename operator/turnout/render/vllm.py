@@ -38,7 +38,7 @@ def vllm_args(backend: Backend) -> list[str]:
 
 def vllm_env(backend: Backend) -> list[KubeObject]:
     """HF_HOME on the model volume (hub downloads survive restarts), and the API key by reference."""
-    env = [env_value("HF_HOME", f"{backend.model_mount_path}/huggingface")]
+    env = [env_value("HF_HOME", f"{backend.model_mount_path.rstrip('/')}/huggingface")]
     key = backend.spec.vllm.api_key_secret_ref
     if key is not None:
         # vLLM reads the key from its environment; an argument would show in `ps` and the pod spec.

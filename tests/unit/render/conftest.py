@@ -29,7 +29,7 @@ def schema_version() -> str:
     """The newest schema kubernetes-validate ships that is not newer than the control plane's."""
     wanted = tuple(int(part) for part in kubernetes_minor().split("."))
     shipped = [v for v in kube_schemas.all_versions() if tuple(int(p) for p in v.split(".")[:2]) <= wanted]
-    return shipped[-1]
+    return str(shipped[-1])
 
 
 @functools.cache
