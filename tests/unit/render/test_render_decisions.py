@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import InferenceBackendSpec
@@ -13,6 +15,7 @@ from turnout.render import render_backend, render_deployment, render_model_claim
 from turnout.render.vllm import STARTUP_BUDGET_SECONDS
 
 GPU = "nvidia.com/gpu"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def vllm_backend(**spec: Any) -> Backend:
@@ -249,3 +252,16 @@ def test_model_claim_only_when_turnout_creates_it() -> None:
         "Deployment",
         "Service",
     ]
+
+
+def test_switching_the_fallback_example_to_ollama_keeps_what_clients_see() -> None:
+    example = yaml.safe_load((REPO / "examples" / "vllm-to-ollama-fallback.yaml").read_text())
+    on_vllm = Backend.parse("support-bot", "ml", example["spec"])
+    switched = {**example["spec"], "engine": "ollama", "model": {**example["spec"]["model"], "name": "qwen2.5:7b"}}
+    on_ollama = Backend.parse("support-bot", "ml", switched)
+    before, after = render_service(on_vllm, Color.BLUE), render_service(on_ollama, Color.BLUE)
+    assert after["spec"] == before["spec"]
+    assert after["metadata"]["name"] == before["metadata"]["name"]
+    assert env_of(on_ollama)["TURNOUT_SERVED_NAME"] == "support-bot"
+    assert "--served-model-name=support-bot" in container(on_vllm)["args"]
+    assert on_ollama.revision != on_vllm.revision
