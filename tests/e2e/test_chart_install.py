@@ -159,6 +159,14 @@ def as_operator(release: Release) -> Iterator[client.ApiClient]:
     api.close()
 
 
+def missing(call: Any) -> bool:
+    try:
+        call()
+    except ApiException as error:
+        return error.status == 404
+    return False
+
+
 def refused(call: Any) -> bool:
     try:
         call()
@@ -185,25 +193,46 @@ def test_helm_install_creates_the_operator_with_roles_only_where_it_watches(
     )  # fmt: skip
 
 
-def test_operator_as_the_chart_service_account_cuts_a_backend_over(
+def test_operator_as_the_chart_service_account_runs_a_backend_from_create_to_delete(
     release: Release, chart_operator: ChartOperator, api_client: client.ApiClient
 ) -> None:
+    """Every namespaced rule in use: the key Secret, the claim, both colors, the switch, Events, deletion."""
     backends = Backends(api_client, release.watched)
     backends.core.create_namespaced_secret(
         release.watched,
         {"metadata": {"name": "vllm-key"}, "data": {"token": base64.b64encode(API_KEY.encode()).decode()}},
     )
-    with_key = {"vllm": {"apiKeySecretRef": {"name": "vllm-key", "key": "token"}}}
-    backends.create("chat", vllm_spec(**with_key))
-    first = backends.wait_phase("chat", "Healthy", timeout=90)
-    assert first["activeColor"] == "blue"
-    backends.replace_spec("chat", vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct", **with_key))
+
+    def spec(model: str) -> dict[str, Any]:
+        return vllm_spec(model=model, vllm={"apiKeySecretRef": {"name": "vllm-key", "key": "token"}})
+
+    backends.create("chat", spec("meta-llama/Llama-3.1-8B-Instruct"))
+    assert backends.wait_phase("chat", "Healthy", timeout=90)["activeColor"] == "blue"
+    backends.replace_spec("chat", spec("meta-llama/Llama-3.2-3B-Instruct"))
     backends.wait(
         "chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
         timeout=90, what="green Healthy after the model change",
     )  # fmt: skip
     assert backends.service_selector("chat")["turnout.dev/color"] == "green"
+    wait_for(lambda: backends.deployment_replicas("chat-blue") == 0, timeout=30, what="blue scaled to zero")
     assert "Switched" in [reason for _, reason, _ in backends.events("chat")]
+
+    backends.delete("chat")  # the operator removes its finalizer; the garbage collector takes the rest
+    wait_for(lambda: missing(lambda: backends.get("chat")), timeout=60, what="the backend gone")
+    wait_for(lambda: backends.deployment_replicas("chat-green") is None, timeout=60, what="Deployments collected")
+
+    # The model claim: looked up and created by the operator (the test ground binds no volumes, so
+    # this backend's pods stay Pending; the claim is what is checked here).
+    stored = spec("meta-llama/Llama-3.1-8B-Instruct")
+    stored["model"]["storage"] = {"create": True, "size": "10Gi", "accessModes": ["ReadWriteOnce"]}
+    backends.create("stored", stored)
+    claim = wait_for(
+        lambda: backends.core.read_namespaced_persistent_volume_claim("stored-models", release.watched),
+        timeout=60, what="the model claim created by the operator",
+    )  # fmt: skip
+    assert claim.metadata.annotations["turnout.dev/created-by"] == "turnout"
+    backends.delete("stored")
+    wait_for(lambda: missing(lambda: backends.get("stored")), timeout=60, what="the second backend gone")
     log = chart_operator.log_path.read_text()
     assert "Forbidden" not in log, chart_operator.log_tail(80)
     assert "Not enough permissions" not in log, chart_operator.log_tail(80)  # Kopf's word for a 403
