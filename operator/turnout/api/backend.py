@@ -91,13 +91,20 @@ class Backend:
                     f"(got tensorParallelSize {spec.vllm.tensor_parallel_size}, gpus {self.gpus})"
                 )
             found.extend(_extra_args_problems(spec.vllm.extra_args))
-        if spec.engine is Engine.OLLAMA and not OLLAMA_MODEL_PATTERN.fullmatch(spec.model.name):
-            found.append(f"spec.model.name: {rules.OLLAMA_MODEL_NAME} (got {spec.model.name!r})")
+        if spec.engine is Engine.OLLAMA and not OLLAMA_MODEL_PATTERN.fullmatch(self.model_name):
+            field = "spec.ollama.model" if spec.ollama.model else "spec.model.name"
+            found.append(f"{field}: {rules.OLLAMA_MODEL_NAME} (got {self.model_name!r})")
         return found
 
     @property
     def engine(self) -> Engine:
         return self.spec.engine
+
+    @property
+    def model_name(self) -> str:
+        """The model the active engine serves: its own `model` if set, else `model.name`."""
+        override = self.spec.vllm.model if self.spec.engine is Engine.VLLM else self.spec.ollama.model
+        return override or self.spec.model.name
 
     @property
     def served_name(self) -> str:
@@ -153,13 +160,14 @@ class Backend:
         engine_options = spec.vllm if spec.engine is Engine.VLLM else spec.ollama
         pod_affecting = {
             "engine": spec.engine.value,
-            "model": spec.model.name,
+            "model": self.model_name,
             "servedName": self.served_name,
             "claimName": self.claim_name,
             "mountPath": self.model_mount_path,
             "image": self.image,
             "resources": {"gpus": self.gpus, "cpu": spec.resources.cpu, "memory": spec.resources.memory},
-            "engineOptions": engine_options.model_dump(mode="json", by_alias=True),
+            # The engine's own `model` is in "model" already.
+            "engineOptions": engine_options.model_dump(mode="json", by_alias=True, exclude={"model"}),
             "tensorParallelSize": self.tensor_parallel_size if spec.engine is Engine.VLLM else None,
             "template": spec.template.model_dump(mode="json", by_alias=True),
         }

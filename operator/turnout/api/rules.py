@@ -60,10 +60,11 @@ NAME_NOT_SERVICE_NAME = (
 )
 VLLM_NEEDS_GPU = "vLLM needs at least 1 GPU per replica; set resources.gpus to 1 or more, or use engine ollama"
 TP_MUST_DIVIDE_GPUS = (
-    "tensorParallelSize must divide resources.gpus (the GPUs per replica, 1 when unset); "
-    "use a divisor of the GPU count"
+    "tensorParallelSize must divide resources.gpus (the GPUs per replica, 1 when unset); use a divisor of the GPU count"
 )
-OLLAMA_MODEL_NAME = "with engine ollama, model.name must be an Ollama model such as llama3:8b or qwen2.5:0.5b"
+OLLAMA_MODEL_NAME = (
+    "with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b or qwen2.5:0.5b"
+)
 RWOP_NEEDS_ONE_POD = (
     "a ReadWriteOncePod claim can be mounted by one pod only; use ReadWriteMany (or ReadOnlyMany for "
     "pre-loaded weights), or rollout.strategy Recreate with replicas 1"
@@ -103,8 +104,7 @@ _OWNED_FLAG_SPELLINGS = OWNED_VLLM_FLAGS + tuple(
     "--" + flag[2:].replace("-", "_") for flag in OWNED_VLLM_FLAGS if "-" in flag[2:]
 )
 ONE_ARGV_WORD = (
-    "each item is one argv word: put a flag and its value in two items, or join them with '=' "
-    "(--max-num-seqs=64)"
+    "each item is one argv word: put a flag and its value in two items, or join them with '=' (--max-num-seqs=64)"
 )
 OWNED_ENV_VAR = (
     "turnout sets this variable itself (" + ", ".join(OWNED_ENV) + f", {OWNED_ENV_PREFIX}*); "
@@ -112,8 +112,7 @@ OWNED_ENV_VAR = (
 )
 ENV_VALUE_AND_VALUE_FROM = "set either value or valueFrom, not both"
 RESERVED_LABEL = (
-    "turnout sets " + ", ".join(RESERVED_LABELS) + f" and {RESERVED_LABEL_PREFIX}* itself; "
-    "remove them from podLabels"
+    "turnout sets " + ", ".join(RESERVED_LABELS) + f" and {RESERVED_LABEL_PREFIX}* itself; remove them from podLabels"
 )
 TOLERATION_EXISTS_WITH_VALUE = "a toleration with operator Exists matches any value; leave value empty"
 TOLERATION_WITHOUT_KEY = "a toleration without a key matches every taint and needs operator Exists"
@@ -156,7 +155,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         ("spec",),
-        f"self.engine != 'ollama' || self.model.name.matches(r'{OLLAMA_MODEL_PATTERN}')",
+        f"self.engine != 'ollama' || (has(self.ollama) && has(self.ollama.model) ? self.ollama.model : "
+        f"self.model.name).matches(r'{OLLAMA_MODEL_PATTERN}')",
         OLLAMA_MODEL_NAME,
         ".model.name",
     ),

@@ -66,9 +66,7 @@ def _convert(node: Schema, defs: dict[str, Schema], keep_defaults: bool, where: 
         elif key == "pattern":
             out.setdefault("x-kubernetes-validations", []).append(_pattern_rule(value, where))
         elif key == "properties":
-            out[key] = {
-                name: _convert(child, defs, keep_defaults, f"{where}.{name}") for name, child in value.items()
-            }
+            out[key] = {name: _convert(child, defs, keep_defaults, f"{where}.{name}") for name, child in value.items()}
         elif key == "items":
             out[key] = _convert(value, defs, keep_defaults, f"{where}[*]")
         elif key == "additionalProperties":

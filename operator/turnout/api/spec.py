@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 # Kubernetes quantities ("8", "500m", "64Gi", "1.5G"): checked here so a typo is an InvalidSpec,
@@ -31,6 +31,8 @@ QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_NAME_PATTERN,
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN, max_length=63)]
 NO_SPACE_PATTERN = r"^[^\s\x00]+$"
+# vLLM reads a model that starts with '-' as a flag, so neither engine gets one.
+MODEL_PATTERN = r"^[^\s\x00-][^\s\x00]*$"
 SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+/?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
@@ -53,10 +55,12 @@ PATTERN_HINTS: dict[str, str] = {
         "at most 63 characters after an optional DNS prefix and '/'"
     ),
     LABEL_VALUE_PATTERN: (
-        "must be a label value: at most 63 letters, digits, '-', '_' or '.', "
-        "starting and ending with a letter or digit"
+        "must be a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
     ),
     NO_SPACE_PATTERN: "must not be empty or contain whitespace",
+    MODEL_PATTERN: (
+        "must be a model such as org/model, /data/models/m or llama3:8b: no whitespace, not starting with '-'"
+    ),
     SERVED_NAME_PATTERN: (
         "must be a model name such as chat or org/model:v1: letters, digits and '.', '_', ':', '/', '-', "
         "starting with a letter or digit"
@@ -65,6 +69,9 @@ PATTERN_HINTS: dict[str, str] = {
     SECRET_KEY_PATTERN: "must be a Secret key such as token: letters, digits, '-', '_' and '.'",
     KEEP_ALIVE_PATTERN: "must be a duration such as 30m or 24h, a number of seconds, or -1 to keep models loaded",
 }
+
+
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=MODEL_PATTERN)]
 
 
 class Model(BaseModel):
@@ -147,12 +154,13 @@ class Storage(Model):
 class ModelSource(Model):
     """Which model to serve and under which name."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=NO_SPACE_PATTERN)]
+    name: ModelName
     """vLLM: a path on the model volume or a Hugging Face hub id (cached on the volume).
-    Ollama: a model tag such as `llama3:8b` (no tag means `:latest`)."""
-    served_name: Annotated[
-        str, StringConstraints(min_length=1, max_length=256, pattern=SERVED_NAME_PATTERN)
-    ] | None = None
+    Ollama: a model tag such as `llama3:8b` (no tag means `:latest`). `vllm.model` and
+    `ollama.model` override it per engine, so that switching `engine` is one setting."""
+    served_name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=SERVED_NAME_PATTERN)] | None = (
+        None
+    )
     """The model name clients send, the same on both engines. Default: the backend's name."""
     storage: Storage | None = None
     """The shared model volume. Without it each pod gets an empty scratch volume and downloads
@@ -183,6 +191,9 @@ class Vllm(Model):
     """vLLM options. turnout owns `--model`, `--served-model-name`, `--port`, the parallelism and
     the API key; everything else can go in `extraArgs`."""
 
+    model: ModelName | None = None
+    """The model vLLM serves (a path on the model volume or a hub id), instead of `model.name`."""
+
     tensor_parallel_size: Annotated[int, Field(ge=1, le=64)] | None = None
     """`--tensor-parallel-size`. Must divide `resources.gpus`. Default: all GPUs of the replica."""
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
@@ -203,6 +214,9 @@ class Vllm(Model):
 
 class Ollama(Model):
     """Ollama options, passed as environment variables."""
+
+    model: ModelName | None = None
+    """The Ollama model Ollama serves (e.g. `llama3.1:8b`), instead of `model.name`."""
 
     keep_alive: Annotated[str, StringConstraints(pattern=KEEP_ALIVE_PATTERN, max_length=32)] = "24h"
     """`OLLAMA_KEEP_ALIVE`: how long a model stays loaded after a request (`-1` forever)."""
@@ -300,6 +314,26 @@ Toleration = Annotated[dict[str, Any], WithJsonSchema(TOLERATION_SCHEMA)]
 EnvVar = Annotated[dict[str, Any], WithJsonSchema(ENV_VAR_SCHEMA)]
 
 
+def _affinity_fits(affinity: dict[str, Any]) -> dict[str, Any]:
+    """Refuse what no Kubernetes Affinity holds: other top-level keys, or keys past 253 characters."""
+    unknown = set(affinity) - {"nodeAffinity", "podAffinity", "podAntiAffinity"}
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}; an Affinity has nodeAffinity, podAffinity, podAntiAffinity")
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if len(str(key)) > 253:
+                    raise ValueError(f"a key of {len(str(key))} characters is no Affinity field")
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(affinity)
+    return affinity
+
+
 class PodTemplate(Model):
     """Overrides for the engine's pods. Values are copied into the Deployment as given."""
 
@@ -309,7 +343,7 @@ class PodTemplate(Model):
     """Node labels the pods must match, e.g. `{"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}`."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     """Added to the `nvidia.com/gpu` toleration turnout sets for GPU pods."""
-    affinity: dict[str, Any] = Field(default_factory=dict)
+    affinity: Annotated[dict[str, Any], AfterValidator(_affinity_fits)] = Field(default_factory=dict)
     """A Kubernetes Affinity, copied into the pods as given."""
     env: list[EnvVar] = Field(
         default_factory=list,

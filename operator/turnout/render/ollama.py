@@ -61,7 +61,7 @@ def ollama_env(backend: Backend, color: Color) -> list[KubeObject]:
     if options.context_length is not None:
         env.append(env_value("OLLAMA_CONTEXT_LENGTH", str(options.context_length)))
     env += [
-        env_value("TURNOUT_OLLAMA_MODEL", backend.spec.model.name),
+        env_value("TURNOUT_OLLAMA_MODEL", backend.model_name),
         env_value("TURNOUT_SERVED_NAME", backend.served_name),
     ]
     return env

@@ -25,7 +25,7 @@ def vllm_args(backend: Backend) -> list[str]:
     """
     options = backend.spec.vllm
     return [
-        backend.spec.model.name,
+        backend.model_name,
         f"--served-model-name={backend.served_name}",
         f"--tensor-parallel-size={backend.tensor_parallel_size}",
         f"--gpu-memory-utilization={options.gpu_memory_utilization}",

@@ -168,18 +168,43 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             ollama(model={"name": "llama3::8b"}),
-            "spec.model.name: with engine ollama, model.name must be an Ollama model such as llama3:8b",
-            ("spec.model.name", "with engine ollama, model.name must be an Ollama model such as llama3:8b"),
+            "spec.model.name: with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b",
+            ("spec.model.name", "with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b"),
         ),
         id="ollama-model-not-a-tag",
     ),
     pytest.param(
         Case(
             vllm(model={"name": "Llama 3.1 8B"}),
-            "spec.model.name: must not be empty or contain whitespace (got 'Llama 3.1 8B')",
-            ("spec.model.name", "must not be empty or contain whitespace"),
+            "spec.model.name: must be a model such as org/model",
+            ("spec.model.name", "no whitespace, not starting with '-'"),
         ),
         id="model-name-with-spaces",
+    ),
+    pytest.param(
+        Case(
+            vllm(model={"name": "--trust-remote-code"}),
+            "spec.model.name: must be a model such as org/model",
+            ("spec.model.name", "not starting with '-'"),
+        ),
+        id="model-name-that-vllm-would-read-as-a-flag",
+    ),
+    pytest.param(
+        Case(
+            ollama(ollama={"model": "qwen2.5::7b"}),
+            "spec.ollama.model: with engine ollama, ollama.model (or model.name) must be an Ollama model",
+            ("spec", "ollama.model (or model.name) must be an Ollama model"),
+        ),
+        id="ollama-override-not-a-tag",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"affinity": {"nodeAfinity": {}}}),
+            "spec.template.affinity: Value error, unknown keys ['nodeAfinity']",
+            None,
+            why="affinity is copied as given (x-kubernetes-preserve-unknown-fields); the models check its keys",
+        ),
+        id="affinity-misspelt",
     ),
     pytest.param(
         Case(

@@ -199,3 +199,18 @@ def test_revision_does_not_depend_on_key_order() -> None:
 def test_revision_is_short_hex_and_stable_across_releases() -> None:
     """A change here restarts every backend in every cluster on upgrade: only with a reason (new image)."""
     assert parse(VALID_SPEC).revision == "d8b80835ec"
+
+
+def test_each_engine_serves_its_own_model_so_switching_engine_is_one_setting() -> None:
+    spec = {
+        "engine": "vllm",
+        "model": {"name": "Qwen/Qwen2.5-7B-Instruct", "servedName": "bot"},
+        "ollama": {"model": "qwen2.5:7b-instruct"},
+    }
+    on_vllm = parse(spec)
+    on_ollama = parse({**spec, "engine": "ollama"})
+    assert on_vllm.model_name == "Qwen/Qwen2.5-7B-Instruct"
+    assert on_ollama.model_name == "qwen2.5:7b-instruct"
+    assert on_vllm.served_name == on_ollama.served_name == "bot"
+    assert on_vllm.revision != on_ollama.revision
+    assert parse({**spec, "vllm": {"model": "/data/models/qwen"}}).model_name == "/data/models/qwen"

@@ -41,8 +41,9 @@ hostile_text = (
     .map("".join)
     .filter(lambda text: text and "zq" not in text)
 )
-# model.name and template.image allow anything but whitespace.
+# template.image allows anything but whitespace; model.name also no leading '-' (vLLM reads a flag).
 hostile_word = hostile_text.map(lambda text: re.sub(r"\s", "", text)).filter(bool)
+hostile_model = hostile_word.filter(lambda text: not text.startswith("-"))
 dns_label = st.from_regex(r"[a-z]([-a-z0-9]{0,14}[a-z0-9])?", fullmatch=True)
 dns_subdomain = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?(\.[a-z0-9]{1,6}){0,2}", fullmatch=True)
 qualified_name = st.from_regex(
@@ -101,7 +102,7 @@ def twin_specs(draw: st.DrawFn) -> Twins:
     spec: dict[str, Any] = {
         "engine": engine,
         "model": {
-            "name": draw(user_texts(hostile_word)) if engine == "vllm" else draw(ollama_model),
+            "name": draw(user_texts(hostile_model)) if engine == "vllm" else draw(ollama_model),
         },
         "replicas": draw(st.integers(0, 5)),
         "resources": {"gpus": gpus},
