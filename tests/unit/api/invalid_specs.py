@@ -168,8 +168,8 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             ollama(model={"name": "llama3::8b"}),
-            "spec.model.name: with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b",
-            ("spec.model.name", "with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b"),
+            "spec.model.name: with engine ollama, ollama.model (or model.name) must be an Ollama model",
+            ("spec.model.name", "ollama.model (or model.name) must be an Ollama model such as llama3:8b"),
         ),
         id="ollama-model-not-a-tag",
     ),
