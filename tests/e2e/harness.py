@@ -128,10 +128,17 @@ class Backends:
         self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
 
     def replace_spec(self, name: str, spec: dict[str, Any]) -> None:
-        """Replace the whole spec, as `kubectl apply` of an edited file does."""
-        current = self.get(name)
-        current["spec"] = spec
-        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, current)
+        """Replace the whole spec, as `kubectl apply` of an edited file does (retrying on a conflict)."""
+        for _ in range(10):
+            current = self.get(name)
+            current["spec"] = spec
+            try:
+                self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, current)
+                return
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        raise AssertionError(f"could not replace the spec of {name}: 10 conflicts in a row")
 
     def annotate(self, name: str, annotations: dict[str, str | None]) -> None:
         patch = {"metadata": {"annotations": annotations}}
@@ -165,8 +172,20 @@ class Backends:
             raise AssertionError(f"{error}; last status: {last}") from None
 
     def wait_phase(self, name: str, phase: str, *, timeout: float = 60) -> dict[str, Any]:
+        return self.wait_status(name, timeout=timeout, phase=phase)
+
+    def wait_status(self, name: str, *, timeout: float, **expected: Any) -> dict[str, Any]:
+        """Wait until the status has each expected value (camelCase keys); return that status."""
+        what = f"{name} status " + ", ".join(f"{k}={v}" for k, v in expected.items())
         status: dict[str, Any] = self.wait(
-            name, lambda s: s if s.get("phase") == phase else None, timeout=timeout, what=f"{name} {phase}"
+            name, lambda s: s if all(s.get(k) == v for k, v in expected.items()) else None, timeout=timeout, what=what
+        )
+        return status
+
+    def wait_failure(self, name: str, *, timeout: float) -> dict[str, Any]:
+        """Wait until a revision has failed; return the status that says why."""
+        status: dict[str, Any] = self.wait(
+            name, lambda s: s if s.get("lastFailureReason") else None, timeout=timeout, what=f"{name} to fail"
         )
         return status
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, ollama_spec, vllm_spec, wait_seconds
+from turnout.api import Backend
 
 pytestmark = pytest.mark.e2e
 
@@ -104,10 +105,7 @@ def test_model_change_switches_once_with_no_failed_request(operator: OperatorPro
     healthy(backends, "chat", vllm_spec())
     with EndpointClient(backends, "chat") as clients:
         backends.replace_spec("chat", vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct"))
-        backends.wait(
-            "chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
-            timeout=90, what="green Healthy",
-        )  # fmt: skip
+        backends.wait_status("chat", timeout=90, activeColor="green", phase="Healthy")
         wait_seconds(lambda: backends.deployment_replicas("chat-blue") == 0, timeout=30, what="blue scaled down")
         # keep sending until blue's pods are gone from the endpoints
         wait_seconds(
@@ -128,11 +126,9 @@ def test_engine_switch_to_vllm_and_back_keeps_the_served_name(operator: Operator
     healthy(backends, "chat", ollama_spec())
     with EndpointClient(backends, "chat") as clients:
         backends.replace_spec("chat", vllm_spec())
-        backends.wait("chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
-                      timeout=90, what="vLLM on green Healthy")  # fmt: skip
+        backends.wait_status("chat", timeout=90, activeColor="green", phase="Healthy")
         backends.replace_spec("chat", ollama_spec())
-        backends.wait("chat", lambda s: s.get("activeColor") == "blue" and s.get("phase") == "Healthy",
-                      timeout=90, what="Ollama on blue Healthy again")  # fmt: skip
+        backends.wait_status("chat", timeout=90, activeColor="blue", phase="Healthy")
     assert clients.failures == [], clients.failures[:5]
     assert clients.models == {"chat"}
 
@@ -144,11 +140,11 @@ def test_green_never_ready_is_rolled_back_at_the_ready_timeout(operator: Operato
     healthy(backends, "chat", vllm_spec())
     started = time.monotonic()
     backends.replace_spec("chat", with_pod_annotations(vllm_spec(), **{FAULT: "NeverReady"}))
-    status = backends.wait("chat", lambda s: s if s.get("lastFailureReason") else None, timeout=90,
-                           what="rollback")  # fmt: skip
+    status = backends.wait_failure("chat", timeout=90)
     elapsed = time.monotonic() - started
     assert status["lastFailureReason"] == "ReadyTimeout"
-    assert elapsed >= FAST_ROLLOUT["readyTimeoutSeconds"]
+    # Status times have one-second precision, so the timeout may fire up to a second early.
+    assert elapsed >= FAST_ROLLOUT["readyTimeoutSeconds"] - 1
     assert status["activeColor"] == "blue"
     assert active_color(backends, "chat") == "blue"
     assert backends.condition("chat", "RolledBack")["reason"] == "ReadyTimeout"
@@ -160,8 +156,7 @@ def test_green_lacking_the_model_is_rolled_back_before_the_switch(
 ) -> None:
     healthy(backends, "chat", vllm_spec())
     backends.replace_spec("chat", with_pod_annotations(vllm_spec(), **{BEHAVIOUR: "never-serves-model"}))
-    status = backends.wait("chat", lambda s: s if s.get("lastFailureReason") else None, timeout=60,
-                           what="rollback")  # fmt: skip
+    status = backends.wait_failure("chat", timeout=60)
     assert status["lastFailureReason"] == "CheckFailed"
     assert '/v1/models lacks "chat"' in status["lastFailureMessage"]
     assert active_color(backends, "chat") == "blue"
@@ -180,7 +175,7 @@ def test_green_failing_during_the_bake_goes_back_to_blue(operator: OperatorProce
     backends.wait_phase("chat", "Baking", timeout=60)
     assert active_color(backends, "chat") == "green"
     seconds = wait_seconds(lambda: active_color(backends, "chat") == "blue", timeout=30, what="Service back on blue")
-    status = backends.status("chat")
+    status = backends.wait_failure("chat", timeout=10)
     assert status["lastFailureReason"] == "CheckFailed"
     assert status["activeColor"] == "blue"
     checks = FAST_ROLLOUT["checks"]
@@ -203,8 +198,7 @@ def test_pod_failures_fail_fast_with_their_reason(
     healthy(backends, "chat", vllm_spec(rollout=rollout))
     started = time.monotonic()
     backends.replace_spec("chat", {**vllm_spec(rollout=rollout), **change})
-    status = backends.wait("chat", lambda s: s if s.get("lastFailureReason") else None, timeout=60,
-                           what=f"{reason} rollback")  # fmt: skip
+    status = backends.wait_failure("chat", timeout=60)
     assert time.monotonic() - started < 60  # the ready timeout is 600 s
     assert status["lastFailureReason"] == reason
     assert says in status["lastFailureMessage"]
@@ -219,7 +213,7 @@ def test_a_failed_revision_is_not_retried_until_the_spec_changes(operator: Opera
     healthy(backends, "chat", vllm_spec())
     bad = with_pod_annotations(vllm_spec(), **{FAULT: "ImagePullBackOff"})
     backends.replace_spec("chat", bad)
-    backends.wait("chat", lambda s: s.get("lastFailureReason"), timeout=60, what="rollback")
+    backends.wait_failure("chat", timeout=60)
     generation = backends.get("chat")["metadata"]["generation"]
     backends.wait("chat", lambda s: s.get("observedGeneration") == generation, timeout=10, what="observed")
     # Nothing starts again on its own: green stays at zero across several check intervals.
@@ -229,8 +223,7 @@ def test_a_failed_revision_is_not_retried_until_the_spec_changes(operator: Opera
         assert backends.status("chat")["phase"] == "Degraded"
         time.sleep(0.5)
     backends.replace_spec("chat", vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct"))
-    backends.wait("chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
-                  timeout=60, what="the next revision promoted")  # fmt: skip
+    backends.wait_status("chat", timeout=60, activeColor="green", phase="Healthy")
     assert backends.condition("chat", "RolledBack")["status"] == "False"
 
 
@@ -244,7 +237,7 @@ def test_auto_promote_off_waits_in_paused_until_promoted(operator: OperatorProce
     assert backends.status("chat")["phase"] == "Paused"
     assert active_color(backends, "chat") == "blue"
     backends.annotate("chat", {"turnout.dev/promote": revision})
-    backends.wait("chat", lambda s: s.get("activeColor") == "green", timeout=30, what="promoted")
+    backends.wait_status("chat", timeout=30, activeColor="green")
     assert active_color(backends, "chat") == "green"
 
 
@@ -256,8 +249,7 @@ def test_spec_edited_mid_cutover_abandons_the_stale_preview(operator: OperatorPr
     stale = backends.status("chat")["previewRevision"]
     newest = vllm_spec(model="mistralai/Mistral-7B-Instruct-v0.3")
     backends.replace_spec("chat", newest)
-    status = backends.wait("chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
-                           timeout=90, what="the newest spec promoted")  # fmt: skip
+    status = backends.wait_status("chat", timeout=90, activeColor="green", phase="Healthy")
     assert status["activeRevision"] != stale
     assert any(r == "Superseded" for _, r, _ in backends.events("chat"))
 
@@ -273,21 +265,37 @@ def own_operator(kube_cluster: Any, crd_installed: None, tmp_path: Any) -> Itera
     process.stop()
 
 
+@pytest.fixture
+def hold_label(backends: Backends) -> Iterator[str]:
+    """A node label no node has yet: pods selecting it wait Unschedulable until the test puts it on a node."""
+    key = f"e2e.turnout.dev/hold-{backends.namespace}"
+    yield key
+    for node in backends.core.list_node(label_selector=key).items:
+        backends.core.patch_node(node.metadata.name, {"metadata": {"labels": {key: None}}})
+
+
 @pytest.mark.parametrize("phase", ["Progressing", "Verifying", "Baking"])
 def test_operator_killed_mid_cutover_resumes_and_moves_the_service_once(
-    own_operator: OperatorProcess, backends: Backends, phase: str
+    own_operator: OperatorProcess, backends: Backends, hold_label: str, phase: str
 ) -> None:
-    rollout = {**FAST_ROLLOUT, "bakeSeconds": 8, "checks": {**FAST_ROLLOUT["checks"], "successThreshold": 4}}
+    # Long enough phases to kill the operator in: Unschedulable is tolerated for 30 s (interval x failures),
+    # verification takes 4 passing rounds, the bake 8 s.
+    checks = {**FAST_ROLLOUT["checks"], "successThreshold": 4, "failureThreshold": 30}
+    rollout = {**FAST_ROLLOUT, "bakeSeconds": 8, "checks": checks}
     healthy(backends, "chat", vllm_spec(rollout=rollout))
-    moves = ServiceMoves(backends, "chat")
-    with moves:
-        backends.replace_spec("chat", vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct", rollout=rollout))
+    new = vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct", rollout=rollout)
+    if phase == "Progressing":
+        new["template"] = {"nodeSelector": {hold_label: "yes"}}
+    with ServiceMoves(backends, "chat") as moves:
+        backends.replace_spec("chat", new)
         backends.wait_phase("chat", phase, timeout=60)
         own_operator.kill()
+        if phase == "Progressing":
+            node = next(n for n in backends.core.list_node().items if "nvidia.com/gpu" in (n.status.allocatable or {}))
+            backends.core.patch_node(node.metadata.name, {"metadata": {"labels": {hold_label: "yes"}}})
         own_operator.start()
-        status = backends.wait("chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy",
-                               timeout=90, what="cutover finished after the restart")  # fmt: skip
-    assert status["activeColor"] == "green"
+        status = backends.wait_status("chat", timeout=90, activeColor="green", phase="Healthy")
+    assert status["activeRevision"] == Backend.parse("chat", backends.namespace, new).revision
     assert moves.colors == ["green"], moves.colors
 
 
@@ -327,8 +335,27 @@ class ServiceMoves:
 # -- 12. delete ------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def volume(backends: Backends) -> Iterator[str]:
+    """A PersistentVolume for the model claim to bind to (the test ground has no provisioner)."""
+    name = f"models-{backends.namespace}"
+    backends.core.create_persistent_volume(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/var/lib/models"},
+                "claimRef": {"namespace": backends.namespace, "name": "chat-models"},
+            },
+        }
+    )
+    yield name
+    backends.core.delete_persistent_volume(name)
+
+
 def test_delete_collects_deployments_and_service_and_keeps_the_model_claim(
-    operator: OperatorProcess, backends: Backends
+    operator: OperatorProcess, backends: Backends, volume: str
 ) -> None:
     spec = ollama_spec(model="llama3:8b")
     spec["model"]["storage"] = {"create": True, "size": "10Gi", "accessModes": ["ReadWriteOnce"]}
