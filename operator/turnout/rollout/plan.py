@@ -207,6 +207,9 @@ class _Step:
             )
             self.finish(CutoverResult.SUPERSEDED)
             status.preview_started_at = None
+            # Passes counted for the abandoned revision prove nothing about this one.
+            status.check_passes = status.check_failures = 0
+            status.phase = Phase.PROGRESSING
         if status.preview_color is None:
             # The idle color carries the preview; if it was still warm from the last cutover it is
             # reused as it is when it already runs this revision (a revert is a fast rollback).

@@ -284,6 +284,23 @@ def test_paused_revision_failing_is_rolled_back() -> None:
     assert world.service_color == BLUE
 
 
+def test_passes_of_an_abandoned_revision_do_not_count_for_the_next() -> None:
+    world = healthy_world(backend())
+    first = backend(vllm={"dtype": "half"})
+    world.step(first)
+    world.ready(GREEN)
+    world.step(first)
+    world.step(first, PASS)
+    world.step(first, PASS)
+    second = backend(vllm={"dtype": "bfloat16"})
+    world.step(second)
+    assert world.status.check_passes == 0
+    world.ready(GREEN)
+    world.step(second)
+    world.step(second, PASS)
+    assert world.service_color == BLUE
+
+
 def test_spec_edited_mid_cutover_abandons_the_stale_preview() -> None:
     world = healthy_world(backend())
     first = backend(vllm={"dtype": "half"})
