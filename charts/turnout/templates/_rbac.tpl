@@ -5,10 +5,11 @@ The chart's README lists the same rules with the code that uses each (a test kee
 
 {{- /* Rules in each namespace whose InferenceBackends the operator runs. */ -}}
 {{- define "turnout.rbac.namespacedRules" -}}
-# Kopf watches the backends and patches its finalizer (turnout.dev/daemon) onto them.
+# Kopf watches the backends and patches its finalizer (turnout.dev/daemon) onto them;
+# each reconcile reads its backend afresh (Cluster.get_backend).
 - apiGroups: [turnout.dev]
   resources: [inferencebackends]
-  verbs: [list, watch, patch]
+  verbs: [get, list, watch, patch]
 # Phase, colors, revisions and conditions (Cluster.patch_backend_status).
 - apiGroups: [turnout.dev]
   resources: [inferencebackends/status]
