@@ -24,7 +24,7 @@ import httpx
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from testground.waiting import wait_for
+from testground.crds import install_crd
 
 GROUP, VERSION, PLURAL = "turnout.dev", "v1alpha1", "inferencebackends"
 NAMESPACE = "demo"
@@ -84,27 +84,6 @@ def running_operator(kubeconfig: str) -> Iterator[None]:
             process.kill()
 
 
-def install_crd(api: client.ApiClient) -> None:
-    from turnout.api.crd import build_crd
-
-    extensions = client.ApiextensionsV1Api(api)
-    crd = build_crd()
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    wait_for(
-        lambda: any(
-            c.type == "Established" and c.status == "True"
-            for c in extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []
-        ),
-        timeout=60,
-        what="the CRD",
-    )
-    say("CRD inferencebackends.turnout.dev installed")
-
-
 def follow_phases(custom: client.CustomObjectsApi, until: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Print each phase change until the status has every key/value of `until`."""
     deadline = time.monotonic() + timeout
@@ -146,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     with ground as kubeconfig:
         assert kubeconfig is not None
         api = config.new_client_from_config(config_file=kubeconfig)
-        install_crd(api)
+        from turnout.api.crd import build_crd
+
+        install_crd(api, build_crd())
+        say("CRD inferencebackends.turnout.dev installed")
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         try:
             core.create_namespace({"metadata": {"name": NAMESPACE}})

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
 
+from testground.crds import install_crd
 from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
 from tests.e2e.harness import Backends, OperatorProcess
@@ -28,22 +28,7 @@ def api_client(kube_cluster: KubeCluster) -> Iterator[client.ApiClient]:
 @pytest.fixture(scope="session")
 def crd_installed(api_client: client.ApiClient) -> None:
     """The generated CRD, created or replaced, and Established."""
-    extensions = client.ApiextensionsV1Api(api_client)
-    crd = build_crd()
-    name = crd["metadata"]["name"]
-    try:
-        extensions.create_custom_resource_definition(crd)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-        crd["metadata"]["resourceVersion"] = extensions.read_custom_resource_definition(name).metadata.resource_version
-        extensions.replace_custom_resource_definition(name, crd)
-
-    def established() -> bool:
-        conditions = extensions.read_custom_resource_definition(name).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    wait_for(established, timeout=TIMEOUT, what=f"CRD {name} to be established")
+    install_crd(api_client, build_crd(), timeout=TIMEOUT)
 
 
 @pytest.fixture
