@@ -94,6 +94,8 @@ class InferenceBackendStatus(StatusModel):
     """Passing check rounds in a row in the current phase."""
     check_failures: int = 0
     """Failing check rounds in a row in the current phase."""
+    last_check_time: str | None = None
+    """RFC 3339 time (to the millisecond) of the last check round; rounds are checks.intervalSeconds apart."""
     last_failed_revision: str | None = None
     """Never retried until the spec changes again."""
     last_failure_reason: str | None = None

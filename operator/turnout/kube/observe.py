@@ -17,7 +17,7 @@ from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.kube.cluster import Cluster, KubeObject, in_thread
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
-from turnout.rollout.plan import check_target
+from turnout.rollout.plan import check_due
 
 BACKEND_LABEL = "turnout.dev/backend"
 COLOR_LABEL = "turnout.dev/color"
@@ -56,7 +56,7 @@ def pod_failures(pod: Mapping[str, Any]) -> list[PodFailure]:
             found.append(PodFailure(name, FailureReason.OOM_KILLED, f"container {container['name']} was OOMKilled"))
         elif waiting.get("reason") in _WAITING_FAILURES:
             reason = _WAITING_FAILURES[waiting["reason"]]
-            detail = waiting.get("message") or waiting["reason"]
+            detail = f"{waiting['reason']}: {waiting['message']}" if waiting.get("message") else waiting["reason"]
             found.append(PodFailure(name, reason, f"container {container['name']}: {detail}"))
     return found
 
@@ -129,7 +129,7 @@ async def observe(cluster: Cluster, body: Mapping[str, Any], backend: Backend | 
         claim = backend.claim_name
         if claim is not None and backend.spec.model.storage and backend.spec.model.storage.create:
             claim_exists = await in_thread(lambda: cluster.get_claim(namespace, claim)) is not None
-        target = check_target(status)
+        target = check_due(status, backend.spec.rollout.checks.interval_seconds, now)
         if target is not None:
             check = await run_checks(cluster, backend, pods, target)
     annotations = meta.get("annotations") or {}

@@ -12,6 +12,11 @@ def format_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def format_precise_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision, for times compared at sub-second scale."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def parse_time(text: str | None) -> datetime | None:
     """The inverse of `format_time`; None stays None."""
     if not text:

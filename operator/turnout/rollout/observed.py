@@ -71,7 +71,7 @@ class Observed:
     """The color the Service selects, None when it selects none (or does not exist)."""
     claim_exists: bool = False
     check: CheckOutcome | None = None
-    """The check round run for this reconcile, on the color `check_target()` named."""
+    """The check round run for this reconcile, on the color `check_due()` named."""
     promote: str | None = None
     """The revision named by the `turnout.dev/promote` annotation, if any."""
     abort: str | None = None

@@ -15,7 +15,7 @@ remembers the revision in `lastFailedRevision`, never retried until the spec cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import Strategy
@@ -31,7 +31,7 @@ from turnout.rollout.actions import (
     RecordEvent,
     ScaleDeployment,
 )
-from turnout.rollout.conditions import condition_status, format_time, parse_time, set_condition
+from turnout.rollout.conditions import condition_status, format_precise_time, format_time, parse_time, set_condition
 from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
 
 IDLE_RESYNC_SECONDS = 60.0
@@ -50,6 +50,19 @@ class Plan:
     status: InferenceBackendStatus
     requeue_after: float
     finished: CutoverFinished | None = None
+
+
+def check_due(status: InferenceBackendStatus, interval_seconds: float, now: datetime) -> Color | None:
+    """The color to check in this reconcile, if a round is due: at most one per interval.
+
+    Reconciles also run on every change of the backend, its pods or Deployments; without this,
+    rounds would follow those events and "N passes in a row" could take milliseconds.
+    """
+    target = check_target(status)
+    last = parse_time(status.last_check_time)
+    if target is None or (last is not None and (now - last).total_seconds() < interval_seconds):
+        return None
+    return target
 
 
 def check_target(status: InferenceBackendStatus) -> Color | None:
@@ -265,8 +278,8 @@ class _Step:
         status = self.status
         if status.phase not in (Phase.VERIFYING, Phase.PAUSED):
             self.enter(Phase.VERIFYING)
-            status.check_passes = 0
-            status.check_failures = 0
+            status.check_passes = status.check_failures = 0
+            status.last_check_time = None  # the first round is due at once
             return self.done()
         if not self.count_check():
             return self.fail(FailureReason.CHECK_FAILED, self.check_message())
@@ -304,6 +317,7 @@ class _Step:
         status.preview_color = status.preview_revision = None
         status.switched_at = format_time(self.now)
         status.check_passes = status.check_failures = 0
+        status.last_check_time = None
         self.condition(ConditionType.ROLLED_BACK, False, "Promoted", f"revision {self.revision} promoted")
         if old_color is None or self.replicas == 0:
             # The first revision has nothing to fall back to: no bake.
@@ -345,7 +359,7 @@ class _Step:
         self.requeue_after = IDLE_RESYNC_SECONDS
         self.finish(CutoverResult.PROMOTED)
         status.preview_started_at = None
-        status.switched_at = None
+        status.switched_at = status.last_check_time = None
         status.check_passes = status.check_failures = 0
         if status.previous_color is not None:
             due = self.now + timedelta(seconds=self.rollout.scale_down_delay_seconds)
@@ -399,7 +413,7 @@ class _Step:
         status.last_failed_revision = self.revision
         status.last_failure_reason = reason.value
         status.last_failure_message = message
-        status.preview_started_at = None
+        status.preview_started_at = status.last_check_time = None
         status.check_passes = status.check_failures = 0
         status.phase = Phase.DEGRADED
         self.finish(
@@ -450,6 +464,7 @@ class _Step:
         status = self.status
         if check is None:
             return True
+        status.last_check_time = format_precise_time(self.now)
         if check.passed:
             status.check_passes += 1
             status.check_failures = 0

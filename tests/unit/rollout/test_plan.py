@@ -15,7 +15,7 @@ from turnout.rollout.actions import (
     ScaleDeployment,
 )
 from turnout.rollout.observed import FailureReason, PodFailure
-from turnout.rollout.plan import check_target
+from turnout.rollout.plan import check_due, check_target
 
 BLUE, GREEN = Color.BLUE, Color.GREEN
 
@@ -442,6 +442,21 @@ def test_model_claim_is_created_when_asked() -> None:
     assert ApplyClaim() in world.changes()
     world.step(backend(model={"name": "m", "servedName": "chat", "storage": {"create": True}}))
     assert ApplyClaim() not in world.changes()
+
+
+def test_check_rounds_are_an_interval_apart_however_often_reconciles_run() -> None:
+    world = healthy_world(backend())
+    new = backend(vllm={"dtype": "half"})
+    world.step(new)
+    world.ready(GREEN)
+    world.step(new)
+    assert check_due(world.status, 5, world.now) == GREEN  # no round yet in this cutover
+    world.step(new, PASS)
+    assert check_due(world.status, 5, world.now) is None
+    world.advance(4.9)
+    assert check_due(world.status, 5, world.now) is None
+    world.advance(0.1)
+    assert check_due(world.status, 5, world.now) == GREEN
 
 
 def test_requeue_follows_the_check_interval_during_a_cutover() -> None:
