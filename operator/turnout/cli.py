@@ -158,6 +158,10 @@ def command_run(arguments: argparse.Namespace) -> int:
         level=logging.DEBUG if arguments.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not arguments.verbose:
+        # One line per handler call and per check request drowns the decisions; keep those.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     memo = kopf.Memo(cluster=Cluster.connect(arguments.kubeconfig))
     if arguments.metrics_port:
         metrics.serve_metrics(arguments.metrics_port, arguments.bind)

@@ -55,7 +55,9 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10)
 async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, logger: kopf.Logger, **_: Any) -> None:
     """Reconcile one backend for as long as it exists."""
-    key = (body.metadata.namespace, body.metadata.name)
+    namespace, name = body.metadata.namespace, body.metadata.name
+    assert namespace is not None  # InferenceBackends are namespaced
+    key = (namespace, name)
     wake = asyncio.Event()
     memo.wakers[key] = wake
 
@@ -66,7 +68,7 @@ async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, l
         while not stopped:
             wake.clear()
             try:
-                delay = await reconcile(memo.cluster, body, emit, logger)
+                delay = await reconcile(memo.cluster, namespace, name, emit)
             except Exception as error:  # a bug or an API outage: log it, count it, retry
                 logger.exception("reconcile failed")
                 metrics.record_reconcile_error(type(error).__name__)

@@ -124,5 +124,4 @@ def _recount() -> None:
 
 
 def _known_series() -> set[tuple[str, str]]:
-    return {(m.labels["phase"], m.labels["engine"])
-            for metric in BACKENDS.collect() for m in metric.samples}
+    return {(m.labels["phase"], m.labels["engine"]) for metric in BACKENDS.collect() for m in metric.samples}

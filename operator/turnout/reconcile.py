@@ -9,15 +9,26 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
-from turnout.kube.cluster import BackendRef, Cluster
+from turnout.kube.cluster import BackendRef, Cluster, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
 from turnout.kube.observe import observe
-from turnout.rollout.actions import CutoverResult
+from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
+
+log = logging.getLogger("turnout")
+
+
+def describe(action: Action) -> str:
+    """One action as a log line fragment, e.g. `ApplyService(green)` or `Event Switched: ...`."""
+    if isinstance(action, RecordEvent):
+        return f"Event {action.reason}: {action.message}"
+    fields = ", ".join(str(getattr(action, name)) for name in action.__dataclass_fields__)
+    return f"{type(action).__name__}({fields})"
 
 
 def parse_backend(body: Mapping[str, Any]) -> Backend | InvalidSpec:
@@ -29,10 +40,13 @@ def parse_backend(body: Mapping[str, Any]) -> Backend | InvalidSpec:
         return error
 
 
-async def reconcile(
-    cluster: Cluster, body: Mapping[str, Any], emit: EventSink, logger: logging.Logger | logging.LoggerAdapter[Any]
-) -> float:
+async def reconcile(cluster: Cluster, namespace: str, name: str, emit: EventSink) -> float:
     """Bring one backend one step closer to its spec; return seconds until it should be looked at again."""
+    # Read the backend afresh: a watched copy can lag behind the status this loop just wrote,
+    # and deciding on a stale status would undo the last step (e.g. scale a rolled-back color up).
+    body = await in_thread(partial(cluster.get_backend, namespace, name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return IDLE_RESYNC_SECONDS
     meta = body["metadata"]
     ref = BackendRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
     desired = parse_backend(body)
@@ -41,7 +55,8 @@ async def reconcile(
     decided_at = time.monotonic()
     result = plan(desired, observed)
     if result.actions:
-        logger.info("plan: %s", ", ".join(type(a).__name__ for a in result.actions))
+        steps = "; ".join(map(describe, result.actions))
+        log.info("%s/%s %s: %s", ref.namespace, ref.name, result.status.phase.value, steps)
     switched_at = await execute(cluster, ref, backend, result.actions, emit)
     await write_status(cluster, ref, observed.status, result.status)
 

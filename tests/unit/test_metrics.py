@@ -99,9 +99,15 @@ def test_serve_metrics_exposes_every_name_and_stops() -> None:
             text = response.read().decode()
     finally:
         metrics.stop_metrics()
-    for name in ("turnout_backends", "turnout_cutovers_total", "turnout_cutover_duration_seconds_bucket",
-                 "turnout_rollbacks_total", "turnout_check_latency_seconds_bucket",
-                 "turnout_reconcile_errors_total", "turnout_switch_latency_seconds_bucket"):
+    for name in (
+        "turnout_backends",
+        "turnout_cutovers_total",
+        "turnout_cutover_duration_seconds_bucket",
+        "turnout_rollbacks_total",
+        "turnout_check_latency_seconds_bucket",
+        "turnout_reconcile_errors_total",
+        "turnout_switch_latency_seconds_bucket",
+    ):
         assert f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" in text, name
     # Stopped means nothing listens any more.
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError):

@@ -80,19 +80,36 @@ async def check_round(
     if client is None:
         # trust_env=False: an HTTP(S)_PROXY meant for the internet must not carry requests to pod IPs.
         async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as own:
-            return await check_round(engine, served_name, targets, api_key=api_key,
-                                     timeout_seconds=timeout_seconds, smoke_request=smoke_request, client=own)
-    results = await asyncio.gather(*(
-        _check_pod(client, engine, served_name, t, api_key=api_key, timeout_seconds=timeout_seconds,
-                   smoke_request=smoke_request)
-        for t in targets
-    ))
+            return await check_round(
+                engine,
+                served_name,
+                targets,
+                api_key=api_key,
+                timeout_seconds=timeout_seconds,
+                smoke_request=smoke_request,
+                client=own,
+            )
+    results = await asyncio.gather(
+        *(
+            _check_pod(
+                client,
+                engine,
+                served_name,
+                t,
+                api_key=api_key,
+                timeout_seconds=timeout_seconds,
+                smoke_request=smoke_request,
+            )
+            for t in targets
+        )
+    )
     for result in results:
         metrics.CHECK_LATENCY.labels(engine=str(engine)).observe(result.latency_seconds)
     for target, result in zip(targets, results, strict=True):
         if not result.ok:
-            return CheckRound(passed=False, message=f"pod {target.pod} ({target.ip}): {result.message}",
-                              results=tuple(results))
+            return CheckRound(
+                passed=False, message=f"pod {target.pod} ({target.ip}): {result.message}", results=tuple(results)
+            )
     return CheckRound(passed=True, message="", results=tuple(results))
 
 
@@ -122,8 +139,9 @@ async def _check_pod(
         if smoke_request:
             await _check_completion(probe, served_name)
     except _Failed as failed:
-        return CheckResult(target.pod, ok=False, message=probe.redact(str(failed)),
-                           latency_seconds=time.monotonic() - started)
+        return CheckResult(
+            target.pod, ok=False, message=probe.redact(str(failed)), latency_seconds=time.monotonic() - started
+        )
     return CheckResult(target.pod, ok=True, message="", latency_seconds=time.monotonic() - started)
 
 
@@ -161,8 +179,9 @@ async def _check_completion(probe: _Probe, served_name: str) -> None:
 class _Probe:
     """HTTP requests to one pod, each bounded by the timeout, every failure turned into `_Failed`."""
 
-    def __init__(self, client: httpx.AsyncClient, target: CheckTarget, api_key: str | None,
-                 timeout_seconds: float) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, target: CheckTarget, api_key: str | None, timeout_seconds: float
+    ) -> None:
         host = f"[{target.ip}]" if ":" in target.ip else target.ip  # IPv6 pod IPs need brackets
         self._base = f"http://{host}:{target.port}"
         self._client = client
@@ -177,8 +196,9 @@ class _Probe:
         try:
             # httpx's timeout is per phase (connect, each read); the engine gets one budget overall.
             async with asyncio.timeout(self._timeout):
-                response = await self._client.request(method, self._base + path, json=json, headers=headers,
-                                                      timeout=self._timeout)
+                response = await self._client.request(
+                    method, self._base + path, json=json, headers=headers, timeout=self._timeout
+                )
         except (TimeoutError, httpx.TimeoutException):
             raise _Failed(f"{path}: no answer within {self._timeout:g}s") from None
         except httpx.ConnectError as error:
@@ -186,9 +206,14 @@ class _Probe:
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as error:
             raise _Failed(f"{path}: {type(error).__name__}: {error}") from None
         if response.status_code == 401:
-            raise _Failed(f"{path} answered 401: " + (
-                "the API key was refused" if self._api_key
-                else "the engine wants an API key and none is set (spec.vllm.apiKeySecretRef)"))
+            raise _Failed(
+                f"{path} answered 401: "
+                + (
+                    "the API key was refused"
+                    if self._api_key
+                    else "the engine wants an API key and none is set (spec.vllm.apiKeySecretRef)"
+                )
+            )
         if response.status_code != 200:
             excerpt = _error_excerpt(response)
             raise _Failed(f"{path} answered {response.status_code}" + (f": {excerpt}" if excerpt else ""))

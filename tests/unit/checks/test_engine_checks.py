@@ -28,11 +28,13 @@ T = TypeVar("T")
 def run(coro: Awaitable[T]) -> T:
     async def main() -> T:
         return await coro
+
     return asyncio.run(main())
 
 
-def simulator(engine: SimulatedEngine, models: tuple[str, ...] = ("chat",), behaviour: str = "healthy",
-              api_key: str | None = None) -> web.Application:
+def simulator(
+    engine: SimulatedEngine, models: tuple[str, ...] = ("chat",), behaviour: str = "healthy", api_key: str | None = None
+) -> web.Application:
     config = EngineConfig(engine, models, api_key=api_key)
     return build_app(EngineState(config, Behaviour.parse(behaviour)))
 
@@ -77,6 +79,7 @@ def closed_port() -> int:
 
 def fake_vllm(chat: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
     """vLLM's /health and /v1/models serving "chat", with a chat completion handler of the test's."""
+
     async def health(_: web.Request) -> web.StreamResponse:
         return web.Response()
 
@@ -90,11 +93,26 @@ def fake_vllm(chat: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> w
     return app
 
 
-async def check(engine: Engine, port: int, *, served_name: str = "chat", api_key: str | None = None,
-                smoke_request: bool = False, timeout_seconds: float = 2.0, **kwargs: Any) -> CheckRound:
+async def check(
+    engine: Engine,
+    port: int,
+    *,
+    served_name: str = "chat",
+    api_key: str | None = None,
+    smoke_request: bool = False,
+    timeout_seconds: float = 2.0,
+    **kwargs: Any,
+) -> CheckRound:
     target = CheckTarget(pod="chat-green-7d9", ip=HOST, port=port)
-    return await check_round(engine, served_name, [target], api_key=api_key, timeout_seconds=timeout_seconds,
-                             smoke_request=smoke_request, **kwargs)
+    return await check_round(
+        engine,
+        served_name,
+        [target],
+        api_key=api_key,
+        timeout_seconds=timeout_seconds,
+        smoke_request=smoke_request,
+        **kwargs,
+    )
 
 
 def test_vllm_healthy_passes_with_smoke_request() -> None:
@@ -148,14 +166,17 @@ def test_vllm_dead_engine_fails_on_health() -> None:
 def test_vllm_api_key_refused_then_accepted_and_never_shown() -> None:
     async def scenario() -> tuple[CheckRound, CheckRound, CheckRound]:
         async with serving(simulator("vllm", api_key=KEY)) as port:
-            return (await check(Engine.VLLM, port, api_key=None),
-                    await check(Engine.VLLM, port, api_key="sk-wrong-key"),
-                    await check(Engine.VLLM, port, api_key=KEY, smoke_request=True))
+            return (
+                await check(Engine.VLLM, port, api_key=None),
+                await check(Engine.VLLM, port, api_key="sk-wrong-key"),
+                await check(Engine.VLLM, port, api_key=KEY, smoke_request=True),
+            )
 
     missing, wrong, right = run(scenario())
     assert not missing.passed
     assert missing.results[0].message == (
-        "/v1/models answered 401: the engine wants an API key and none is set (spec.vllm.apiKeySecretRef)")
+        "/v1/models answered 401: the engine wants an API key and none is set (spec.vllm.apiKeySecretRef)"
+    )
     assert not wrong.passed
     assert wrong.results[0].message == "/v1/models answered 401: the API key was refused"
     assert "sk-wrong-key" not in wrong.message
@@ -166,8 +187,7 @@ def test_vllm_api_key_refused_then_accepted_and_never_shown() -> None:
 
 def test_api_key_echoed_by_an_engine_is_masked() -> None:
     async def echo(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"error": {"message": f"bad header {request.headers['Authorization']}"}},
-                                 status=500)
+        return web.json_response({"error": {"message": f"bad header {request.headers['Authorization']}"}}, status=500)
 
     async def scenario() -> CheckRound:
         async with serving(fake_vllm(echo)) as port:
@@ -181,8 +201,9 @@ def test_api_key_echoed_by_an_engine_is_masked() -> None:
 
 def test_smoke_request_failing_fails_the_round() -> None:
     async def broken(_: web.Request) -> web.StreamResponse:
-        return web.json_response({"error": {"message": "CUDA out of memory", "type": "InternalServerError"}},
-                                 status=500)
+        return web.json_response(
+            {"error": {"message": "CUDA out of memory", "type": "InternalServerError"}}, status=500
+        )
 
     async def scenario() -> tuple[CheckRound, CheckRound]:
         async with serving(fake_vllm(broken)) as port:
@@ -207,11 +228,14 @@ def test_smoke_request_without_choices_fails() -> None:
     assert result.results[0].message == '/v1/chat/completions answered 200 without "choices"'
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("<html>loading</html>", "/v1/models answered 200 with something other than JSON"),
-    ("[]", "/v1/models answered 200 with JSON that is not an object"),
-    ('{"object": "list"}', '/v1/models answered JSON without a "data" list'),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("<html>loading</html>", "/v1/models answered 200 with something other than JSON"),
+        ("[]", "/v1/models answered 200 with JSON that is not an object"),
+        ('{"object": "list"}', '/v1/models answered JSON without a "data" list'),
+    ],
+)
 def test_malformed_answers_fail_with_a_message(body: str, message: str) -> None:
     async def models(_: web.Request) -> web.StreamResponse:
         return web.Response(text=body)
@@ -244,8 +268,10 @@ def test_ollama_untagged_name_matches_latest() -> None:
 def test_ollama_tagged_name_is_compared_as_is() -> None:
     async def scenario() -> tuple[CheckRound, CheckRound]:
         async with serving(simulator("ollama", models=("llama3:8b",))) as port:
-            return (await check(Engine.OLLAMA, port, served_name="llama3:8b"),
-                    await check(Engine.OLLAMA, port, served_name="llama3"))
+            return (
+                await check(Engine.OLLAMA, port, served_name="llama3:8b"),
+                await check(Engine.OLLAMA, port, served_name="llama3"),
+            )
 
     tagged, untagged = run(scenario())
     assert tagged.passed, tagged.message
@@ -255,8 +281,10 @@ def test_ollama_tagged_name_is_compared_as_is() -> None:
 
 def test_ollama_root_answering_without_the_model_fails() -> None:
     async def scenario() -> tuple[int, CheckRound]:
-        async with (serving(simulator("ollama", behaviour="never-serves-model")) as port,
-                    httpx.AsyncClient(trust_env=False) as client):
+        async with (
+            serving(simulator("ollama", behaviour="never-serves-model")) as port,
+            httpx.AsyncClient(trust_env=False) as client,
+        ):
             root = await client.get(f"http://{HOST}:{port}/")
             return root.status_code, await check(Engine.OLLAMA, port, client=client)
 
@@ -281,8 +309,7 @@ def test_one_bad_pod_of_two_fails_the_round_and_names_it() -> None:
     async def scenario() -> CheckRound:
         async with serving(simulator("vllm")) as good, serving(simulator("vllm", behaviour="wrong-model")) as bad:
             targets = [CheckTarget("chat-green-a", HOST, good), CheckTarget("chat-green-b", HOST, bad)]
-            return await check_round(Engine.VLLM, "chat", targets, api_key=None, timeout_seconds=2,
-                                     smoke_request=True)
+            return await check_round(Engine.VLLM, "chat", targets, api_key=None, timeout_seconds=2, smoke_request=True)
 
     result = run(scenario())
     assert not result.passed
@@ -313,20 +340,24 @@ def test_each_pod_latency_is_recorded_per_engine() -> None:
     async def scenario() -> CheckRound:
         async with serving(simulator("ollama")) as a, serving(simulator("ollama")) as b:
             targets = [CheckTarget("chat-blue-a", HOST, a), CheckTarget("chat-blue-b", HOST, b)]
-            return await check_round(Engine.OLLAMA, "chat", targets, api_key=None, timeout_seconds=2,
-                                     smoke_request=False)
+            return await check_round(
+                Engine.OLLAMA, "chat", targets, api_key=None, timeout_seconds=2, smoke_request=False
+            )
 
     before = count()
     assert run(scenario()).passed
     assert count() == before + 2
 
 
-@pytest.mark.parametrize(("name", "spelled"), [
-    ("chat", "chat:latest"),
-    ("llama3:8b", "llama3:8b"),
-    ("hf.co/org/model", "hf.co/org/model:latest"),
-    ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
-    ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
-])
+@pytest.mark.parametrize(
+    ("name", "spelled"),
+    [
+        ("chat", "chat:latest"),
+        ("llama3:8b", "llama3:8b"),
+        ("hf.co/org/model", "hf.co/org/model:latest"),
+        ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
+        ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
+    ],
+)
 def test_ollama_model_name(name: str, spelled: str) -> None:
     assert ollama_model_name(name) == spelled

@@ -42,7 +42,7 @@ def test_image_pull_back_off_and_err_image_pull_are_image_failures() -> None:
     for reason in ("ImagePullBackOff", "ErrImagePull"):
         failures = pod_failures(pod("p", ready=False, containerStatuses=waiting(reason, "pull access denied")))
         assert [(f.reason, f.message) for f in failures] == [
-            (FailureReason.IMAGE_PULL_BACK_OFF, "container engine: pull access denied")
+            (FailureReason.IMAGE_PULL_BACK_OFF, f"container engine: {reason}: pull access denied")
         ]
 
 
