@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
 from tests.chart.helm import CHART, pinned_helm, run_helm
-from tests.e2e.harness import Backends, OperatorProcess, vllm_spec
+from tests.e2e.harness import Backends, OperatorProcess, ollama_spec, vllm_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -82,21 +83,21 @@ def helm() -> Path:
     return found
 
 
-@pytest.fixture(scope="module")
-def release(
-    kube_cluster: KubeCluster, api_client: client.ApiClient, helm: Path, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def installed_release(
+    cluster: KubeCluster, api_client: client.ApiClient, helm: Path, workdir: Path, *values: str
 ) -> Iterator[Release]:
+    """`helm install` of the chart with `values` (--set), a token of its ServiceAccount, then uninstall."""
     suffix = uuid.uuid4().hex[:6]
     name = f"turnout-{suffix}"
     operator_namespace, watched, elsewhere = f"turnout-{suffix}", f"ml-{suffix}", f"other-{suffix}"
     core = client.CoreV1Api(api_client)
     for namespace in (watched, elsewhere):
         core.create_namespace({"metadata": {"name": namespace}})
-    kubeconfig = ["--kubeconfig", kube_cluster.kubeconfig]
-    run_helm(
-        helm, "install", name, str(CHART), "--namespace", operator_namespace, "--create-namespace", *kubeconfig,
-        "--set", "watch.scope=namespaces", "--set", f"watch.namespaces[0]={watched}",
-    )  # fmt: skip
+    kubeconfig = ["--kubeconfig", cluster.kubeconfig]
+    settings = [word for value in values for word in ("--set", value.replace("WATCHED", watched))]
+    run_helm(helm, "install", name, str(CHART), "--namespace", operator_namespace, "--create-namespace",
+             *kubeconfig, *settings)  # fmt: skip
     try:
         service_account = name  # the release name holds "turnout": it is every object's name
         token = core.create_namespaced_service_account_token(
@@ -109,15 +110,24 @@ def release(
             watched=watched,
             elsewhere=elsewhere,
             service_account=service_account,
-            kubeconfig=service_account_kubeconfig(
-                kube_cluster.kubeconfig, token, tmp_path_factory.mktemp("chart") / "kubeconfig"
-            ),
+            kubeconfig=service_account_kubeconfig(cluster.kubeconfig, token, workdir / f"{name}.kubeconfig"),
             operator_args=list(deployment.spec.template.spec.containers[0].args),
         )
     finally:
         run_helm(helm, "uninstall", name, "--namespace", operator_namespace, "--wait", *kubeconfig)
         for namespace in (watched, elsewhere, operator_namespace):
             core.delete_namespace(namespace)
+
+
+@pytest.fixture(scope="module")
+def release(
+    kube_cluster: KubeCluster, api_client: client.ApiClient, helm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Release]:
+    """The chart installed to watch one namespace (its ml-... namespace) only."""
+    workdir = tmp_path_factory.mktemp("chart")
+    values = ("watch.scope=namespaces", "watch.namespaces[0]=WATCHED")
+    with installed_release(kube_cluster, api_client, helm, workdir, *values) as installed:
+        yield installed
 
 
 class ChartOperator(OperatorProcess):
@@ -275,3 +285,30 @@ def test_operator_identity_cannot_modify_deployments_it_does_not_own_elsewhere(
     )
     # Where it does work, it still deletes nothing: Deployments go with their backend, by garbage collection.
     assert refused(lambda: apps.delete_namespaced_deployment("chat-blue", release.watched))
+
+
+def test_cluster_scope_operator_as_its_service_account_runs_a_backend_in_any_namespace(
+    kube_cluster: KubeCluster,
+    api_client: client.ApiClient,
+    helm: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    chart_operator: ChartOperator,
+) -> None:
+    """The default values (ClusterRole, no namespace read: Kopf does not look at namespaces cluster-wide)."""
+    chart_operator.stop()  # one operator at a time: the namespaced one would not see this backend anyway
+    workdir = tmp_path_factory.mktemp("cluster-scope")
+    with installed_release(kube_cluster, api_client, helm, workdir) as installed:
+        assert not [arg for arg in installed.operator_args if arg.startswith("--namespace")]
+        process = ChartOperator(installed, workdir)
+        process.start()
+        try:
+            backends = Backends(api_client, installed.elsewhere)
+            backends.create("chat", ollama_spec())
+            assert backends.wait_phase("chat", "Healthy", timeout=90)["activeColor"] == "blue"
+            backends.delete("chat")
+            wait_for(lambda: missing(lambda: backends.get("chat")), timeout=60, what="the backend gone")
+        finally:
+            process.stop()
+        log = process.log_path.read_text()
+        assert "Forbidden" not in log, process.log_tail(80)
+        assert "Not enough permissions" not in log, process.log_tail(80)
