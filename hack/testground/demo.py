@@ -36,11 +36,12 @@ ROLLOUT = {
     "checks": {"intervalSeconds": 2, "successThreshold": 3, "failureThreshold": 3},
 }
 OLLAMA = {"engine": "ollama", "model": {"name": "llama3.1:8b", "servedName": NAME}, "rollout": ROLLOUT}
+# vLLM names the model by its hub id; ollama.model keeps the Ollama tag, so going back is one setting.
 VLLM = {
     "engine": "vllm",
     "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": NAME},
     "resources": {"gpus": 1},
-    "ollama": {"keepAlive": "24h"},
+    "ollama": {"model": "llama3.1:8b"},
     "rollout": ROLLOUT,
 }
 
@@ -149,8 +150,15 @@ def main(argv: list[str] | None = None) -> int:
             status = follow_phases(custom, {"phase": "Healthy", "activeColor": "green"}, timeout=300)
             if not given:
                 ask(api)
-            say(f"done: revision {status['activeRevision']} on {status['activeColor']}; "
-                "set engine: ollama again to go back")  # fmt: skip
+            say(f"revision {status['activeRevision']} serves on {status['activeColor']}")
+            custom.patch_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, NAME, {"spec": {"engine": "ollama"}}
+            )
+            say("the way back is one setting: patched spec.engine to ollama")
+            status = follow_phases(custom, {"phase": "Healthy", "activeColor": "blue"}, timeout=300)
+            if not given:
+                ask(api)
+            say(f"done: revision {status['activeRevision']} serves on {status['activeColor']} again")
             custom.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, NAME)
     return 0
 
