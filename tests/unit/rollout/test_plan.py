@@ -139,9 +139,7 @@ def test_service_moves_exactly_once_per_promotion() -> None:
 def test_green_lacking_the_model_is_rolled_back_before_the_switch() -> None:
     world = healthy_world(backend())
     new = backend(model={"name": "other/model", "servedName": "chat"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     world.step(new, fail())
     world.step(new, fail())
     assert world.status.phase == Phase.VERIFYING
@@ -162,9 +160,7 @@ def test_green_lacking_the_model_is_rolled_back_before_the_switch() -> None:
 def test_a_passing_round_resets_the_failure_count() -> None:
     world = healthy_world(backend())
     new = backend(vllm={"dtype": "bfloat16"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     for check in (fail(), fail(), PASS, fail(), fail()):
         world.step(new, check)
     assert world.status.phase == Phase.VERIFYING
@@ -173,9 +169,7 @@ def test_a_passing_round_resets_the_failure_count() -> None:
 def test_green_failing_during_the_bake_puts_the_service_back_on_blue() -> None:
     world = healthy_world(backend())
     new = backend(vllm={"dtype": "bfloat16"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     for _ in range(3):
         world.step(new, PASS)
     assert world.status.phase == Phase.BAKING
@@ -255,9 +249,7 @@ def test_a_failed_revision_is_not_retried_until_the_spec_changes() -> None:
 def test_auto_promote_off_waits_in_paused_until_promoted() -> None:
     world = healthy_world(backend(rollout={"autoPromote": False}))
     new = backend(rollout={"autoPromote": False}, vllm={"dtype": "half"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     for _ in range(5):
         world.step(new, PASS)
     assert world.status.phase == Phase.PAUSED
@@ -275,9 +267,7 @@ def test_auto_promote_off_waits_in_paused_until_promoted() -> None:
 def test_paused_revision_failing_is_rolled_back() -> None:
     world = healthy_world(backend(rollout={"autoPromote": False}))
     new = backend(rollout={"autoPromote": False}, vllm={"dtype": "half"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     for check in (PASS, PASS, PASS, fail(), fail(), fail()):
         world.step(new, check)
     assert world.status.phase == Phase.DEGRADED
@@ -287,9 +277,7 @@ def test_paused_revision_failing_is_rolled_back() -> None:
 def test_passes_of_an_abandoned_revision_do_not_count_for_the_next() -> None:
     world = healthy_world(backend())
     first = backend(vllm={"dtype": "half"})
-    world.step(first)
-    world.ready(GREEN)
-    world.step(first)
+    world.start_verifying(first)
     world.step(first, PASS)
     world.step(first, PASS)
     second = backend(vllm={"dtype": "bfloat16"})
@@ -321,9 +309,7 @@ def test_spec_edited_mid_cutover_abandons_the_stale_preview() -> None:
 def test_restart_after_an_unrecorded_switch_does_not_move_the_service_again() -> None:
     world = healthy_world(backend())
     new = backend(vllm={"dtype": "half"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     world.step(new, PASS)
     world.step(new, PASS)
     # The operator patched the Service and died before writing status.
@@ -402,9 +388,7 @@ def test_reverting_during_the_bake_returns_to_the_warm_old_color() -> None:
     original = backend()
     world = healthy_world(original)
     new = backend(vllm={"dtype": "half"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     for _ in range(3):
         world.step(new, PASS)
     assert world.status.phase == Phase.BAKING
@@ -417,9 +401,7 @@ def test_reverting_during_the_bake_returns_to_the_warm_old_color() -> None:
 def test_auto_rollback_off_holds_a_failing_bake_until_aborted() -> None:
     world = healthy_world(backend(rollout={"autoRollback": False}))
     new = backend(rollout={"autoRollback": False}, vllm={"dtype": "half"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     for _ in range(3):
         world.step(new, PASS)
     for _ in range(3):
@@ -447,9 +429,7 @@ def test_model_claim_is_created_when_asked() -> None:
 def test_check_rounds_are_an_interval_apart_however_often_reconciles_run() -> None:
     world = healthy_world(backend())
     new = backend(vllm={"dtype": "half"})
-    world.step(new)
-    world.ready(GREEN)
-    world.step(new)
+    world.start_verifying(new)
     assert check_due(world.status, 5, world.now) == GREEN  # no round yet in this cutover
     world.step(new, PASS)
     assert check_due(world.status, 5, world.now) is None

@@ -113,6 +113,15 @@ class World:
             case _:
                 raise AssertionError(f"unknown action {action!r}")
 
+    def start_verifying(self, desired: Backend) -> None:
+        """Start a cutover to `desired` and let the preview's pods become Ready: phase Verifying."""
+        self.step(desired)
+        preview = self.status.preview_color
+        assert preview is not None, self.status
+        self.ready(preview)
+        self.step(desired)
+        assert self.status.phase == "Verifying", self.status
+
     def ready(self, color: Color) -> None:
         """All pods of `color` become Ready."""
         old = self.colors[color]
