@@ -47,6 +47,7 @@ class Release:
     service_account: str
     kubeconfig: Path  # authenticates as the ServiceAccount
     operator_args: list[str]  # the container args of the Deployment helm created
+    notes: str  # what `helm install` printed
 
 
 def service_account_kubeconfig(admin_kubeconfig: str, token: str, path: Path) -> Path:
@@ -96,7 +97,7 @@ def installed_release(
         core.create_namespace({"metadata": {"name": namespace}})
     kubeconfig = ["--kubeconfig", cluster.kubeconfig]
     settings = [word for value in values for word in ("--set", value.replace("WATCHED", watched))]
-    run_helm(helm, "install", name, str(CHART), "--namespace", operator_namespace, "--create-namespace",
+    notes = run_helm(helm, "install", name, str(CHART), "--namespace", operator_namespace, "--create-namespace",
              *kubeconfig, *settings)  # fmt: skip
     try:
         service_account = name  # the release name holds "turnout": it is every object's name
@@ -112,6 +113,7 @@ def installed_release(
             service_account=service_account,
             kubeconfig=service_account_kubeconfig(cluster.kubeconfig, token, workdir / f"{name}.kubeconfig"),
             operator_args=list(deployment.spec.template.spec.containers[0].args),
+            notes=notes,
         )
     finally:
         run_helm(helm, "uninstall", name, "--namespace", operator_namespace, "--wait", *kubeconfig)
@@ -190,6 +192,8 @@ def test_helm_install_creates_the_operator_with_roles_only_where_it_watches(
 ) -> None:
     rbac = client.RbacAuthorizationV1Api(api_client)
     assert f"--namespace={release.watched}" in release.operator_args
+    assert f"watching InferenceBackends in: {release.watched}." in release.notes  # NOTES.txt: the next step
+    assert "kubectl get ib -A -w" in release.notes
     assert [role.metadata.name for role in rbac.list_namespaced_role(release.watched).items] == [release.name]
     assert rbac.list_namespaced_role(release.elsewhere).items == []
     assert rbac.list_namespaced_role_binding(release.elsewhere).items == []
