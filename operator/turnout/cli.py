@@ -162,7 +162,19 @@ def command_run(arguments: argparse.Namespace) -> int:
         # One line per handler call and per check request drowns the decisions; keep those.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("httpx").setLevel(logging.WARNING)
-    memo = kopf.Memo(cluster=Cluster.connect(arguments.kubeconfig))
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        cluster = Cluster.connect(arguments.kubeconfig)
+    except (ConfigException, OSError) as error:
+        print(f"turnout run: no Kubernetes credentials: {error}", file=sys.stderr)
+        return 1
+    except (HTTPError, ApiException) as error:
+        print(f"turnout run: cannot reach the Kubernetes API: {error}", file=sys.stderr)
+        return 1
+    memo = kopf.Memo(cluster=cluster)
     if arguments.metrics_port:
         metrics.serve_metrics(arguments.metrics_port, arguments.bind)
     liveness = f"http://{arguments.bind}:{arguments.health_port}/healthz" if arguments.health_port else None

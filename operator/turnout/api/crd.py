@@ -161,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         present.splitlines(keepends=True), wanted.splitlines(keepends=True), "on disk", "from the models"
     )
     sys.stderr.writelines(list(diff)[:60])
-    print(f"\n{output} is stale: run `{REGENERATE}` and commit the result", file=sys.stderr)
+    print(
+        f"\n{output} is stale: run `hack/gen-manifests` (it also refreshes the chart's copy and manifests/) "
+        "and commit the result",
+        file=sys.stderr,
+    )
     return 1
 
 

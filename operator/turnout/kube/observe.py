@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from turnout.api.backend import Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color, InferenceBackendStatus
@@ -153,7 +155,11 @@ async def run_checks(cluster: Cluster, backend: Backend, pods: Sequence[KubeObje
     api_key = None
     key_ref = backend.spec.vllm.api_key_secret_ref
     if backend.engine is Engine.VLLM and key_ref is not None:
-        api_key = await in_thread(lambda: cluster.read_secret_key(backend.namespace, key_ref.name, key_ref.key))
+        try:
+            api_key = await in_thread(lambda: cluster.read_secret_key(backend.namespace, key_ref.name, key_ref.key))
+        except ApiException as error:
+            # Most likely RBAC: say so where the user looks, not only in the operator's log.
+            return CheckOutcome(False, f"cannot read Secret {key_ref.name} (spec.vllm.apiKeySecretRef): {error.reason}")
         if api_key is None:
             return CheckOutcome(False, f"Secret {key_ref.name} has no key {key_ref.key} (spec.vllm.apiKeySecretRef)")
     checks = backend.spec.rollout.checks
