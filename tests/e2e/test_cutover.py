@@ -23,6 +23,13 @@ BEHAVIOUR = "sim.turnout.dev/behaviour"
 FAULT = "sim.turnout.dev/fault"
 
 
+@pytest.fixture(autouse=True)
+def engines_are_simulated(kube_cluster: Any) -> None:
+    """These stories need the test ground's simulated engines and fake GPU nodes."""
+    if not kube_cluster.local:
+        pytest.skip("needs the local test ground: simulated engines on the pod IPs, kwok fault stages")
+
+
 def with_pod_annotations(spec: dict[str, Any], **annotations: str) -> dict[str, Any]:
     return {**spec, "template": {"podAnnotations": annotations}}
 
