@@ -31,7 +31,8 @@ TIMEOUT = 60.0  # seconds for anything the cluster does on its own
 # api_client and namespace come from tests/e2e/conftest.py.
 
 
-def vllm_deployment(name: str, gpus: int, replicas: int = 1) -> dict[str, Any]:
+def deployment(name: str, replicas: int, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment of `replicas` pods labelled app=<name>."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -39,39 +40,26 @@ def vllm_deployment(name: str, gpus: int, replicas: int = 1) -> dict[str, Any]:
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "tolerations": [GPU_TOLERATION],
-                    "containers": [{
-                        "name": "vllm",
-                        "image": VLLM_IMAGE,
-                        "args": ["--served-model-name", "x", "--port", "8000"],
-                        "ports": [{"containerPort": 8000, "name": "http"}],
-                        "resources": {"limits": {GPU_RESOURCE: str(gpus)}},
-                    }],
-                },
-            },
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
         },
-    }  # fmt: skip
+    }
+
+
+def vllm_deployment(name: str, gpus: int, replicas: int = 1) -> dict[str, Any]:
+    container = {
+        "name": "vllm",
+        "image": VLLM_IMAGE,
+        "args": ["--served-model-name", "x", "--port", "8000"],
+        "ports": [{"containerPort": 8000, "name": "http"}],
+        "resources": {"limits": {GPU_RESOURCE: str(gpus)}},
+    }
+    return deployment(name, replicas, {"tolerations": [GPU_TOLERATION], "containers": [container]})
 
 
 def pause_deployment(name: str, replicas: int) -> dict[str, Any]:
     """Pods that any cluster can run (the pause image), for tests that need no engine."""
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "pause", "image": PAUSE_IMAGE,
-                                         "ports": [{"containerPort": 8000, "name": "http"}]}]},
-            },
-        },
-    }  # fmt: skip
+    container = {"name": "pause", "image": PAUSE_IMAGE, "ports": [{"containerPort": 8000, "name": "http"}]}
+    return deployment(name, replicas, {"containers": [container]})
 
 
 def pods_of(core: client.CoreV1Api, namespace: str, app: str) -> list[client.V1Pod]:
