@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import pinned_helm, template
+from tests.chart.helm import needed_helm, template
 
 Render = Callable[[dict[str, Any] | None], list[dict[str, Any]]]
 
@@ -18,13 +17,7 @@ Render = Callable[[dict[str, Any] | None], list[dict[str, Any]]]
 @pytest.fixture(scope="session")
 def helm() -> Path:
     """The pinned helm binary; in CI (CI set) its absence is a failure, elsewhere a skip."""
-    found = pinned_helm()
-    if found is None:
-        message = "helm is not built: run `hack/build-binaries.sh helm` (hack/test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return needed_helm()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from testground.binaries import pinned_versions
@@ -18,6 +19,19 @@ NAMESPACE = "turnout-system"
 # Objects are validated against the schema of the pinned control plane's minor version.
 KUBERNETES_VERSION = pinned_versions()["KUBERNETES_VERSION"]
 KUBERNETES_MINOR = KUBERNETES_VERSION.lstrip("v").rsplit(".", 1)[0]
+
+
+def needed(found: Path | None, message: str) -> Path:
+    """`found`, or stop the test: in CI (CI set) a missing tool is a failure, elsewhere a skip."""
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def needed_helm() -> Path:
+    return needed(pinned_helm(), "helm is not built: run `hack/build-binaries.sh helm` (hack/test does)")
 
 
 class HelmFailed(Exception):
