@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
-from turnout.api.backend import GROUP, KIND, PLURAL, VERSION
+from turnout.api.backend import GROUP, KIND, VERSION
 
 FIELD_MANAGER = "turnout"
 KubeObject = dict[str, Any]
@@ -138,15 +138,6 @@ class Cluster:
             field_manager=FIELD_MANAGER,
         )
 
-    def remove_backend_annotation(self, ref: BackendRef, annotation: str) -> None:
-        self._backends.patch(
-            body={"metadata": {"annotations": {annotation: None}}},
-            namespace=ref.namespace,
-            name=ref.name,
-            content_type="application/merge-patch+json",
-            field_manager=FIELD_MANAGER,
-        )
-
 
 async def in_thread(call: Callable[[], T]) -> T:
     """Run a blocking client call without blocking the operator's event loop."""
@@ -165,4 +156,4 @@ def _get(call: Callable[[], Any]) -> KubeObject | None:
     return found
 
 
-__all__ = ["FIELD_MANAGER", "PLURAL", "BackendRef", "Cluster", "KubeObject", "in_thread"]
+__all__ = ["FIELD_MANAGER", "BackendRef", "Cluster", "KubeObject", "in_thread"]
