@@ -150,7 +150,7 @@ def command_run(arguments: argparse.Namespace) -> int:
     import kopf
 
     from turnout import handlers, metrics
-    from turnout.kube.cluster import Cluster
+    from turnout.kube.cluster import Cluster, CrdMissing
 
     assert handlers.run_backend  # importing the module registers the Kopf handlers
 
@@ -173,6 +173,9 @@ def command_run(arguments: argparse.Namespace) -> int:
         return 1
     except (HTTPError, ApiException) as error:
         print(f"turnout run: cannot reach the Kubernetes API: {error}", file=sys.stderr)
+        return 1
+    except CrdMissing as error:
+        print(f"turnout run: {error}", file=sys.stderr)
         return 1
     memo = kopf.Memo(cluster=cluster)
     if arguments.metrics_port:

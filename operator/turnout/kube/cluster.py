@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 from turnout.api.backend import GROUP, KIND, VERSION
 
@@ -44,6 +44,10 @@ class BackendRef:
         }
 
 
+class CrdMissing(Exception):
+    """The API server does not serve InferenceBackends: the CRD is not installed."""
+
+
 class Cluster:
     """Reads and writes of the objects around InferenceBackends."""
 
@@ -55,7 +59,13 @@ class Cluster:
         self._services = self._dynamic.resources.get(api_version="v1", kind="Service")
         self._pods = self._dynamic.resources.get(api_version="v1", kind="Pod")
         self._claims = self._dynamic.resources.get(api_version="v1", kind="PersistentVolumeClaim")
-        self._backends = self._dynamic.resources.get(api_version=f"{GROUP}/{VERSION}", kind=KIND)
+        try:
+            self._backends = self._dynamic.resources.get(api_version=f"{GROUP}/{VERSION}", kind=KIND)
+        except ResourceNotFoundError:
+            raise CrdMissing(
+                f"the API server does not serve {KIND} ({GROUP}/{VERSION}): install the CRD first, "
+                "e.g. kubectl apply --server-side -f crds/"
+            ) from None
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Cluster:
@@ -156,4 +166,4 @@ def _get(call: Callable[[], Any]) -> KubeObject | None:
     return found
 
 
-__all__ = ["FIELD_MANAGER", "BackendRef", "Cluster", "KubeObject", "in_thread"]
+__all__ = ["FIELD_MANAGER", "BackendRef", "Cluster", "CrdMissing", "KubeObject", "in_thread"]
