@@ -15,8 +15,8 @@ import kopf
 from turnout import metrics
 from turnout.api.backend import GROUP, PLURAL, VERSION
 from turnout.kube.cluster import Cluster
-from turnout.kube.observe import BACKEND_LABEL
 from turnout.reconcile import reconcile
+from turnout.render.labels import BACKEND_LABEL
 from turnout.rollout.actions import RecordEvent
 
 ERROR_RETRY_SECONDS = 10.0

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -149,7 +150,7 @@ class Backend:
     def engine_port(self) -> int:
         return VLLM_PORT if self.spec.engine is Engine.VLLM else OLLAMA_PORT
 
-    @property
+    @cached_property
     def revision(self) -> str:
         """Stable 10-hex-digit hash of what shapes the pods.
 

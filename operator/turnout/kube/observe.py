@@ -17,13 +17,11 @@ from turnout.api.spec import Engine
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.kube.cluster import Cluster, KubeObject, in_thread
+from turnout.render.labels import BACKEND_LABEL, COLOR_LABEL, REVISION_LABEL
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
 from turnout.rollout.plan import check_due
 
-BACKEND_LABEL = "turnout.dev/backend"
-COLOR_LABEL = "turnout.dev/color"
-REVISION_LABEL = "turnout.dev/revision"
 PROMOTE_ANNOTATION = "turnout.dev/promote"
 ABORT_ANNOTATION = "turnout.dev/abort"
 

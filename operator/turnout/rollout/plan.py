@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import Strategy
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
+from turnout.render.labels import color_selector
 from turnout.rollout.actions import (
     Action,
     ApplyClaim,
@@ -37,8 +38,6 @@ from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFai
 IDLE_RESYNC_SECONDS = 60.0
 """How often a backend with nothing in flight is looked at again (reads only)."""
 
-# The scheduler reports Unschedulable at once, also while a cluster autoscaler adds a node:
-# give it the same grace as failing checks before calling it a failure.
 _FIRST_COLOR = Color.BLUE
 
 
@@ -477,6 +476,8 @@ class _Step:
         return self.observed.check.message if self.observed.check else ""
 
     def fatal_pod_failure(self, failures: tuple[PodFailure, ...]) -> PodFailure | None:
+        # The scheduler reports Unschedulable at once, also while a cluster autoscaler adds a node:
+        # give it the same grace as failing checks before calling it a failure.
         grace = self.rollout.checks.interval_seconds * self.rollout.checks.failure_threshold
         for failure in failures:
             if failure.reason is not FailureReason.UNSCHEDULABLE:
@@ -497,7 +498,8 @@ class _Step:
         state = self.observed.color(active)
         status.replicas = self.observed.color(active).replicas
         status.ready_replicas = state.ready
-        status.selector = f"turnout.dev/backend={self.backend.name},turnout.dev/color={active}"
+        # The scale subresource's selector is the very selector of the active color's pods.
+        status.selector = ",".join(f"{key}={value}" for key, value in color_selector(self.backend, active).items())
         serving = state.ready > 0
         self.condition(
             ConditionType.READY,
