@@ -14,9 +14,9 @@ import kopf
 
 from turnout import metrics
 from turnout.api.backend import GROUP, PLURAL, VERSION
+from turnout.api.labels import BACKEND_LABEL
 from turnout.kube.cluster import Cluster
 from turnout.reconcile import reconcile
-from turnout.render.labels import BACKEND_LABEL
 from turnout.rollout.actions import RecordEvent
 
 ERROR_RETRY_SECONDS = 10.0

@@ -111,8 +111,11 @@ class Cluster:
     # -- writes ------------------------------------------------------------------------------
 
     def apply(self, obj: KubeObject) -> None:
-        """Server-side apply `obj` (Deployment or Service) as the field manager `turnout`."""
-        resource = self._deployments if obj["kind"] == "Deployment" else self._services
+        """Server-side apply `obj` as the field manager `turnout`; only the kinds turnout renders for apply."""
+        appliable = {("apps/v1", "Deployment"): self._deployments, ("v1", "Service"): self._services}
+        resource = appliable.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
+        if resource is None:
+            raise ValueError(f"turnout does not apply {obj.get('apiVersion')} {obj.get('kind')}")
         resource.server_side_apply(
             body=obj,
             namespace=obj["metadata"]["namespace"],

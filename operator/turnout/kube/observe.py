@@ -13,11 +13,11 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
+from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL, REVISION_LABEL
 from turnout.api.spec import Engine
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.kube.cluster import Cluster, KubeObject, in_thread
-from turnout.render.labels import BACKEND_LABEL, COLOR_LABEL, REVISION_LABEL
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
 from turnout.rollout.plan import check_due

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from turnout.api.backend import Backend
+from turnout.api.labels import color_selector, engine_labels, pod_labels
 from turnout.api.spec import Engine
 from turnout.api.status import Color
 from turnout.render.container import PORT_NAME, EngineContainer, KubeObject
-from turnout.render.labels import color_selector, engine_labels, pod_labels
 from turnout.render.ollama import ollama_container
 from turnout.render.templating import render_manifest
 from turnout.render.vllm import STARTUP_BUDGET_SECONDS, vllm_container

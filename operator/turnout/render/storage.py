@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from turnout.api.backend import Backend
-from turnout.render.labels import CREATED_BY_ANNOTATION, MANAGER, backend_labels
+from turnout.api.labels import CREATED_BY_ANNOTATION, MANAGER, backend_labels
 from turnout.render.templating import render_manifest
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from turnout.api.backend import Backend, InvalidSpec
+from turnout.api.labels import color_selector
 from turnout.api.spec import Strategy
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
-from turnout.render.labels import color_selector
 from turnout.rollout.actions import (
     Action,
     ApplyClaim,

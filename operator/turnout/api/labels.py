@@ -1,4 +1,4 @@
-"""The labels turnout puts on the objects it owns, and how a user's pod labels join them."""
+"""The labels turnout puts on the objects it owns, shared by the renderers, the planner and the observer."""
 
 from __future__ import annotations
 
