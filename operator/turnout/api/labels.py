@@ -1,4 +1,4 @@
-"""The labels turnout puts on the objects it owns, shared by the renderers, the planner and the observer."""
+"""The labels and annotations turnout reads and writes, shared by the renderers, the planner and the observer."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ BACKEND_LABEL = "turnout.dev/backend"
 COLOR_LABEL = "turnout.dev/color"
 REVISION_LABEL = "turnout.dev/revision"
 CREATED_BY_ANNOTATION = "turnout.dev/created-by"
+# Set by people on an InferenceBackend, each with a revision as its value.
+PROMOTE_ANNOTATION = "turnout.dev/promote"
+ABORT_ANNOTATION = "turnout.dev/abort"
 MANAGER = "turnout"
 
 

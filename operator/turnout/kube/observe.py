@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
-from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL, REVISION_LABEL
+from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PROMOTE_ANNOTATION, REVISION_LABEL
 from turnout.api.spec import Engine
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
@@ -21,9 +21,6 @@ from turnout.kube.cluster import Cluster, KubeObject, in_thread
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
 from turnout.rollout.plan import check_due
-
-PROMOTE_ANNOTATION = "turnout.dev/promote"
-ABORT_ANNOTATION = "turnout.dev/abort"
 
 _WAITING_FAILURES = {
     "ImagePullBackOff": FailureReason.IMAGE_PULL_BACK_OFF,

@@ -1,0 +1,275 @@
+"""Blue/green: the new revision is proven on the idle color, then the Service moves to it at once.
+
+Phases: Progressing (the preview color scales up) -> Verifying (its pods are checked) ->
+[Paused] -> Baking (Service switched, new color still checked, old color warm) -> Healthy.
+A failure before the switch scales the preview down (the Service never moved); after it, the
+Service goes back to the warm previous color. Either way the revision is remembered in
+`lastFailedRevision` and not retried until the spec changes.
+
+Recreate is the same cutover on clusters without a spare GPU: the active color is scaled down
+before the preview starts, so there is an outage but never two colors' worth of GPUs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from turnout.api.labels import ABORT_ANNOTATION, PROMOTE_ANNOTATION
+from turnout.api.status import Color, ConditionType, Phase
+from turnout.rollout.actions import ApplyClaim, ApplyDeployment, ApplyService, CutoverResult, EventType, ScaleDeployment
+from turnout.rollout.conditions import format_time, parse_time
+from turnout.rollout.observed import ColorState, FailureReason
+from turnout.rollout.step import IDLE_RESYNC_SECONDS, Plan, Step
+
+FIRST_COLOR = Color.BLUE
+
+
+class BlueGreen(Step):
+    """One reconcile of a blue/green backend."""
+
+    def decide(self) -> Plan:
+        self.condition(ConditionType.INVALID_SPEC, False, "Valid", "")
+        storage = self.backend.spec.model.storage
+        if storage is not None and storage.create and not self.observed.claim_exists:
+            self.actions.append(ApplyClaim())
+        status = self.status
+        if self.switch_was_interrupted():
+            return self.switch()
+        if status.switched_at is not None and status.active_revision == self.revision:
+            return self.bake()
+        if self.revision == status.active_revision and status.preview_color is None:
+            return self.steady()
+        if self.revision == status.last_failed_revision and status.preview_color is None:
+            return self.steady(failed_revision_pending=True)
+        return self.cutover()
+
+    # -- the cutover ------------------------------------------------------------------------
+
+    def cutover(self) -> Plan:
+        """Move toward the spec's revision: start, continue or restart the preview."""
+        status = self.status
+        if status.switched_at is not None:
+            # The spec changed during a bake: the baking revision stays, the newest spec wins,
+            # and the previous color is the only one free to carry it.
+            self.event(EventType.NORMAL, "BakeInterrupted", f"spec changed to revision {self.revision}")
+            self.finish(CutoverResult.SUPERSEDED)
+            status.switched_at = None
+            status.preview_started_at = None
+        if self.observed.abort == self.revision:
+            return self.abort()
+        if status.preview_color is not None and status.preview_revision != self.revision:
+            self.event(
+                EventType.NORMAL,
+                "Superseded",
+                f"revision {status.preview_revision} abandoned for {self.revision}",
+            )
+            self.finish(CutoverResult.SUPERSEDED)
+            status.preview_started_at = None
+            # Passes counted for the abandoned revision prove nothing about this one.
+            self.reset_checks()
+            self.enter(Phase.PROGRESSING)
+        if status.preview_color is None:
+            # The idle color carries the preview; if it was still warm from the last cutover it is
+            # reused as it is when it already runs this revision (a revert is a fast rollback).
+            status.preview_color = status.active_color.other if status.active_color else FIRST_COLOR
+            status.previous_color = status.previous_revision = status.scale_down_at = None
+        status.preview_revision = self.revision
+        preview = status.preview_color
+        self.condition(ConditionType.PROGRESSING, True, "NewRevision", f"revision {self.revision} on {preview}")
+        if status.active_color is not None:
+            self.condition(ConditionType.DEGRADED, False, "AsExpected", "")
+        self.requeue_after = float(self.rollout.checks.interval_seconds)
+        if status.preview_started_at is None and not self.make_room(preview):
+            self.enter(Phase.PROGRESSING)
+            return self.done()
+
+        state = self.observed.color(preview)
+        if not state.exists or state.revision != self.revision or state.replicas != self.replicas:
+            self.actions.append(ApplyDeployment(preview, self.replicas))
+        if status.preview_started_at is None:
+            status.preview_started_at = format_time(self.now)
+            self.event(EventType.NORMAL, "Progressing", f"revision {self.revision} starting on {preview}")
+        if self.replicas == 0:
+            return self.switch()
+        if self.is_ready(state):
+            return self.verify()
+        return self.wait_for_ready(state)
+
+    def make_room(self, preview: Color) -> bool:
+        """Whether the preview may start now; blue/green runs both colors at once, so always."""
+        return True
+
+    def wait_for_ready(self, state: ColorState) -> Plan:
+        # Failures of pods from an older template say nothing about this revision.
+        failure = self.fatal_pod_failure(state.failures) if state.revision == self.revision else None
+        if failure is not None:
+            return self.fail(failure.reason, f"pod {failure.pod}: {failure.message}")
+        started = parse_time(self.status.preview_started_at) or self.now
+        timeout = self.rollout.ready_timeout_seconds
+        if (self.now - started).total_seconds() >= timeout:
+            return self.fail(
+                FailureReason.READY_TIMEOUT,
+                f"{state.ready}/{self.replicas} pods Ready after {timeout} s (rollout.readyTimeoutSeconds)",
+            )
+        self.enter(Phase.PROGRESSING)
+        self.reset_checks()
+        return self.done()
+
+    def verify(self) -> Plan:
+        status = self.status
+        if status.phase not in (Phase.VERIFYING, Phase.PAUSED):
+            self.enter(Phase.VERIFYING, f"revision {self.revision}: all pods Ready, checking them")
+            self.reset_checks(next_round_now=True)
+            return self.done()
+        if not self.count_check():
+            return self.fail(FailureReason.CHECK_FAILED, self.check_message())
+        if status.check_passes < self.rollout.checks.success_threshold:
+            return self.done()
+        # As in Argo Rollouts, the first revision has nothing to wait beside: it is promoted at once.
+        promoted = self.rollout.auto_promote or self.observed.promote == self.revision or status.active_color is None
+        if not promoted:
+            self.enter(
+                Phase.PAUSED,
+                f"revision {self.revision} proven on {status.preview_color}; waiting for promotion: "
+                f"kubectl annotate ib {self.backend.name} {PROMOTE_ANNOTATION}={self.revision}",
+            )
+            self.condition(ConditionType.PROGRESSING, True, "Paused", "waiting for promotion")
+            return self.done()
+        return self.switch()
+
+    def switch(self) -> Plan:
+        """Point the Service at the proven preview; the old color stays warm through the bake."""
+        status = self.status
+        preview = status.preview_color
+        assert preview is not None
+        old_color, old_revision = status.active_color, status.active_revision
+        if self.observed.service_color != preview or not self.observed.service_exists:
+            self.actions.append(ApplyService(preview))
+        self.event(
+            EventType.NORMAL,
+            "Switched",
+            f"Service {self.backend.service_name} now selects {preview} (revision {self.revision})",
+        )
+        status.active_color, status.active_revision = preview, self.revision
+        status.previous_color, status.previous_revision = old_color, old_revision
+        status.preview_color = status.preview_revision = None
+        status.switched_at = format_time(self.now)
+        self.reset_checks(next_round_now=True)
+        self.condition(ConditionType.ROLLED_BACK, False, "Promoted", f"revision {self.revision} promoted")
+        if old_color is None or self.replicas == 0:
+            # The first revision has nothing to fall back to: no bake.
+            return self.finish_bake()
+        self.enter(Phase.BAKING)
+        self.condition(ConditionType.PROGRESSING, True, "Baking", f"revision {self.revision} baking on {preview}")
+        self.requeue_after = float(min(self.rollout.checks.interval_seconds, max(self.rollout.bake_seconds, 1)))
+        return self.done()
+
+    def bake(self) -> Plan:
+        """After the switch: keep checking the new color; roll back on failure, else finish."""
+        status = self.status
+        active, previous = status.active_color, status.previous_color
+        assert active is not None
+        self.requeue_after = float(self.rollout.checks.interval_seconds)
+        if previous is not None and self.observed.service_color == previous:
+            # A rollback was carried out but its status not written: finish recording it.
+            return self.roll_back_after_switch(FailureReason.CHECK_FAILED, "the Service was found on the old color")
+        if self.observed.abort == self.revision:
+            return self.abort()
+        if status.phase is Phase.DEGRADED:
+            # Failed after the switch with autoRollback off: held here until a human acts.
+            return self.done()
+        failure = self.fatal_pod_failure(self.observed.color(active).failures)
+        if failure is not None:
+            return self.fail(failure.reason, f"pod {failure.pod}: {failure.message}")
+        if not self.count_check():
+            return self.fail(FailureReason.CHECK_FAILED, self.check_message())
+        switched = parse_time(status.switched_at) or self.now
+        remaining = self.rollout.bake_seconds - (self.now - switched).total_seconds()
+        if remaining > 0:
+            self.requeue_after = min(self.requeue_after, remaining)
+            self.condition(ConditionType.PROGRESSING, True, "Baking", f"revision {self.revision} baking on {active}")
+            return self.done()
+        return self.finish_bake()
+
+    def finish_bake(self) -> Plan:
+        status = self.status
+        self.requeue_after = IDLE_RESYNC_SECONDS
+        self.finish(CutoverResult.PROMOTED)
+        status.preview_started_at = None
+        status.switched_at = None
+        self.reset_checks(next_round_now=True)
+        if status.previous_color is not None:
+            due = self.now + timedelta(seconds=self.rollout.scale_down_delay_seconds)
+            status.scale_down_at = format_time(due)
+        return self.steady()
+
+    # -- failure ----------------------------------------------------------------------------
+
+    def fail(self, reason: FailureReason, message: str, *, force_rollback: bool = False) -> Plan:
+        """The revision in flight failed: roll back if there is something to go back to."""
+        status = self.status
+        if status.switched_at is not None:
+            if status.previous_color is not None and (self.rollout.auto_rollback or force_rollback):
+                return self.roll_back_after_switch(reason, message)
+            return self.degrade(reason, message)
+        if status.active_color is None:
+            # The first revision has nothing to roll back to: report and keep waiting.
+            return self.degrade(reason, message)
+        # Before the switch the Service never moved: a failed preview is always scaled down.
+        preview = status.preview_color
+        assert preview is not None
+        self.actions = [a for a in self.actions if a != ApplyDeployment(preview, self.replicas)]
+        if self.observed.color(preview).exists and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))
+        active = status.active_color
+        if self.observed.color(active).replicas != self.replicas:
+            # Recreate scaled the old color down; bring it back.
+            self.actions.append(ScaleDeployment(active, self.replicas))
+        if self.observed.service_color != active:
+            self.actions.append(ApplyService(active))
+        status.preview_color = status.preview_revision = None
+        return self.record_rollback(reason, message)
+
+    def abort(self) -> Plan:
+        """A person aborted this revision: back to the old color, even with autoRollback off."""
+        return self.fail(FailureReason.ABORTED, f"aborted by the {ABORT_ANNOTATION} annotation", force_rollback=True)
+
+    def roll_back_after_switch(self, reason: FailureReason, message: str) -> Plan:
+        status = self.status
+        failed, previous = status.active_color, status.previous_color
+        assert failed is not None
+        assert previous is not None
+        if self.observed.service_color != previous:
+            self.actions.append(ApplyService(previous))
+        if self.observed.color(failed).replicas > 0:
+            self.actions.append(ScaleDeployment(failed, 0))
+        status.active_color, status.active_revision = previous, status.previous_revision
+        status.previous_color = status.previous_revision = None
+        status.switched_at = None
+        return self.record_rollback(reason, message)
+
+    # -- observations -----------------------------------------------------------------------
+
+    def switch_was_interrupted(self) -> bool:
+        """A switch was carried out but its status never written: the Service is the truth."""
+        status = self.status
+        return (
+            status.preview_color is not None
+            and status.preview_revision == self.revision
+            and self.observed.service_color == status.preview_color
+            and status.phase in (Phase.VERIFYING, Phase.PAUSED)
+        )
+
+
+class Recreate(BlueGreen):
+    """Blue/green without the spare GPUs: the active color goes to zero before the preview starts."""
+
+    def make_room(self, preview: Color) -> bool:
+        active = self.status.active_color
+        if active is None:
+            return True
+        old = self.observed.color(active)
+        if old.replicas > 0:
+            self.actions.append(ScaleDeployment(active, 0))
+            self.event(EventType.NORMAL, "Recreate", f"{active} scales to zero before {preview} starts")
+        return old.replicas == 0 and old.pods == 0

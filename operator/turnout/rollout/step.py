@@ -1,0 +1,273 @@
+"""What every strategy shares: one reconcile's decision under way, and its bookkeeping.
+
+A `Step` collects the actions and the next status while a strategy walks its decision. It owns
+what does not depend on how traffic moves: phases and their Events, conditions, counting check
+rounds, recording a rollback or a failure, the steady state (active color at its replicas, the
+Service on it, the previous color retired after its delay) and the status the scale subresource
+reads. A strategy (`bluegreen.py`, ...) subclasses it and implements `decide()`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from turnout.api.backend import Backend
+from turnout.api.labels import color_selector
+from turnout.api.status import ConditionType, InferenceBackendStatus, Phase
+from turnout.rollout.actions import (
+    Action,
+    ApplyDeployment,
+    ApplyService,
+    CutoverFinished,
+    CutoverResult,
+    EventType,
+    RecordEvent,
+    ScaleDeployment,
+)
+from turnout.rollout.conditions import format_precise_time, parse_time, set_condition
+from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
+
+IDLE_RESYNC_SECONDS = 60.0
+"""How often a backend with nothing in flight is looked at again (reads only)."""
+
+# Phases whose start is news for the people watching (`kubectl describe ib`). The others are
+# announced by what causes them: Progressing by the new revision, Baking by the switch, Degraded
+# by the failure itself.
+_ANNOUNCED_PHASES = frozenset({Phase.VERIFYING, Phase.PAUSED, Phase.HEALTHY})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do now, the status to write after it, and when to look again (seconds)."""
+
+    actions: tuple[Action, ...]
+    status: InferenceBackendStatus
+    requeue_after: float
+    finished: CutoverFinished | None = None
+
+
+class Step(ABC):
+    """One reconcile of one backend: the observed world in, actions and the next status out."""
+
+    def __init__(self, backend: Backend, observed: Observed) -> None:
+        self.backend = backend
+        self.rollout = backend.spec.rollout
+        self.revision = backend.revision
+        self.replicas = backend.spec.replicas
+        self.observed = observed
+        self.now = observed.now
+        self.status = observed.status.model_copy(deep=True)
+        self.status.observed_generation = observed.generation
+        self.actions: list[Action] = []
+        self.requeue_after = IDLE_RESYNC_SECONDS
+        self.finished: CutoverFinished | None = None
+
+    @abstractmethod
+    def decide(self) -> Plan:
+        """Walk the strategy's decision and return the plan (through `done()`)."""
+
+    # -- steady state ---------------------------------------------------------------------------
+
+    def steady(self, *, failed_revision_pending: bool = False) -> Plan:
+        """Keep the active color at its replicas, the Service on it, and retire the previous color."""
+        status = self.status
+        active = status.active_color
+        if active is None:
+            # Only reachable when the spec names a revision that failed before anything served.
+            self.enter(Phase.DEGRADED)
+            return self.done()
+        state = self.observed.color(active)
+        if self.revision == status.active_revision:
+            if not state.exists or state.replicas != self.replicas or state.revision != self.revision:
+                self.actions.append(ApplyDeployment(active, self.replicas))
+        elif state.replicas != self.replicas:
+            # The spec names a failed revision: the active color keeps its own template.
+            self.actions.append(ScaleDeployment(active, self.replicas))
+        if (self.observed.service_color != active or not self.observed.service_exists) and (
+            ApplyService(active) not in self.actions
+        ):
+            self.actions.append(ApplyService(active))
+        if active.other != status.previous_color and self.observed.color(active.other).replicas > 0:
+            # Left over by an abandoned cutover: an idle color holds no GPUs.
+            self.actions.append(ScaleDeployment(active.other, 0))
+        self.retire_previous()
+
+        if failed_revision_pending:
+            self.enter(Phase.DEGRADED)
+            self.condition(
+                ConditionType.DEGRADED,
+                True,
+                status.last_failure_reason or "RolledBack",
+                f"revision {self.revision} failed and is not retried until the spec changes: "
+                f"{status.last_failure_message or ''}".rstrip(": "),
+            )
+        elif self.replicas > 0 and state.ready == 0:
+            self.enter(Phase.DEGRADED)
+            self.condition(ConditionType.DEGRADED, True, "NoReadyPods", f"no pod of {active} is Ready")
+        else:
+            self.enter(Phase.HEALTHY, f"revision {status.active_revision} serves on {active}")
+            self.condition(ConditionType.DEGRADED, False, "AsExpected", "")
+        self.condition(ConditionType.PROGRESSING, False, "Idle", "no cutover in progress")
+        return self.done()
+
+    def retire_previous(self) -> None:
+        """Scale the previous color to zero once its scale-down delay has passed."""
+        status = self.status
+        if status.previous_color is None:
+            return
+        due = parse_time(status.scale_down_at)
+        if due is not None and self.now < due:
+            self.requeue_after = min(self.requeue_after, (due - self.now).total_seconds())
+            return
+        if self.observed.color(status.previous_color).replicas > 0:
+            self.actions.append(ScaleDeployment(status.previous_color, 0))
+            self.event(EventType.NORMAL, "ScaledDown", f"{status.previous_color} scaled to zero")
+        status.previous_color = None
+        status.previous_revision = None
+        status.scale_down_at = None
+
+    # -- failure ----------------------------------------------------------------------------
+
+    def record_rollback(self, reason: FailureReason, message: str) -> Plan:
+        """Remember the revision as failed, say why everywhere people look, and stop checking it."""
+        status = self.status
+        status.last_failed_revision = self.revision
+        status.last_failure_reason = reason.value
+        status.last_failure_message = message
+        status.preview_started_at = None
+        self.reset_checks(next_round_now=True)
+        self.enter(Phase.DEGRADED)
+        self.finish(
+            CutoverResult.ABORTED if reason is FailureReason.ABORTED else CutoverResult.ROLLED_BACK, reason.value
+        )
+        text = f"revision {self.revision} rolled back to {status.active_color}: {reason.value}: {message}"
+        self.event(EventType.WARNING, "RolledBack", text)
+        self.condition(ConditionType.ROLLED_BACK, True, reason.value, text)
+        self.condition(ConditionType.DEGRADED, True, reason.value, text)
+        self.condition(ConditionType.PROGRESSING, False, "RolledBack", text)
+        self.requeue_after = IDLE_RESYNC_SECONDS
+        return self.done()
+
+    def degrade(self, reason: FailureReason, message: str) -> Plan:
+        """Report a failure that is not rolled back; the cutover keeps going if it can."""
+        text = f"revision {self.revision}: {reason.value}: {message}"
+        before = [(c.status, c.reason) for c in self.observed.status.conditions if c.type == "Degraded"]
+        if before != [("True", reason.value)]:
+            self.event(EventType.WARNING, reason.value, text)
+        self.enter(Phase.DEGRADED)
+        self.reset_checks()
+        self.condition(ConditionType.DEGRADED, True, reason.value, text)
+        return self.done()
+
+    # -- observations -----------------------------------------------------------------------
+
+    def is_ready(self, state: ColorState) -> bool:
+        """All of the color's pods run this revision and are Ready."""
+        return (
+            state.exists
+            and state.revision == self.revision
+            and state.replicas == self.replicas
+            and state.ready >= self.replicas
+        )
+
+    def count_check(self) -> bool:
+        """Fold this round's check into the counters; False when the failure threshold is reached."""
+        check = self.observed.check
+        status = self.status
+        if check is None:
+            return True
+        status.last_check_time = format_precise_time(self.now)
+        if check.passed:
+            status.check_passes += 1
+            status.check_failures = 0
+            return True
+        status.check_failures += 1
+        status.check_passes = 0
+        return status.check_failures < self.rollout.checks.failure_threshold
+
+    def check_message(self) -> str:
+        return self.observed.check.message if self.observed.check else ""
+
+    def fatal_pod_failure(self, failures: tuple[PodFailure, ...]) -> PodFailure | None:
+        """The first pod failure that condemns the revision now, if any."""
+        # The scheduler reports Unschedulable at once, also while a cluster autoscaler adds a node:
+        # give it the same grace as failing checks before calling it a failure.
+        grace = self.rollout.checks.interval_seconds * self.rollout.checks.failure_threshold
+        for failure in failures:
+            if failure.reason is not FailureReason.UNSCHEDULABLE:
+                return failure
+            if failure.since is None or (self.now - failure.since).total_seconds() >= grace:
+                return failure
+        return None
+
+    def report_active(self) -> None:
+        """Replica counts, scale selector and the Ready condition, from the active color."""
+        status = self.status
+        active = status.active_color
+        if active is None:
+            status.ready_replicas = 0
+            status.selector = None
+            self.condition(ConditionType.READY, False, "NotServing", "no revision has been promoted yet")
+            return
+        state = self.observed.color(active)
+        status.replicas = state.replicas
+        status.ready_replicas = state.ready
+        # The scale subresource's selector is the very selector of the active color's pods.
+        status.selector = ",".join(f"{key}={value}" for key, value in color_selector(self.backend, active).items())
+        serving = state.ready > 0
+        self.condition(
+            ConditionType.READY,
+            serving,
+            "Serving" if serving else "NoReadyPods",
+            f"{state.ready}/{state.replicas} pods of {active} Ready, revision {status.active_revision}",
+        )
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def enter(self, phase: Phase, message: str = "") -> None:
+        """Set the phase; a phase worth announcing gets its one Event when this reconcile changes it.
+
+        The comparison is with the phase this reconcile found, so passing through a phase twice
+        within one decision, or staying in it across reconciles, announces nothing more.
+        """
+        announced = self.status.phase is phase or self.observed.status.phase is phase
+        self.status.phase = phase
+        if phase in _ANNOUNCED_PHASES and not announced:
+            self.event(EventType.NORMAL, phase.value, message)
+
+    def reset_checks(self, *, next_round_now: bool = False) -> None:
+        """Start counting check rounds afresh; `next_round_now` makes the next round due at once."""
+        self.status.check_passes = self.status.check_failures = 0
+        if next_round_now:
+            self.status.last_check_time = None
+
+    def finish(self, result: CutoverResult, reason: str = "") -> None:
+        """Record that the cutover in flight ended, for the metrics."""
+        started = parse_time(self.status.preview_started_at) or parse_time(self.status.switched_at)
+        seconds = (self.now - started).total_seconds() if started else 0.0
+        self.finished = CutoverFinished(result=result, seconds=seconds, reason=reason)
+
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        self.actions.append(RecordEvent(type_, reason, message))
+
+    def condition(self, type_: ConditionType, status: bool, reason: str, message: str) -> None:
+        self.status.conditions = set_condition(
+            self.status.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            generation=self.observed.generation,
+            now=self.now,
+        )
+
+    def done(self) -> Plan:
+        """The plan of this reconcile, with the active color's numbers reported."""
+        self.report_active()
+        return Plan(
+            actions=tuple(self.actions),
+            status=self.status,
+            requeue_after=max(self.requeue_after, 0.5),
+            finished=self.finished,
+        )
