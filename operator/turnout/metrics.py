@@ -33,6 +33,11 @@ CHECK_LATENCY = Histogram(
     ["engine"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SERVING_FAILURES = Counter(
+    "turnout_serving_failures",
+    "Times the revision serving traffic failed its checks after its bake (rolled back or left Degraded), by reason.",
+    ["reason"],
+)
 RECONCILE_ERRORS = Counter("turnout_reconcile_errors", "Reconcile attempts that failed, by kind.", ["kind"])
 SWITCH_LATENCY = Histogram(
     "turnout_switch_latency_seconds",
@@ -78,6 +83,11 @@ def record_cutover(result: str, duration_seconds: float) -> None:
 def record_rollback(reason: str) -> None:
     """Count a rollback; `reason` is the condition's CamelCase reason (`CheckFailed`), not its message."""
     ROLLBACKS.labels(reason=str(reason)).inc()
+
+
+def record_serving_failure(reason: str) -> None:
+    """Count the serving revision found failing; `reason` is the condition's CamelCase reason."""
+    SERVING_FAILURES.labels(reason=str(reason)).inc()
 
 
 def record_switch_latency(seconds: float) -> None:

@@ -64,6 +64,8 @@ async def reconcile(cluster: Cluster, namespace: str, name: str, emit: EventSink
     metrics.set_backend_phase(ref.namespace, ref.name, str(engine), result.status.phase.value)
     if switched_at is not None and observed.check is not None and observed.check.passed:
         metrics.record_switch_latency(switched_at - decided_at)
+    if result.serving_failed is not None:
+        metrics.record_serving_failure(result.serving_failed)
     if result.finished is not None:
         metrics.record_cutover(result.finished.result.value, result.finished.seconds)
         if result.finished.result in (CutoverResult.ROLLED_BACK, CutoverResult.ABORTED):

@@ -82,6 +82,13 @@ def test_recorders_move_their_metrics() -> None:
     assert value("turnout_reconcile_errors_total", {"kind": "ApiConflict"}) == before["error"] + 1
 
 
+def test_a_serving_revision_found_failing_is_counted_by_reason() -> None:
+    labels = {"reason": "CheckFailed"}
+    before = REGISTRY.get_sample_value("turnout_serving_failures_total", labels) or 0.0
+    metrics.record_serving_failure("CheckFailed")
+    assert REGISTRY.get_sample_value("turnout_serving_failures_total", labels) == before + 1
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -247,7 +247,11 @@ class Checks(Model):
     success_threshold: Annotated[int, Field(ge=1, le=100)] = 3
     """Passing rounds in a row before the new revision is proven."""
     failure_threshold: Annotated[int, Field(ge=1, le=100)] = 3
-    """Failing rounds in a row before the new revision is rolled back."""
+    """Failing rounds in a row before the new revision is rolled back (or, once it serves, declared
+    Degraded)."""
+    healthy_interval_seconds: Annotated[int, Field(ge=5, le=3600)] = 60
+    """Seconds between two rounds of checks of the serving revision once its bake is over. After a
+    failing round, rounds are `intervalSeconds` apart until the counters decide."""
     smoke_request: bool = True
     """Also send one tiny chat completion (`max_tokens: 1`) with the served name."""
 

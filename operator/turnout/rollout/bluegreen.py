@@ -34,7 +34,7 @@ class BlueGreen(Step):
             self.actions.append(ApplyClaim())
         status = self.status
         if self.switch_was_interrupted():
-            return self.switch()
+            return self.switch(status.preview_revision)
         if status.switched_at is not None and status.active_revision == self.revision:
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
@@ -68,6 +68,8 @@ class BlueGreen(Step):
             # Passes counted for the abandoned revision prove nothing about this one.
             self.reset_checks()
             self.enter(Phase.PROGRESSING)
+        if self.replicas == 0:
+            return self.wait_for_replicas()
         if status.preview_color is None:
             # The idle color carries the preview; if it was still warm from the last cutover it is
             # reused as it is when it already runs this revision (a revert is a fast rollback).
@@ -89,11 +91,26 @@ class BlueGreen(Step):
         if status.preview_started_at is None:
             status.preview_started_at = format_time(self.now)
             self.event(EventType.NORMAL, "Progressing", f"revision {self.revision} starting on {preview}")
-        if self.replicas == 0:
-            return self.switch()
         if self.is_ready(state):
             return self.verify()
         return self.wait_for_ready(state)
+
+    def wait_for_replicas(self) -> Plan:
+        """At zero replicas nothing can prove a revision: it waits, and the Service stays where it is."""
+        status = self.status
+        preview = status.preview_color
+        if preview is not None and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))
+        status.preview_color = status.preview_revision = status.preview_started_at = None
+        self.reset_checks(next_round_now=True)
+        self.enter(Phase.PENDING)
+        self.condition(
+            ConditionType.PROGRESSING,
+            True,
+            "ScaledToZero",
+            f"revision {self.revision} waits for spec.replicas above 0: a revision is proven on running pods",
+        )
+        return self.done()
 
     def make_room(self, preview: Color) -> bool:
         """Whether the preview may start now; blue/green runs both colors at once, so always."""
@@ -118,7 +135,9 @@ class BlueGreen(Step):
     def verify(self) -> Plan:
         status = self.status
         if status.phase not in (Phase.VERIFYING, Phase.PAUSED):
-            self.enter(Phase.VERIFYING, f"revision {self.revision}: all pods Ready, checking them")
+            # A first revision whose checks failed is checked again without a new announcement.
+            again = status.phase is Phase.DEGRADED and self.degraded_by(FailureReason.CHECK_FAILED)
+            self.enter(Phase.VERIFYING, f"revision {self.revision}: all pods Ready, checking them", announce=not again)
             self.reset_checks(next_round_now=True)
             return self.done()
         if not self.count_check():
@@ -137,30 +156,35 @@ class BlueGreen(Step):
             return self.done()
         return self.switch()
 
-    def switch(self) -> Plan:
-        """Point the Service at the proven preview; the old color stays warm through the bake."""
+    def switch(self, revision: str | None = None) -> Plan:
+        """Point the Service at the proven preview; the old color stays warm through the bake.
+
+        `revision` is the preview's when the switch is being recorded after the fact (the spec may
+        have moved on since); the spec's by default.
+        """
         status = self.status
         preview = status.preview_color
         assert preview is not None
+        revision = revision or self.revision
         old_color, old_revision = status.active_color, status.active_revision
         if self.observed.service_color != preview or not self.observed.service_exists:
             self.actions.append(ApplyService(preview))
         self.event(
             EventType.NORMAL,
             "Switched",
-            f"Service {self.backend.service_name} now selects {preview} (revision {self.revision})",
+            f"Service {self.backend.service_name} now selects {preview} (revision {revision})",
         )
-        status.active_color, status.active_revision = preview, self.revision
+        status.active_color, status.active_revision = preview, revision
         status.previous_color, status.previous_revision = old_color, old_revision
         status.preview_color = status.preview_revision = None
         status.switched_at = format_time(self.now)
         self.reset_checks(next_round_now=True)
-        self.condition(ConditionType.ROLLED_BACK, False, "Promoted", f"revision {self.revision} promoted")
+        self.condition(ConditionType.ROLLED_BACK, False, "Promoted", f"revision {revision} promoted")
         if old_color is None or self.replicas == 0:
             # The first revision has nothing to fall back to: no bake.
             return self.finish_bake()
         self.enter(Phase.BAKING)
-        self.condition(ConditionType.PROGRESSING, True, "Baking", f"revision {self.revision} baking on {preview}")
+        self.condition(ConditionType.PROGRESSING, True, "Baking", f"revision {revision} baking on {preview}")
         self.requeue_after = float(min(self.rollout.checks.interval_seconds, max(self.rollout.bake_seconds, 1)))
         return self.done()
 
@@ -172,7 +196,7 @@ class BlueGreen(Step):
         self.requeue_after = float(self.rollout.checks.interval_seconds)
         if previous is not None and self.observed.service_color == previous:
             # A rollback was carried out but its status not written: finish recording it.
-            return self.roll_back_after_switch(FailureReason.CHECK_FAILED, "the Service was found on the old color")
+            return self.roll_back_to_previous(FailureReason.CHECK_FAILED, "the Service was found on the old color")
         if self.observed.abort == self.revision:
             return self.abort()
         if status.phase is Phase.DEGRADED:
@@ -185,7 +209,8 @@ class BlueGreen(Step):
             return self.fail(FailureReason.CHECK_FAILED, self.check_message())
         switched = parse_time(status.switched_at) or self.now
         remaining = self.rollout.bake_seconds - (self.now - switched).total_seconds()
-        if remaining > 0:
+        if remaining > 0 or status.check_failures:
+            # A failed round is not forgiven by the clock: the bake ends when the counters decide.
             self.requeue_after = min(self.requeue_after, remaining)
             self.condition(ConditionType.PROGRESSING, True, "Baking", f"revision {self.revision} baking on {active}")
             return self.done()
@@ -210,7 +235,7 @@ class BlueGreen(Step):
         status = self.status
         if status.switched_at is not None:
             if status.previous_color is not None and (self.rollout.auto_rollback or force_rollback):
-                return self.roll_back_after_switch(reason, message)
+                return self.roll_back_to_previous(reason, message)
             return self.degrade(reason, message)
         if status.active_color is None:
             # The first revision has nothing to roll back to: report and keep waiting.
@@ -234,35 +259,44 @@ class BlueGreen(Step):
         """A person aborted this revision: back to the old color, even with autoRollback off."""
         return self.fail(FailureReason.ABORTED, f"aborted by the {ABORT_ANNOTATION} annotation", force_rollback=True)
 
-    def roll_back_after_switch(self, reason: FailureReason, message: str) -> Plan:
-        status = self.status
-        failed, previous = status.active_color, status.previous_color
-        assert failed is not None
-        assert previous is not None
-        if self.observed.service_color != previous:
-            self.actions.append(ApplyService(previous))
-        if self.observed.color(failed).replicas > 0:
-            self.actions.append(ScaleDeployment(failed, 0))
-        status.active_color, status.active_revision = previous, status.previous_revision
-        status.previous_color = status.previous_revision = None
-        status.switched_at = None
-        return self.record_rollback(reason, message)
-
     # -- observations -----------------------------------------------------------------------
 
     def switch_was_interrupted(self) -> bool:
-        """A switch was carried out but its status never written: the Service is the truth."""
+        """A switch was carried out but its status never written: the Service is the truth.
+
+        Recorded before anything else, even when the spec has changed since: the preview color
+        now serves, so it must never be given a new template in place.
+        """
         status = self.status
+        preview = status.preview_color
         return (
-            status.preview_color is not None
-            and status.preview_revision == self.revision
-            and self.observed.service_color == status.preview_color
+            preview is not None
+            and status.preview_revision is not None
+            and self.observed.service_color == preview
+            and self.observed.color(preview).revision == status.preview_revision
             and status.phase in (Phase.VERIFYING, Phase.PAUSED)
         )
 
 
 class Recreate(BlueGreen):
     """Blue/green without the spare GPUs: the active color goes to zero before the preview starts."""
+
+    def wait_for_replicas(self) -> Plan:
+        """At zero replicas nothing can prove a revision: it waits, and the Service stays where it is."""
+        status = self.status
+        preview = status.preview_color
+        if preview is not None and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))
+        status.preview_color = status.preview_revision = status.preview_started_at = None
+        self.reset_checks(next_round_now=True)
+        self.enter(Phase.PENDING)
+        self.condition(
+            ConditionType.PROGRESSING,
+            True,
+            "ScaledToZero",
+            f"revision {self.revision} waits for spec.replicas above 0: a revision is proven on running pods",
+        )
+        return self.done()
 
     def make_room(self, preview: Color) -> bool:
         active = self.status.active_color

@@ -65,6 +65,8 @@ def check_target(status: InferenceBackendStatus) -> Color | None:
         return status.preview_color
     if status.phase is Phase.BAKING:
         return status.active_color
+    if status.phase in (Phase.HEALTHY, Phase.DEGRADED) and status.preview_color is None and not status.switched_at:
+        return status.active_color  # the serving revision stays watched after its bake
     return None
 
 

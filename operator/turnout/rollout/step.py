@@ -45,6 +45,8 @@ class Plan:
     status: InferenceBackendStatus
     requeue_after: float
     finished: CutoverFinished | None = None
+    serving_failed: str | None = None
+    """The reason, when the revision that serves failed its checks in this step (for the metrics)."""
 
 
 class Step(ABC):
@@ -62,6 +64,7 @@ class Step(ABC):
         self.actions: list[Action] = []
         self.requeue_after = IDLE_RESYNC_SECONDS
         self.finished: CutoverFinished | None = None
+        self.serving_failed: str | None = None
 
     @abstractmethod
     def decide(self) -> Plan:
@@ -91,9 +94,24 @@ class Step(ABC):
         if active.other != status.previous_color and self.observed.color(active.other).replicas > 0:
             # Left over by an abandoned cutover: an idle color holds no GPUs.
             self.actions.append(ScaleDeployment(active.other, 0))
+        failing = self.judge_serving()
+        if failing is not None and status.previous_color is not None and self.rollout.auto_rollback:
+            # Still warm within its scale-down delay: the previous revision takes the traffic back.
+            self.serving_failed = FailureReason.CHECK_FAILED.value
+            return self.roll_back_to_previous(FailureReason.CHECK_FAILED, failing)
         self.retire_previous()
+        self.requeue_after = min(self.requeue_after, self.serving_check_interval())
 
-        if failed_revision_pending:
+        if failing is not None:
+            text = f"revision {status.active_revision} on {active} fails its checks: {failing}"
+            if not self.serving_fails(self.observed.status):
+                self.serving_failed = FailureReason.CHECK_FAILED.value
+                self.event(EventType.WARNING, FailureReason.CHECK_FAILED.value, text)
+            self.enter(Phase.DEGRADED)
+            self.condition(ConditionType.DEGRADED, True, FailureReason.CHECK_FAILED.value, text)
+        elif self.serving_fails(status):
+            self.enter(Phase.DEGRADED)  # no round this time: the Degraded condition still says why
+        elif failed_revision_pending:
             self.enter(Phase.DEGRADED)
             self.condition(
                 ConditionType.DEGRADED,
@@ -127,12 +145,69 @@ class Step(ABC):
         status.previous_revision = None
         status.scale_down_at = None
 
+    def judge_serving(self) -> str | None:
+        """Fold this reconcile's round of checks of the serving color into the counters; the round's
+        failure message when `failureThreshold` rounds in a row have failed, else None.
+
+        A passing round while nothing failed changes no status field, so a healthy backend costs no
+        write; such rounds are paced by the requeue (`checks.healthyIntervalSeconds`).
+        """
+        status = self.status
+        check = self.observed.check
+        if check is None:
+            return None
+        if check.passed:
+            if status.check_failures:
+                self.reset_checks(next_round_now=True)
+            return None
+        status.last_check_time = format_precise_time(self.now)
+        status.check_passes = 0
+        status.check_failures += 1
+        if status.check_failures < self.rollout.checks.failure_threshold:
+            return None
+        return check.message
+
+    def serving_fails(self, status: InferenceBackendStatus) -> bool:
+        """In `status`, the serving revision has failed `failureThreshold` rounds in a row, none passed since."""
+        return (
+            status.active_color is not None
+            and status.preview_color is None
+            and status.switched_at is None
+            and status.check_failures >= self.rollout.checks.failure_threshold
+        )
+
+    def serving_check_interval(self) -> float:
+        """Seconds until the serving color's next round: slow while it passes, quick once it failed."""
+        if self.status.check_failures:
+            return float(self.rollout.checks.interval_seconds)
+        return float(self.rollout.checks.healthy_interval_seconds)
+
     # -- failure ----------------------------------------------------------------------------
 
-    def record_rollback(self, reason: FailureReason, message: str) -> Plan:
-        """Remember the revision as failed, say why everywhere people look, and stop checking it."""
+    def roll_back_to_previous(self, reason: FailureReason, message: str) -> Plan:
+        """The revision that serves failed: the Service goes back to the previous, still warm color."""
         status = self.status
-        status.last_failed_revision = self.revision
+        failed, previous = status.active_color, status.previous_color
+        assert failed is not None
+        assert previous is not None
+        if self.observed.service_color != previous:
+            self.actions.append(ApplyService(previous))
+        if self.observed.color(failed).replicas > 0:
+            self.actions.append(ScaleDeployment(failed, 0))
+        if self.observed.color(previous).replicas != self.replicas:
+            self.actions.append(ScaleDeployment(previous, self.replicas))
+        failed_revision = status.active_revision
+        status.active_color, status.active_revision = previous, status.previous_revision
+        status.previous_color = status.previous_revision = status.scale_down_at = None
+        status.switched_at = None
+        return self.record_rollback(reason, message, revision=failed_revision)
+
+    def record_rollback(self, reason: FailureReason, message: str, *, revision: str | None = None) -> Plan:
+        """Remember the revision (the spec's unless named) as failed, say why everywhere people look,
+        and stop checking it."""
+        status = self.status
+        failed = revision or self.revision
+        status.last_failed_revision = failed
         status.last_failure_reason = reason.value
         status.last_failure_message = message
         status.preview_started_at = None
@@ -141,7 +216,7 @@ class Step(ABC):
         self.finish(
             CutoverResult.ABORTED if reason is FailureReason.ABORTED else CutoverResult.ROLLED_BACK, reason.value
         )
-        text = f"revision {self.revision} rolled back to {status.active_color}: {reason.value}: {message}"
+        text = f"revision {failed} rolled back to {status.active_color}: {reason.value}: {message}"
         self.event(EventType.WARNING, "RolledBack", text)
         self.condition(ConditionType.ROLLED_BACK, True, reason.value, text)
         self.condition(ConditionType.DEGRADED, True, reason.value, text)
@@ -152,8 +227,7 @@ class Step(ABC):
     def degrade(self, reason: FailureReason, message: str) -> Plan:
         """Report a failure that is not rolled back; the cutover keeps going if it can."""
         text = f"revision {self.revision}: {reason.value}: {message}"
-        before = [(c.status, c.reason) for c in self.observed.status.conditions if c.type == "Degraded"]
-        if before != [("True", reason.value)]:
+        if not self.degraded_by(reason):
             self.event(EventType.WARNING, reason.value, text)
         self.enter(Phase.DEGRADED)
         self.reset_checks()
@@ -215,23 +289,32 @@ class Step(ABC):
         status.ready_replicas = state.ready
         # The scale subresource's selector is the very selector of the active color's pods.
         status.selector = ",".join(f"{key}={value}" for key, value in color_selector(self.backend, active).items())
+        counts = f"{state.ready}/{state.replicas} pods of {active} Ready, revision {status.active_revision}"
+        if self.serving_fails(status):
+            self.condition(
+                ConditionType.READY, False, FailureReason.CHECK_FAILED.value, f"{counts}, failing its checks"
+            )
+            return
         serving = state.ready > 0
-        self.condition(
-            ConditionType.READY,
-            serving,
-            "Serving" if serving else "NoReadyPods",
-            f"{state.ready}/{state.replicas} pods of {active} Ready, revision {status.active_revision}",
+        self.condition(ConditionType.READY, serving, "Serving" if serving else "NoReadyPods", counts)
+
+    def degraded_by(self, reason: FailureReason) -> bool:
+        """The Degraded condition is True for `reason`."""
+        return any(
+            (c.type, c.status, c.reason) == (ConditionType.DEGRADED.value, "True", reason.value)
+            for c in self.status.conditions
         )
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def enter(self, phase: Phase, message: str = "") -> None:
+    def enter(self, phase: Phase, message: str = "", *, announce: bool = True) -> None:
         """Set the phase; a phase worth announcing gets its one Event when this reconcile changes it.
 
         The comparison is with the phase this reconcile found, so passing through a phase twice
         within one decision, or staying in it across reconciles, announces nothing more.
+        `announce=False` for a return to a phase already announced for this revision.
         """
-        announced = self.status.phase is phase or self.observed.status.phase is phase
+        announced = not announce or self.status.phase is phase or self.observed.status.phase is phase
         self.status.phase = phase
         if phase in _ANNOUNCED_PHASES and not announced:
             self.event(EventType.NORMAL, phase.value, message)
@@ -270,4 +353,5 @@ class Step(ABC):
             status=self.status,
             requeue_after=max(self.requeue_after, 0.5),
             finished=self.finished,
+            serving_failed=self.serving_failed,
         )
