@@ -18,7 +18,7 @@ from turnout.api.labels import ABORT_ANNOTATION, PROMOTE_ANNOTATION
 from turnout.api.status import Color, ConditionType, Phase
 from turnout.rollout.actions import ApplyClaim, ApplyDeployment, ApplyService, CutoverResult, EventType, ScaleDeployment
 from turnout.rollout.conditions import format_time, parse_time
-from turnout.rollout.observed import ColorState, FailureReason
+from turnout.rollout.observed import ApplyRejection, ColorState, FailureReason
 from turnout.rollout.step import IDLE_RESYNC_SECONDS, Plan, Step
 
 FIRST_COLOR = Color.BLUE
@@ -33,6 +33,8 @@ class BlueGreen(Step):
         if storage is not None and storage.create and not self.observed.claim_exists:
             self.actions.append(ApplyClaim())
         status = self.status
+        if self.observed.rejected is not None:
+            return self.refused(self.observed.rejected)
         if self.switch_was_interrupted():
             return self.switch(status.preview_revision)
         if status.switched_at is not None and status.active_revision == self.revision:
@@ -254,6 +256,21 @@ class BlueGreen(Step):
             self.actions.append(ApplyService(active))
         status.preview_color = status.preview_revision = None
         return self.record_rollback(reason, message)
+
+    def refused(self, rejection: ApplyRejection) -> Plan:
+        """The API server refused a write for good: a revision in flight is rolled back, anything else
+        is reported; neither is tried again until the spec changes."""
+        text = f"the API server refused {rejection.what}: {rejection.message}"
+        status = self.status
+        if status.preview_color is not None and status.active_color is not None and status.switched_at is None:
+            return self.fail(FailureReason.APPLY_FAILED, text)
+        if status.active_color is None:
+            # A first revision has nothing to go back to: it waits for a spec the API server takes.
+            status.preview_color = status.preview_revision = status.preview_started_at = None
+            status.last_failed_revision = self.revision
+            status.last_failure_reason = FailureReason.APPLY_FAILED.value
+            status.last_failure_message = text
+        return self.degrade(FailureReason.APPLY_FAILED, text)
 
     def abort(self) -> Plan:
         """A person aborted this revision: back to the old color, even with autoRollback off."""

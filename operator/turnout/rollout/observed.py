@@ -19,6 +19,7 @@ class FailureReason(StrEnum):
     UNSCHEDULABLE = "Unschedulable"
     CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
     CHECK_FAILED = "CheckFailed"
+    APPLY_FAILED = "ApplyFailed"
     ABORTED = "Aborted"
 
 
@@ -59,6 +60,18 @@ class CheckOutcome:
 
 
 @dataclass(frozen=True)
+class ApplyRejection:
+    """The API server refused a write of this reconcile for good (400, 403, 404, 413, 422)."""
+
+    color: Color | None
+    """The color whose Deployment was refused; None for the Service or the claim."""
+    what: str
+    """The object as a person names it, e.g. `Deployment chat-green`."""
+    message: str
+    """The API server's own message, which says what it refused and why."""
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything one reconcile of one backend reads before deciding."""
 
@@ -76,6 +89,8 @@ class Observed:
     """The revision named by the `turnout.dev/promote` annotation, if any."""
     abort: str | None = None
     """The revision named by the `turnout.dev/abort` annotation, if any."""
+    rejected: ApplyRejection | None = None
+    """A write this reconcile's first plan asked for and the API server refused; plan again with it."""
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, ColorState())

@@ -81,14 +81,19 @@ class Step(ABC):
             self.enter(Phase.DEGRADED)
             return self.done()
         state = self.observed.color(active)
-        if self.revision == status.active_revision:
+        refused = self.refused_for_this_spec()
+        if refused:
+            pass  # the API server refused this spec's objects: asking again changes nothing
+        elif self.revision == status.active_revision:
             if not state.exists or state.replicas != self.replicas or state.revision != self.revision:
                 self.actions.append(ApplyDeployment(active, self.replicas))
         elif state.replicas != self.replicas:
             # The spec names a failed revision: the active color keeps its own template.
             self.actions.append(ScaleDeployment(active, self.replicas))
-        if (self.observed.service_color != active or not self.observed.service_exists) and (
-            ApplyService(active) not in self.actions
+        if (
+            not refused
+            and (self.observed.service_color != active or not self.observed.service_exists)
+            and ApplyService(active) not in self.actions
         ):
             self.actions.append(ApplyService(active))
         if active.other != status.previous_color and self.observed.color(active.other).replicas > 0:
@@ -109,8 +114,8 @@ class Step(ABC):
                 self.event(EventType.WARNING, FailureReason.CHECK_FAILED.value, text)
             self.enter(Phase.DEGRADED)
             self.condition(ConditionType.DEGRADED, True, FailureReason.CHECK_FAILED.value, text)
-        elif self.serving_fails(status):
-            self.enter(Phase.DEGRADED)  # no round this time: the Degraded condition still says why
+        elif self.serving_fails(status) or refused:
+            self.enter(Phase.DEGRADED)  # the Degraded condition still says why
         elif failed_revision_pending:
             self.enter(Phase.DEGRADED)
             self.condition(
@@ -297,6 +302,14 @@ class Step(ABC):
             return
         serving = state.ready > 0
         self.condition(ConditionType.READY, serving, "Serving" if serving else "NoReadyPods", counts)
+
+    def refused_for_this_spec(self) -> bool:
+        """The API server refused a write for the spec generation being reconciled (not a failed revision's)."""
+        return self.status.last_failed_revision != self.revision and any(
+            (c.type, c.status, c.reason, c.observed_generation)
+            == (ConditionType.DEGRADED.value, "True", FailureReason.APPLY_FAILED.value, self.observed.generation)
+            for c in self.status.conditions
+        )
 
     def degraded_by(self, reason: FailureReason) -> bool:
         """The Degraded condition is True for `reason`."""
