@@ -58,6 +58,27 @@ def pod_failures(pod: Mapping[str, Any]) -> list[PodFailure]:
     return found
 
 
+def creation_failures(deployment: Mapping[str, Any]) -> list[PodFailure]:
+    """A Deployment whose pods cannot be created (ReplicaFailure: a quota, Pod Security admission).
+
+    The ReplicaSet reports FailedCreate; the Deployment controller copies it into its own conditions,
+    and only a status that has seen the current template speaks about it.
+    """
+    meta, status = deployment["metadata"], deployment.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return []
+    return [
+        PodFailure(
+            meta["name"],
+            FailureReason.FAILED_CREATE,
+            f"{condition.get('reason') or 'FailedCreate'}: {condition.get('message', '')}".rstrip(": "),
+            kind="Deployment",
+        )
+        for condition in status.get("conditions") or []
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
+    ]
+
+
 def is_pod_ready(pod: Mapping[str, Any]) -> bool:
     """Ready condition True and not being deleted."""
     if pod["metadata"].get("deletionTimestamp"):
@@ -83,7 +104,7 @@ def color_states(deployments: Sequence[KubeObject], pods: Sequence[KubeObject]) 
             replicas=int(deployment["spec"].get("replicas") or 0),
             ready=sum(1 for p in current if is_pod_ready(p)),
             pods=len(mine),
-            failures=tuple(f for p in current for f in pod_failures(p)),
+            failures=(*creation_failures(deployment), *(f for p in current for f in pod_failures(p))),
         )
     return states
 

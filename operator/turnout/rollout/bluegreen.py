@@ -122,7 +122,7 @@ class BlueGreen(Step):
         # Failures of pods from an older template say nothing about this revision.
         failure = self.fatal_pod_failure(state.failures) if state.revision == self.revision else None
         if failure is not None:
-            return self.fail(failure.reason, f"pod {failure.pod}: {failure.message}")
+            return self.fail(failure.reason, f"{failure.kind} {failure.pod}: {failure.message}")
         started = parse_time(self.status.preview_started_at) or self.now
         timeout = self.rollout.ready_timeout_seconds
         if (self.now - started).total_seconds() >= timeout:
@@ -206,7 +206,7 @@ class BlueGreen(Step):
             return self.done()
         failure = self.fatal_pod_failure(self.observed.color(active).failures)
         if failure is not None:
-            return self.fail(failure.reason, f"pod {failure.pod}: {failure.message}")
+            return self.fail(failure.reason, f"{failure.kind} {failure.pod}: {failure.message}")
         if not self.count_check():
             return self.fail(FailureReason.CHECK_FAILED, self.check_message())
         switched = parse_time(status.switched_at) or self.now

@@ -18,6 +18,7 @@ class FailureReason(StrEnum):
     OOM_KILLED = "OOMKilled"
     UNSCHEDULABLE = "Unschedulable"
     CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    FAILED_CREATE = "FailedCreate"
     CHECK_FAILED = "CheckFailed"
     APPLY_FAILED = "ApplyFailed"
     ABORTED = "Aborted"
@@ -25,13 +26,16 @@ class FailureReason(StrEnum):
 
 @dataclass(frozen=True)
 class PodFailure:
-    """A failure the cluster reports on one pod (a container waiting or killed, a pod unschedulable)."""
+    """A failure the cluster reports on one pod (a container waiting or killed, a pod unschedulable),
+    or on a Deployment whose pods cannot be created at all (a quota, the namespace's Pod Security)."""
 
     pod: str
     reason: FailureReason
     message: str
     since: datetime | None = None
     """When the cluster first reported it, where it says (PodScheduled's lastTransitionTime)."""
+    kind: str = "pod"
+    """What `pod` names: a pod, or the Deployment whose pods could not be created."""
 
 
 @dataclass(frozen=True)

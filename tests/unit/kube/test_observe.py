@@ -114,3 +114,19 @@ def test_check_targets_are_ready_pods_of_the_color_and_revision_with_an_ip() -> 
     ]
     targets = check_targets(pods, Color.GREEN, "r2", 8000)
     assert [(t.pod, t.ip, t.port) for t in targets] == [("a", "10.244.0.7", 8000)]
+
+
+def test_pods_that_cannot_be_created_fail_the_color_with_the_api_servers_message() -> None:
+    refused = deployment("green", "r2", 1)
+    refused["metadata"]["generation"] = 2
+    message = 'pods "chat-green-5d8f-x" is forbidden: exceeded quota: gpus, requested: requests.nvidia.com/gpu=1'
+    refused["status"] = {
+        "observedGeneration": 2,
+        "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}],
+    }
+    failures = color_states([refused], [])[Color.GREEN].failures
+    assert [(f.kind, f.pod, f.reason, f.message) for f in failures] == [
+        ("Deployment", "chat-green", FailureReason.FAILED_CREATE, f"FailedCreate: {message}")
+    ]
+    refused["metadata"]["generation"] = 3  # a newer template the controller has not looked at yet
+    assert color_states([refused], [])[Color.GREEN].failures == ()
