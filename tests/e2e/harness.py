@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from kubernetes import client, watch
@@ -251,11 +251,40 @@ def wait_seconds(predicate: Callable[[], Any], *, timeout: float, what: str) -> 
     return time.monotonic() - started
 
 
+class InBackground:
+    """A loop in a daemon thread for the length of a `with` block; an error it died of is raised at the end."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def loop(self, stop: threading.Event) -> None:
+        """The work, until `stop` is set."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._error is not None:
+            raise AssertionError(f"{type(self).__name__} failed: {self._error!r}") from self._error
+
+    def _run(self) -> None:
+        try:
+            self.loop(self._stop)
+        except Exception as error:  # raised by __exit__: a loop that died would miss what it watches
+            self._error = error
+
+
 Listing = Callable[[], dict[str, Any]]
 Watching = Callable[[str], Iterable[dict[str, Any]]]
 
 
-class ServiceMoves:
+class ServiceMoves(InBackground):
     """Every change of one Service's color selector while in a `with` block, as `kubectl get -w` shows them.
 
     One list gives the color and a resourceVersion; each watch resumes from the last resourceVersion
@@ -264,12 +293,10 @@ class ServiceMoves:
     """
 
     def __init__(self, list_service: Listing, watch_service: Watching) -> None:
+        super().__init__()
         self._list, self._watch = list_service, watch_service
         self.colors: list[str | None] = []  # the selector's color after each move; None: the Service is gone
         self._color, self.resource_version = self._listed()
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     @classmethod
     def of(cls, backends: Backends, service: str) -> ServiceMoves:
@@ -316,22 +343,9 @@ class ServiceMoves:
             self.colors.append(color)
             self._color = color
 
-    def __enter__(self) -> ServiceMoves:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        if self._error is not None:
-            raise AssertionError(f"watching the Service failed: {self._error!r}") from self._error
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.follow()
-        except Exception as error:  # reported by __exit__: a watch that died would miss moves
-            self._error = error
+    def loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.follow()
 
 
 def _color(service: dict[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.harness import (
     FAST_ROLLOUT,
     Backends,
+    InBackground,
     OperatorProcess,
     ServiceMoves,
     ollama_spec,
@@ -51,35 +52,26 @@ def active_color(backends: Backends, service: str) -> str:
     return backends.service_selector(service)["turnout.dev/color"]
 
 
-class EndpointClient:
+class EndpointClient(InBackground):
     """A client that follows the Service's ready endpoints as kube-proxy would, sending chat requests."""
 
     def __init__(self, backends: Backends, service: str, api_key: str | None = None) -> None:
+        super().__init__()
         self.backends = backends
         self.service = service
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.sent = 0
         self.failures: list[str] = []
         self.models: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> EndpointClient:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
+    def loop(self, stop: threading.Event) -> None:
         with httpx.Client(timeout=2, trust_env=False) as http:
             turn = 0
-            while not self._stop.is_set():
+            while not stop.is_set():
                 endpoints = self.backends.ready_endpoints(self.service)
                 if not endpoints:
                     self.failures.append("no ready endpoint")
-                    self._stop.wait(0.1)
+                    stop.wait(0.1)
                     continue
                 ip, port = endpoints[turn % len(endpoints)]
                 turn += 1
@@ -91,7 +83,7 @@ class EndpointClient:
                 except (httpx.HTTPError, KeyError, ValueError) as error:
                     self.failures.append(f"{ip}:{port}: {error!r}")
                 self.sent += 1
-                self._stop.wait(0.05)
+                stop.wait(0.05)
 
 
 # -- 1. create ----------------------------------------------------------------------------------
