@@ -1,5 +1,14 @@
-"""Shared fixtures: ``kube_cluster`` for the e2e tests (see hack/testground)."""
+"""Shared fixtures: ``kube_cluster`` for the e2e tests (see hack/testground); and, before the first
+test, what the selected tests need (see tests/preparation.py)."""
+
+import pytest
 
 from testground.pytest_fixtures import kube_cluster
+from tests.preparation import prepare_for
 
 __all__ = ["kube_cluster"]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not session.config.option.collectonly:
+        prepare_for(session.items)

@@ -1,4 +1,4 @@
-"""Locate the pinned control-plane binaries, building them with hack/build-binaries.sh if missing."""
+"""Locate the pinned control-plane binaries and helm, building them with hack/build-binaries.sh if missing."""
 
 from __future__ import annotations
 
@@ -45,11 +45,16 @@ def ensure_binaries() -> Binaries:
     With a warm cache this takes well under a second; a cold build takes many minutes and
     streams the script's progress to stderr.
     """
-    result = subprocess.run(
-        [str(BUILD_SCRIPT), "kube", "etcd", "kwok"],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    dirs = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
-    return Binaries(kube=Path(dirs["KUBE_BIN"]), etcd=Path(dirs["ETCD_BIN"]), kwok=Path(dirs["KWOK_BIN"]))
+    dirs = _build("kube", "etcd", "kwok")
+    return Binaries(kube=dirs["KUBE_BIN"], etcd=dirs["ETCD_BIN"], kwok=dirs["KWOK_BIN"])
+
+
+def ensure_helm() -> Path:
+    """Build (or find in the cache) the pinned helm and return its path; a cold build takes minutes."""
+    return _build("helm")["HELM_BIN"] / "helm"
+
+
+def _build(*components: str) -> dict[str, Path]:
+    """Run hack/build-binaries.sh for `components`; its progress goes to stderr. Returns NAME_BIN -> directory."""
+    result = subprocess.run([str(BUILD_SCRIPT), *components], check=True, stdout=subprocess.PIPE, text=True)
+    return {name: Path(path) for name, _, path in (line.partition("=") for line in result.stdout.splitlines()) if path}

@@ -202,10 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def kubectl_plugin() -> int:
-    """The `kubectl turnout` entry point: not implemented yet."""
+    """The `kubectl turnout` entry point: the plugin has no commands yet, so it says in one line what
+    works today and exits 2."""
     print(
-        "kubectl turnout: not yet implemented (status, promote, abort and rollback are coming); "
-        "use `kubectl get ib` and `kubectl describe ib` meanwhile",
+        "kubectl turnout: no commands yet; today use `kubectl get ib`, `kubectl describe ib NAME`, "
+        "`kubectl annotate ib NAME turnout.dev/promote=<revision>` to promote a Paused revision and "
+        "`kubectl annotate ib NAME turnout.dev/abort=<revision>` to abort a cutover",
         file=sys.stderr,
     )
     return 2

@@ -96,7 +96,7 @@ def record_switch_latency(seconds: float) -> None:
 
 
 def record_reconcile_error(kind: str) -> None:
-    """Count a failed reconcile; `kind` is a short class of error (`ApiConflict`, `Timeout`, ...)."""
+    """Count a failed reconcile; `kind` is the error's class name (`ApiException`, `TimeoutError`, ...)."""
     RECONCILE_ERRORS.labels(kind=str(kind)).inc()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from testground.binaries import pinned_versions
+from testground.binaries import ensure_helm, pinned_versions
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "turnout"
@@ -30,23 +30,15 @@ def needed(found: Path | None, message: str) -> Path:
     return found
 
 
-def needed_helm() -> Path:
-    return needed(pinned_helm(), "helm is not built: run `hack/build-binaries.sh helm` (hack/test does)")
+def pinned_helm() -> Path:
+    """$HELM, or the helm pinned in hack/versions.env, built by hack/build-binaries.sh on first use (minutes, once)."""
+    if os.environ.get("HELM"):
+        return Path(os.environ["HELM"])
+    return ensure_helm()
 
 
 class HelmFailed(Exception):
     """helm exited non-zero; the message is what it printed on stderr."""
-
-
-def pinned_helm() -> Path | None:
-    """The helm hack/build-binaries.sh builds (the script's cache path), or $HELM; None if not built."""
-    if os.environ.get("HELM"):
-        return Path(os.environ["HELM"])
-    cache = os.environ.get("TURNOUT_CACHE_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnout"
-    )
-    candidate = Path(cache) / "bin" / "helm" / pinned_versions()["HELM_VERSION"] / "helm"
-    return candidate if candidate.is_file() else None
 
 
 def run_helm(helm: Path, *arguments: str) -> str:

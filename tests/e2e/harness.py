@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from testground.waiting import wait_for
+from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL
 
 GROUP, VERSION, PLURAL = "turnout.dev", "v1alpha1", "inferencebackends"
 REPO = Path(__file__).resolve().parents[2]
@@ -209,16 +212,36 @@ class Backends:
 
     def ready_endpoints(self, service: str) -> list[tuple[str, int]]:
         """(ip, port) of the Service's ready endpoints, from its EndpointSlices, as kube-proxy reads them."""
-        slices = self.discovery.list_namespaced_endpoint_slice(
-            self.namespace, label_selector=f"kubernetes.io/service-name={service}"
-        )
         found = []
-        for endpoint_slice in slices.items:
+        for endpoint_slice in self._endpoint_slices(service):
             port = next((p.port for p in endpoint_slice.ports or [] if p.port), None)
             for endpoint in endpoint_slice.endpoints or []:
                 if port and endpoint.conditions and endpoint.conditions.ready:
                     found.extend((address, port) for address in endpoint.addresses)
         return found
+
+    def endpoint_addresses(self, service: str) -> set[str]:
+        """Every address the Service's EndpointSlices carry, ready, serving, terminating or not."""
+        return {
+            address
+            for endpoint_slice in self._endpoint_slices(service)
+            for endpoint in endpoint_slice.endpoints or []
+            for address in endpoint.addresses
+        }
+
+    def _endpoint_slices(self, service: str) -> list[Any]:
+        slices = self.discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=f"kubernetes.io/service-name={service}"
+        )
+        found: list[Any] = slices.items
+        return found
+
+    def pod_ips(self, backend: str, color: str) -> set[str]:
+        """The IPs of the backend's pods of one color."""
+        pods = self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"{BACKEND_LABEL}={backend},{COLOR_LABEL}={color}"
+        )
+        return {pod.status.pod_ip for pod in pods.items if pod.status.pod_ip}
 
 
 def wait_seconds(predicate: Callable[[], Any], *, timeout: float, what: str) -> float:
@@ -226,3 +249,105 @@ def wait_seconds(predicate: Callable[[], Any], *, timeout: float, what: str) -> 
     started = time.monotonic()
     wait_for(predicate, timeout=timeout, what=what, interval=0.1)
     return time.monotonic() - started
+
+
+class InBackground:
+    """A loop in a daemon thread for the length of a `with` block; an error it died of is raised at the end."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def loop(self, stop: threading.Event) -> None:
+        """The work, until `stop` is set."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        if self._error is not None:
+            raise AssertionError(f"{type(self).__name__} failed: {self._error!r}") from self._error
+
+    def _run(self) -> None:
+        try:
+            self.loop(self._stop)
+        except Exception as error:  # raised by __exit__: a loop that died would miss what it watches
+            self._error = error
+
+
+Listing = Callable[[], dict[str, Any]]
+Watching = Callable[[str], Iterable[dict[str, Any]]]
+
+
+class ServiceMoves(InBackground):
+    """Every change of one Service's color selector while in a `with` block, as `kubectl get -w` shows them.
+
+    One list gives the color and a resourceVersion; each watch resumes from the last resourceVersion
+    seen, so a flip and a flip back between two watches are both seen. When that version is too old
+    to resume from (410 Gone), a fresh list is compared with the last color seen.
+    """
+
+    def __init__(self, list_service: Listing, watch_service: Watching) -> None:
+        super().__init__()
+        self._list, self._watch = list_service, watch_service
+        self.colors: list[str | None] = []  # the selector's color after each move; None: the Service is gone
+        self._color, self.resource_version = self._listed()
+
+    @classmethod
+    def of(cls, backends: Backends, service: str) -> ServiceMoves:
+        """Moves of `service` in the backends' namespace, read from the API server."""
+        core, selected = backends.core, f"metadata.name={service}"
+
+        def list_service() -> dict[str, Any]:
+            listed = core.list_namespaced_service(backends.namespace, field_selector=selected, _preload_content=False)
+            found: dict[str, Any] = json.loads(listed.data)
+            return found
+
+        def watch_service(resource_version: str) -> Iterable[dict[str, Any]]:
+            # The server ends each watch after a few seconds, so that the thread can notice a stop.
+            return watch.Watch().stream(
+                core.list_namespaced_service, backends.namespace, field_selector=selected,
+                resource_version=resource_version, allow_watch_bookmarks=True, timeout_seconds=2,
+            )  # fmt: skip
+
+        return cls(list_service, watch_service)
+
+    def follow(self) -> None:
+        """One watch, from the last resourceVersion seen until the server ends it."""
+        try:
+            for event in self._watch(self.resource_version):
+                service = event["raw_object"]
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    self._moved_to(_color(service))
+                elif event["type"] == "DELETED":
+                    self._moved_to(None)
+                self.resource_version = service["metadata"]["resourceVersion"]
+        except ApiException as error:
+            if error.status != 410:
+                raise
+            color, self.resource_version = self._listed()
+            self._moved_to(color)
+
+    def _listed(self) -> tuple[str | None, str]:
+        listed = self._list()
+        items = listed["items"]
+        return (_color(items[0]) if items else None), listed["metadata"]["resourceVersion"]
+
+    def _moved_to(self, color: str | None) -> None:
+        if color != self._color:
+            self.colors.append(color)
+            self._color = color
+
+    def loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.follow()
+
+
+def _color(service: dict[str, Any]) -> str | None:
+    selector: dict[str, str] = service.get("spec", {}).get("selector") or {}
+    return selector.get(COLOR_LABEL)

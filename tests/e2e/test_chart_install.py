@@ -28,7 +28,7 @@ from kubernetes.client.rest import ApiException
 
 from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
-from tests.chart.helm import CHART, needed_helm, run_helm
+from tests.chart.helm import CHART, pinned_helm, run_helm
 from tests.e2e.harness import Backends, OperatorProcess, ollama_spec, vllm_spec
 
 pytestmark = pytest.mark.e2e
@@ -75,7 +75,7 @@ def service_account_kubeconfig(admin_kubeconfig: str, token: str, path: Path) ->
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    return needed_helm()
+    return pinned_helm()
 
 
 @contextmanager

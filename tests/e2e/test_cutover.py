@@ -14,7 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, ollama_spec, vllm_spec, wait_seconds
+from tests.e2e.harness import (
+    FAST_ROLLOUT,
+    Backends,
+    InBackground,
+    OperatorProcess,
+    ServiceMoves,
+    ollama_spec,
+    vllm_spec,
+    wait_seconds,
+)
 from turnout.api import Backend
 
 pytestmark = pytest.mark.e2e
@@ -43,35 +52,26 @@ def active_color(backends: Backends, service: str) -> str:
     return backends.service_selector(service)["turnout.dev/color"]
 
 
-class EndpointClient:
+class EndpointClient(InBackground):
     """A client that follows the Service's ready endpoints as kube-proxy would, sending chat requests."""
 
     def __init__(self, backends: Backends, service: str, api_key: str | None = None) -> None:
+        super().__init__()
         self.backends = backends
         self.service = service
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.sent = 0
         self.failures: list[str] = []
         self.models: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> EndpointClient:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
+    def loop(self, stop: threading.Event) -> None:
         with httpx.Client(timeout=2, trust_env=False) as http:
             turn = 0
-            while not self._stop.is_set():
+            while not stop.is_set():
                 endpoints = self.backends.ready_endpoints(self.service)
                 if not endpoints:
                     self.failures.append("no ready endpoint")
-                    self._stop.wait(0.1)
+                    stop.wait(0.1)
                     continue
                 ip, port = endpoints[turn % len(endpoints)]
                 turn += 1
@@ -83,7 +83,7 @@ class EndpointClient:
                 except (httpx.HTTPError, KeyError, ValueError) as error:
                     self.failures.append(f"{ip}:{port}: {error!r}")
                 self.sent += 1
-                self._stop.wait(0.05)
+                stop.wait(0.05)
 
 
 # -- 1. create ----------------------------------------------------------------------------------
@@ -110,15 +110,18 @@ def test_create_becomes_healthy_with_the_service_on_the_active_color(
 
 def test_model_change_switches_once_with_no_failed_request(operator: OperatorProcess, backends: Backends) -> None:
     healthy(backends, "chat", vllm_spec())
+    blue = backends.pod_ips("chat", "blue")
+    assert blue, "blue's pods have no IP"
     with EndpointClient(backends, "chat") as clients:
         backends.replace_spec("chat", vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct"))
         backends.wait_status("chat", timeout=90, activeColor="green", phase="Healthy")
         wait_seconds(lambda: backends.deployment_replicas("chat-blue") == 0, timeout=30, what="blue scaled down")
-        # keep sending until blue's pods are gone from the endpoints
+        # Keep sending until blue's pods are gone from the endpoints, and then some more.
         wait_seconds(
-            lambda: all(ip for ip, _ in backends.ready_endpoints("chat")) and clients.sent > 20,
-            timeout=30, what="traffic after the switch",
-        )  # fmt: skip
+            lambda: not blue & backends.endpoint_addresses("chat"), timeout=30, what="blue's pods out of the endpoints"
+        )
+        sent_before = clients.sent
+        wait_seconds(lambda: clients.sent >= sent_before + 10, timeout=30, what="10 requests after blue left")
     assert clients.failures == [], clients.failures[:5]
     assert clients.sent > 20
     assert clients.models == {"chat"}
@@ -293,7 +296,7 @@ def test_operator_killed_mid_cutover_resumes_and_moves_the_service_once(
     new = vllm_spec(model="meta-llama/Llama-3.2-3B-Instruct", rollout=rollout)
     if phase == "Progressing":
         new["template"] = {"nodeSelector": {hold_label: "yes"}}
-    with ServiceMoves(backends, "chat") as moves:
+    with ServiceMoves.of(backends, "chat") as moves:
         backends.replace_spec("chat", new)
         backends.wait_phase("chat", phase, timeout=60)
         own_operator.kill()
@@ -304,39 +307,6 @@ def test_operator_killed_mid_cutover_resumes_and_moves_the_service_once(
         status = backends.wait_status("chat", timeout=90, activeColor="green", phase="Healthy")
     assert status["activeRevision"] == Backend.parse("chat", backends.namespace, new).revision
     assert moves.colors == ["green"], moves.colors
-
-
-class ServiceMoves:
-    """Records each change of the Service's color selector while active."""
-
-    def __init__(self, backends: Backends, service: str) -> None:
-        self.backends, self.service = backends, service
-        self.colors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> ServiceMoves:
-        self._last = active_color(self.backends, self.service)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        while not self._stop.is_set():
-            stream = watch.Watch().stream(
-                self.backends.core.list_namespaced_service, self.backends.namespace,
-                field_selector=f"metadata.name={self.service}", timeout_seconds=2,
-            )  # fmt: skip
-            for event in stream:
-                color = (event["object"].spec.selector or {}).get("turnout.dev/color")
-                if color != self._last:
-                    self.colors.append(color)
-                    self._last = color
 
 
 # -- 12. delete ------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Contract with vLLM: its own `vllm serve` parser accepts the arguments turnout renders, and reads
 them as meant (model, served name, parallelism, ...). A flag renamed in vLLM breaks this test.
 
-Needs vLLM in its own virtualenv: `hack/vllm-venv.sh` (about 5 minutes and 6 GB, once per version).
-Without it the test skips, unless TURNOUT_REQUIRE_ENGINE_TESTS=1 makes that a failure.
+Needs vLLM in its own virtualenv (about 5 minutes and 6 GB, once per version), which is created
+only when the engine tests are required: TURNOUT_REQUIRE_ENGINE_TESTS=1, as `hack/test` with no
+arguments and CI set it. Then a virtualenv that cannot be created is a failure; otherwise the tests
+skip and say how to run them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.preparation import REQUIRE_ENGINE_TESTS, RUN_ENGINE_TESTS, engine_tests_required, vllm_python
 from turnout.api.backend import VLLM_IMAGE, VLLM_PORT, Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color
@@ -32,15 +35,15 @@ PARSE_SCRIPT = Path(__file__).with_name("vllm_parse_args.py")
 MISSPELT = ["--servd-model-name=chat", "--max-model-length=4096", "--tensor-paralel-size=2"]
 
 
-def vllm_python() -> str:
-    """The python of vLLM's cached virtualenv, or skip (fail when engine tests are required)."""
-    found = subprocess.run([str(REPO / "hack" / "vllm-venv.sh"), "--path"], capture_output=True, text=True, check=False)
-    if found.returncode == 0:
-        return found.stdout.strip()
-    reason = "vLLM's virtualenv is absent; create it with hack/vllm-venv.sh (about 5 minutes, 6 GB)"
-    if os.environ.get("TURNOUT_REQUIRE_ENGINE_TESTS") == "1":
-        pytest.fail(reason + " (TURNOUT_REQUIRE_ENGINE_TESTS=1)")
-    pytest.skip(reason)
+def needed_vllm_python() -> str:
+    """The python of vLLM's cached virtualenv; installed first when the engine tests are required, else skip."""
+    required = engine_tests_required()
+    python = vllm_python(install=required)
+    if python is not None:
+        return python
+    if required:
+        pytest.fail(f"vLLM's virtualenv could not be created by hack/vllm-venv.sh ({REQUIRE_ENGINE_TESTS}=1)")
+    pytest.skip(f"vLLM's virtualenv is absent; `{RUN_ENGINE_TESTS}` creates it (about 5 minutes, 6 GB) and runs these")
 
 
 def example_backends() -> list[Backend]:
@@ -114,7 +117,7 @@ def backends() -> list[Backend]:
 @pytest.fixture(scope="module")
 def parsed(backends: list[Backend]) -> dict[str, Any]:
     """vLLM's verdict on every backend's args, then on misspelt variants: one parser build for all."""
-    python = vllm_python()
+    python = needed_vllm_python()
     cases = [rendered_args(backend) for backend in backends]
     cases += [[*rendered_args(backends[0]), flag] for flag in MISSPELT]
     cases.append([arg.replace("--tensor-parallel-size=", "--tensor-parallel-size=two-") for arg in cases[0]])

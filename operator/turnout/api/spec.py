@@ -137,7 +137,8 @@ class Storage(Model):
     """Create the claim if it does not exist. turnout never deletes a claim it created unless
     `deleteClaimOnDelete` is true."""
     delete_claim_on_delete: bool = False
-    """Delete the claim turnout created when the backend is deleted (weights are lost)."""
+    """Delete the claim turnout created when the backend is deleted (weights are lost). Read when
+    turnout creates the claim: a claim that already exists keeps what it was created with."""
     size: Quantity = "100Gi"
     """Requested size when turnout creates the claim."""
     access_modes: list[AccessMode] = Field(
@@ -263,7 +264,8 @@ class Rollout(Model):
     """BlueGreen keeps the old revision serving until the new one is proven. Recreate scales the
     old one down first, for clusters without spare GPUs (clients see an outage)."""
     auto_promote: bool = True
-    """false: a proven revision waits in phase Paused until `kubectl turnout promote`."""
+    """false: a proven revision waits in phase Paused until promoted with
+    `kubectl annotate ib NAME turnout.dev/promote=<status.previewRevision>`."""
     ready_timeout_seconds: Annotated[int, Field(ge=30, le=86_400)] = 1800
     """Seconds the new revision may take to become Ready (weights load slowly) before rollback."""
     checks: Checks = Field(default_factory=Checks)

@@ -12,8 +12,11 @@ from turnout.render.templating import render_manifest
 def render_model_claim(backend: Backend) -> dict[str, Any] | None:
     """The claim `claim_name` when `spec.model.storage.create`, else None (the claim is the user's).
 
-    It carries `turnout.dev/created-by: turnout`: the operator keeps it when the backend is deleted
-    unless `deleteClaimOnDelete`, and never touches a claim without that mark.
+    It carries `turnout.dev/created-by: turnout`, a mark for people: nothing reads it. The operator
+    creates this claim only when none of that name exists, mounts whatever claim has that name, and
+    never updates or deletes a claim, marked or not. With `deleteClaimOnDelete` at creation, the
+    claim is owned by the backend, so Kubernetes' garbage collector deletes it with the backend;
+    otherwise it is kept.
     """
     storage = backend.spec.model.storage
     if storage is None or not storage.create or backend.claim_name is None:

@@ -1,0 +1,58 @@
+"""What the selected tests need, prepared once after collection and before the first test.
+
+`hack/test` with no arguments prepares everything up front. Otherwise (`hack/test -m "not e2e"`,
+`pytest tests/chart`, ...) only what the selected tests use is prepared, outside any test's timeout,
+and each step is instant once its cache is warm:
+  - the local test ground (`kube_cluster`): the control plane's binaries (~20 min on a cold cache);
+  - `helm` (chart tests, the chart's e2e test): helm (a few minutes on a cold cache);
+  - the engine tests: vLLM's virtualenv (~5 min, 6 GB), only with TURNOUT_REQUIRE_ENGINE_TESTS=1;
+    without it they skip and say how to run them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from testground.binaries import ensure_binaries, ensure_helm
+from testground.pytest_fixtures import EXTERNAL_VARIABLE
+
+REPO = Path(__file__).resolve().parents[1]
+VLLM_VENV = REPO / "hack" / "vllm-venv.sh"
+REQUIRE_ENGINE_TESTS = "TURNOUT_REQUIRE_ENGINE_TESTS"
+RUN_ENGINE_TESTS = f"{REQUIRE_ENGINE_TESTS}=1 hack/test tests/engine"
+
+
+def engine_tests_required() -> bool:
+    """Whether an engine test that cannot run fails (CI, plain `hack/test`) instead of skipping."""
+    return os.environ.get(REQUIRE_ENGINE_TESTS) == "1"
+
+
+def vllm_python(*, install: bool) -> str | None:
+    """The python of vLLM's cached virtualenv; when absent, None, or with `install` hack/vllm-venv.sh creates it."""
+    command = [str(VLLM_VENV)] if install else [str(VLLM_VENV), "--path"]
+    found = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    return found.stdout.strip() if found.returncode == 0 else None
+
+
+def prepare_for(items: Sequence[pytest.Item]) -> None:
+    """Build or install what `items` need; a step that fails ends the session with its reason."""
+    steps: dict[str, Callable[[], object]] = {}
+    for item in items:
+        if "kube_cluster" in item.fixturenames and os.environ.get(EXTERNAL_VARIABLE) != "1":
+            steps["the control plane's binaries (hack/build-binaries.sh kube etcd kwok)"] = ensure_binaries
+        if "helm" in item.fixturenames and not os.environ.get("HELM"):
+            steps["helm (hack/build-binaries.sh helm)"] = ensure_helm
+        if item.get_closest_marker("engine") and engine_tests_required():
+            steps["vLLM's virtualenv (hack/vllm-venv.sh)"] = lambda: vllm_python(install=True)
+    for what, step in steps.items():
+        try:
+            ready = step()
+        except subprocess.CalledProcessError:
+            ready = None
+        if not ready:
+            pytest.exit(f"could not prepare {what} for the selected tests; its output is above", returncode=1)
