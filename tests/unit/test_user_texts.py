@@ -26,12 +26,6 @@ TEXT_FILES = [
 ]
 # The kubectl plugin has no commands yet: cli.kubectl_plugin says what works instead.
 KUBECTL_TURNOUT_COMMANDS: frozenset[str] = frozenset()
-# Texts the rollout refactor (issue 9) rewords: each must still be found here, so that this list
-# empties when they change.
-PENDING = {
-    ("operator/turnout/rollout/plan.py", "kubectl turnout promote"),
-    ("operator/turnout/rollout/plan.py", "kubectl turnout abort"),
-}
 # `kubectl turnout VERB` anywhere; `turnout VERB` as code: in backticks or after a shell prompt.
 KUBECTL_TURNOUT = re.compile(r"kubectl[ -]turnout +([a-z][a-z-]*)")
 TURNOUT = re.compile(r"(?:`|^\s*\$ )turnout +([a-z][a-z-]*)", re.MULTILINE)
@@ -66,8 +60,7 @@ def test_user_texts_name_only_commands_that_exist() -> None:
     exists = existing_commands()
     named = {(where, command) for where, text in user_texts() for command in commands_named(text)}
     missing = {(where, command) for where, command in named if command not in exists}
-    assert missing - PENDING == set(), f"texts name commands that do not exist (there are {sorted(exists)})"
-    assert PENDING - missing == set(), f"reworded, so drop them from PENDING: {sorted(PENDING - missing)}"
+    assert missing == set(), f"texts name commands that do not exist (there are {sorted(exists)})"
 
 
 def test_the_walk_reads_the_crd_the_chart_notes_and_the_event_messages() -> None:
@@ -77,7 +70,7 @@ def test_the_walk_reads_the_crd_the_chart_notes_and_the_event_messages() -> None
         "crds/turnout.dev_inferencebackends.yaml",
         "charts/turnout/templates/NOTES.txt",
         "examples/vllm-tp2-api-key.yaml",
-        "operator/turnout/rollout/plan.py",
+        "operator/turnout/rollout/bluegreen.py",
         "operator/turnout/cli.py",
     ):
         assert where in walked
