@@ -116,3 +116,13 @@ class InProcessOperator:
         """The controllers make the color's pods, and they all fail for `reason` (e.g. CrashLoopBackOff)."""
         self.cluster.run_controllers()
         self.cluster.pods_fail(NAMESPACE, f"{NAME}-{color.value}", reason, message)
+
+    def start_healthy(self, spec: KubeObject) -> None:
+        """Create the backend with `spec` and carry it to Healthy on blue: Ready pods, passing checks."""
+        self.create(spec)
+        self.reconcile()
+        self.pods_ready(Color.BLUE)
+        while self.status().phase != "Healthy":
+            assert self.now < START + timedelta(minutes=5), self.status()
+            self.advance(5)
+            self.reconcile()
