@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
-from turnout.kube.cluster import BackendRef, Cluster, in_thread
+from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
-from turnout.kube.observe import observe
+from turnout.kube.observe import Checker, observe
 from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
 
 log = logging.getLogger("turnout")
+
+Clock = Callable[[], datetime]
+"""The time a reconcile decides at, timezone-aware UTC: the wall clock, or a test's."""
+
+
+def utc_now() -> datetime:
+    """The wall clock, timezone-aware UTC."""
+    return datetime.now(UTC)
 
 
 def describe(action: Action) -> str:
@@ -40,8 +48,19 @@ def parse_backend(body: Mapping[str, Any]) -> Backend | InvalidSpec:
         return error
 
 
-async def reconcile(cluster: Cluster, namespace: str, name: str, emit: EventSink) -> float:
-    """Bring one backend one step closer to its spec; return seconds until it should be looked at again."""
+async def reconcile(
+    cluster: ClusterApi,
+    namespace: str,
+    name: str,
+    emit: EventSink,
+    *,
+    checker: Checker | None = None,
+    clock: Clock = utc_now,
+) -> float:
+    """Bring one backend one step closer to its spec; return seconds until it should be looked at again.
+
+    `checker` runs the check rounds (default: `run_checks`, HTTP to the pods); `clock` tells the time.
+    """
     # Read the backend afresh: a watched copy can lag behind the status this loop just wrote,
     # and deciding on a stale status would undo the last step (e.g. scale a rolled-back color up).
     body = await in_thread(partial(cluster.get_backend, namespace, name))
@@ -51,7 +70,7 @@ async def reconcile(cluster: Cluster, namespace: str, name: str, emit: EventSink
     ref = BackendRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
     desired = parse_backend(body)
     backend = desired if isinstance(desired, Backend) else None
-    observed = await observe(cluster, body, backend, datetime.now(UTC))
+    observed = await observe(cluster, body, backend, clock(), checker)
     decided_at = time.monotonic()
     result = plan(desired, observed)
     if result.actions:

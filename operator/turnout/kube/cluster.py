@@ -11,7 +11,7 @@ import asyncio
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -42,6 +42,21 @@ class BackendRef:
             "controller": True,
             "blockOwnerDeletion": True,
         }
+
+
+class ClusterApi(Protocol):
+    """The reads and writes turnout makes: what `Cluster` does over the API, and a test's fake in memory."""
+
+    def get_backend(self, namespace: str, name: str) -> KubeObject | None: ...
+    def list_deployments(self, namespace: str, selector: str) -> list[KubeObject]: ...
+    def list_pods(self, namespace: str, selector: str) -> list[KubeObject]: ...
+    def get_service(self, namespace: str, name: str) -> KubeObject | None: ...
+    def get_claim(self, namespace: str, name: str) -> KubeObject | None: ...
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None: ...
+    def apply(self, obj: KubeObject) -> None: ...
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
+    def create_claim(self, obj: KubeObject) -> None: ...
+    def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None: ...
 
 
 class CrdMissing(Exception):
@@ -169,4 +184,4 @@ def _get(call: Callable[[], Any]) -> KubeObject | None:
     return found
 
 
-__all__ = ["FIELD_MANAGER", "BackendRef", "Cluster", "CrdMissing", "KubeObject", "in_thread"]
+__all__ = ["FIELD_MANAGER", "BackendRef", "Cluster", "ClusterApi", "CrdMissing", "KubeObject", "in_thread"]

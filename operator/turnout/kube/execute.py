@@ -11,7 +11,7 @@ from functools import partial
 
 from turnout.api.backend import Backend
 from turnout.api.status import InferenceBackendStatus
-from turnout.kube.cluster import BackendRef, Cluster, KubeObject, in_thread
+from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject, in_thread
 from turnout.render import render_deployment, render_model_claim, render_service
 from turnout.render.deployment import deployment_name
 from turnout.rollout.actions import (
@@ -33,7 +33,7 @@ def owned(obj: KubeObject, ref: BackendRef) -> KubeObject:
 
 
 async def execute(
-    cluster: Cluster, ref: BackendRef, backend: Backend | None, actions: tuple[Action, ...], emit: EventSink
+    cluster: ClusterApi, ref: BackendRef, backend: Backend | None, actions: tuple[Action, ...], emit: EventSink
 ) -> float | None:
     """Carry out `actions` in order; return when the Service was switched (monotonic seconds), if it was."""
     switched_at: float | None = None
@@ -67,7 +67,7 @@ async def execute(
 
 
 async def write_status(
-    cluster: Cluster, ref: BackendRef, before: InferenceBackendStatus, after: InferenceBackendStatus
+    cluster: ClusterApi, ref: BackendRef, before: InferenceBackendStatus, after: InferenceBackendStatus
 ) -> bool:
     """Patch the status when it changed; an idle backend costs no write. Returns whether it wrote."""
     old = before.model_dump(mode="json", by_alias=True)

@@ -6,7 +6,7 @@ pod counts as Ready, which container state is a failure) are unit-tested on plai
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,10 +17,13 @@ from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PRO
 from turnout.api.spec import Engine
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
-from turnout.kube.cluster import Cluster, KubeObject, in_thread
+from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
 from turnout.rollout.plan import check_due
+
+Checker = Callable[[ClusterApi, Backend, Sequence[KubeObject], Color], Awaitable[CheckOutcome]]
+"""One round of checks over the pods of a color, given the backend and its pods: `run_checks`, or a test's."""
 
 _WAITING_FAILURES = {
     "ImagePullBackOff": FailureReason.IMAGE_PULL_BACK_OFF,
@@ -129,8 +132,17 @@ def check_targets(pods: Sequence[KubeObject], color: Color, revision: str, port:
     ]
 
 
-async def observe(cluster: Cluster, body: Mapping[str, Any], backend: Backend | None, now: datetime) -> Observed:
-    """Read everything `plan` needs about one backend, and run this round's checks if due."""
+async def observe(
+    cluster: ClusterApi,
+    body: Mapping[str, Any],
+    backend: Backend | None,
+    now: datetime,
+    checker: Checker | None = None,
+) -> Observed:
+    """Read everything `plan` needs about one backend, and run this round's checks if due.
+
+    The round is run by `checker`, by default `run_checks` (HTTP to the pods).
+    """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     status = InferenceBackendStatus.model_validate(body.get("status") or {})
@@ -149,7 +161,7 @@ async def observe(cluster: Cluster, body: Mapping[str, Any], backend: Backend | 
             claim_exists = await in_thread(lambda: cluster.get_claim(namespace, claim)) is not None
         target = check_due(status, backend.spec.rollout.checks.interval_seconds, now)
         if target is not None:
-            check = await run_checks(cluster, backend, pods, target)
+            check = await (checker or run_checks)(cluster, backend, pods, target)
     annotations = meta.get("annotations") or {}
     return Observed(
         now=now,
@@ -165,7 +177,7 @@ async def observe(cluster: Cluster, body: Mapping[str, Any], backend: Backend | 
     )
 
 
-async def run_checks(cluster: Cluster, backend: Backend, pods: Sequence[KubeObject], color: Color) -> CheckOutcome:
+async def run_checks(cluster: ClusterApi, backend: Backend, pods: Sequence[KubeObject], color: Color) -> CheckOutcome:
     """One round of engine-aware checks over the Ready pods of `color` that run the spec's revision."""
     targets = check_targets(pods, color, backend.revision, backend.engine_port)
     api_key = None

@@ -99,6 +99,8 @@ class World:
                     replicas=replicas,
                     ready=min(old.ready, replicas) if same else 0,
                     pods=min(old.pods, replicas) if same else old.pods,
+                    # The same template keeps its pods, and what is wrong with them.
+                    failures=old.failures if same else (),
                 )
             case ScaleDeployment(color=color, replicas=replicas):
                 old = self.colors[color]
@@ -128,7 +130,8 @@ class World:
         self.colors[color] = replace(old, ready=old.replicas, pods=old.replicas, failures=())
 
     def pods_gone(self, color: Color) -> None:
-        self.colors[color] = replace(self.colors[color], pods=0, ready=0)
+        """The color's pods have terminated, and what was wrong with them went with them."""
+        self.colors[color] = replace(self.colors[color], pods=0, ready=0, failures=())
 
     def fail_pods(self, color: Color, *failures: PodFailure) -> None:
         self.colors[color] = replace(self.colors[color], ready=0, failures=failures)

@@ -1,0 +1,128 @@
+"""turnout's real reconcile, in-process, against the fake cluster, a fake clock and checks the test scripts.
+
+Nothing of the operator lives between two reconciles here either: a restart is just the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+
+from tests.unit.fakes.cluster import FakeCluster, Write
+from turnout.api.backend import Backend
+from turnout.api.status import Color, InferenceBackendStatus
+from turnout.kube.cluster import ClusterApi, KubeObject
+from turnout.kube.observe import check_targets
+from turnout.reconcile import reconcile
+from turnout.rollout.actions import RecordEvent
+from turnout.rollout.observed import CheckOutcome
+
+START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+NAMESPACE = "ml"
+NAME = "chat"
+PASS = CheckOutcome(passed=True)
+
+
+@dataclass(frozen=True)
+class CheckRoundSeen:
+    """One check round turnout ran: on which color, for which revision, over which pods, and its outcome."""
+
+    color: Color
+    revision: str
+    pods: tuple[str, ...]
+    outcome: CheckOutcome
+
+
+class ScriptedChecks:
+    """Check rounds whose outcome the test sets in `answer`; a round with no Ready pod to check
+    fails, as the real round does."""
+
+    def __init__(self) -> None:
+        self.answer = PASS
+        self.rounds: list[CheckRoundSeen] = []
+
+    async def __call__(
+        self, cluster: ClusterApi, backend: Backend, pods: Sequence[KubeObject], color: Color
+    ) -> CheckOutcome:
+        targets = check_targets(pods, color, backend.revision, backend.engine_port)
+        outcome = self.answer if targets else CheckOutcome(passed=False, message="no Ready pods to check")
+        self.rounds.append(CheckRoundSeen(color, backend.revision, tuple(t.pod for t in targets), outcome))
+        return outcome
+
+
+class InProcessOperator:
+    """The backend `ml/chat` reconciled by the real `reconcile`, on the fake cluster, at `now`."""
+
+    def __init__(self, cluster: FakeCluster | None = None) -> None:
+        self.cluster = cluster if cluster is not None else FakeCluster()
+        self.checks = ScriptedChecks()
+        self.now = START
+        self.events: list[RecordEvent] = []
+        self.last_writes: list[Write] = []
+        """The writes of the last reconcile."""
+        self.last_events: list[RecordEvent] = []
+        """The Events of the last reconcile."""
+        self._loop = asyncio.Runner()
+
+    def __enter__(self) -> InProcessOperator:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._loop.close()
+
+    def create(self, spec: KubeObject) -> None:
+        self.cluster.create_backend(NAMESPACE, NAME, spec)
+
+    def edit(self, spec: KubeObject) -> None:
+        self.cluster.edit_backend_spec(NAMESPACE, NAME, spec)
+
+    def reconcile(self) -> float:
+        """One reconcile at `now`; returns seconds until the next. The writes and Events land in `last_*`."""
+        writes, events = len(self.cluster.writes), len(self.events)
+        try:
+            return self._loop.run(
+                reconcile(
+                    self.cluster, NAMESPACE, NAME, self.events.append, checker=self.checks, clock=lambda: self.now
+                )
+            )
+        finally:
+            self.last_writes = self.cluster.writes[writes:]
+            self.last_events = self.events[events:]
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def status(self) -> InferenceBackendStatus:
+        return InferenceBackendStatus.model_validate(self.cluster.backend(NAMESPACE, NAME).get("status") or {})
+
+    def service_color(self) -> str | None:
+        service = self.cluster.service(NAMESPACE, NAME)
+        return None if service is None else service["spec"]["selector"].get("turnout.dev/color")
+
+    def pods_ready(self, color: Color) -> None:
+        """The controllers make the color's pods, and they all become Ready."""
+        self.cluster.run_controllers()
+        self.cluster.pods_become_ready(NAMESPACE, f"{NAME}-{color.value}")
+
+    def pods_fail(self, color: Color, reason: str, message: str = "") -> None:
+        """The controllers make the color's pods, and they all fail for `reason` (e.g. CrashLoopBackOff)."""
+        self.cluster.run_controllers()
+        self.cluster.pods_fail(NAMESPACE, f"{NAME}-{color.value}", reason, message)
+
+    def start_healthy(self, spec: KubeObject) -> None:
+        """Create the backend with `spec` and carry it to Healthy on blue: Ready pods, passing checks."""
+        self.create(spec)
+        self.reconcile()
+        self.pods_ready(Color.BLUE)
+        while self.status().phase != "Healthy":
+            assert self.now < START + timedelta(minutes=5), self.status()
+            self.advance(5)
+            self.reconcile()
