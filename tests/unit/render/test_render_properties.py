@@ -133,7 +133,8 @@ def twin_specs(draw: st.DrawFn) -> Twins:
     return split_twins(spec)
 
 
-ollama_model = st.from_regex(r"[a-z0-9]{1,10}(/[a-z0-9.]{1,8})?(:[a-z0-9.]{1,6})?", fullmatch=True)
+# A tag starts with a letter or digit: turnout refuses `llama3:.` as an Ollama model.
+ollama_model = st.from_regex(r"[a-z0-9]{1,10}(/[a-z0-9.]{1,8})?(:[a-z0-9][a-z0-9.]{0,5})?", fullmatch=True)
 
 
 @st.composite
