@@ -8,10 +8,10 @@ from turnout.api.backend import Backend
 from turnout.api.labels import color_selector, engine_labels, pod_labels
 from turnout.api.spec import Engine
 from turnout.api.status import Color
-from turnout.render.container import PORT_NAME, EngineContainer, KubeObject
-from turnout.render.ollama import ollama_container
+from turnout.engines.container import PORT_NAME, EngineContainer, KubeObject
+from turnout.engines.ollama import ollama_container
+from turnout.engines.vllm import STARTUP_BUDGET_SECONDS, vllm_container
 from turnout.render.templating import render_manifest
-from turnout.render.vllm import STARTUP_BUDGET_SECONDS, vllm_container
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MODEL_VOLUME = "models"

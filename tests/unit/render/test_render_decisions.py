@@ -11,8 +11,8 @@ import yaml
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import InferenceBackendSpec
 from turnout.api.status import Color
+from turnout.engines.vllm import STARTUP_BUDGET_SECONDS
 from turnout.render import render_backend, render_deployment, render_model_claim, render_service
-from turnout.render.vllm import STARTUP_BUDGET_SECONDS
 
 GPU = "nvidia.com/gpu"
 REPO = Path(__file__).resolve().parents[3]

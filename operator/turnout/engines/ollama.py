@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from turnout.api.backend import OLLAMA_PORT, Backend
 from turnout.api.status import Color
-from turnout.render.container import EngineContainer, KubeObject, env_value, http_probe
+from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
 
 # The readiness probe looks for this file, written once the model is pulled and aliased. It is on
 # the container's own filesystem, so a restarted container is not Ready until it has done so again.

@@ -7,7 +7,7 @@ with the `vllm serve` parser of the pinned vLLM).
 from __future__ import annotations
 
 from turnout.api.backend import VLLM_PORT, Backend
-from turnout.render.container import EngineContainer, KubeObject, env_value, http_probe
+from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
 
 # turnout's readiness timeout is what bounds a load; the startup probe must never kill a pod
 # that is still loading weights, so its budget covers the longest `readyTimeoutSeconds` allowed.

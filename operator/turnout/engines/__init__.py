@@ -1,0 +1,1 @@
+"""The inference engines turnout runs: one module per engine, and what they share."""
