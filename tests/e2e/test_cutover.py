@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, ollama_spec, vllm_spec, wait_seconds
-from turnout.api import Backend
+from turnout.api.backend import Backend
 
 pytestmark = pytest.mark.e2e
 

@@ -10,12 +10,11 @@ from typing import Any
 
 from turnout.api.backend import Backend
 from turnout.api.status import Color
-from turnout.engines.vllm import vllm_args
 from turnout.render.deployment import render_deployment
 from turnout.render.service import render_service
 from turnout.render.storage import render_model_claim
 
-__all__ = ["render_backend", "render_deployment", "render_model_claim", "render_service", "vllm_args"]
+__all__ = ["render_backend", "render_deployment", "render_model_claim", "render_service"]
 
 
 def render_backend(backend: Backend, color: Color, active: Color) -> list[dict[str, Any]]:

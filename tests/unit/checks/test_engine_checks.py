@@ -18,7 +18,7 @@ from testground.behaviour import Behaviour
 from testground.engines import Engine as SimulatedEngine
 from testground.engines import EngineConfig, EngineState, build_app
 from turnout.api.spec import Engine
-from turnout.checks import CheckRound, CheckTarget, check_round, ollama_model_name
+from turnout.checks import CheckRound, CheckTarget, check_round
 
 HOST = "127.0.0.1"
 KEY = "sk-test-4f9a1c-never-print-me"
@@ -347,17 +347,3 @@ def test_each_pod_latency_is_recorded_per_engine() -> None:
     before = count()
     assert run(scenario()).passed
     assert count() == before + 2
-
-
-@pytest.mark.parametrize(
-    ("name", "spelled"),
-    [
-        ("chat", "chat:latest"),
-        ("llama3:8b", "llama3:8b"),
-        ("hf.co/org/model", "hf.co/org/model:latest"),
-        ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
-        ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
-    ],
-)
-def test_ollama_model_name(name: str, spelled: str) -> None:
-    assert ollama_model_name(name) == spelled
