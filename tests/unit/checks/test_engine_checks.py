@@ -185,6 +185,24 @@ def test_vllm_api_key_refused_then_accepted_and_never_shown() -> None:
         assert KEY not in repr(round_)
 
 
+def test_a_401_from_an_engine_without_api_key_points_at_no_vllm_field() -> None:
+    async def refuse(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=401)
+
+    app = web.Application()
+    app.router.add_get("/api/tags", refuse)
+
+    async def scenario() -> CheckRound:
+        async with serving(app) as port:
+            return await check(Engine.OLLAMA, port)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == (
+        "/api/tags answered 401: the engine wants an API key, and turnout has none to send to this engine"
+    )
+
+
 def test_api_key_echoed_by_an_engine_is_masked() -> None:
     async def echo(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": {"message": f"bad header {request.headers['Authorization']}"}}, status=500)
