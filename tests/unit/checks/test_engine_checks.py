@@ -93,6 +93,24 @@ def fake_vllm(chat: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> w
     return app
 
 
+def answering(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> web.Application:
+    """An app that answers GET on each path of `routes` with its handler, and 404 elsewhere."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    return app
+
+
+def check_app(engine: Engine, app: web.Application) -> CheckRound:
+    """One round of `engine`'s checks against `app`, served on a free port."""
+
+    async def scenario() -> CheckRound:
+        async with serving(app) as port:
+            return await check(engine, port)
+
+    return run(scenario())
+
+
 async def check(
     engine: Engine,
     port: int,
@@ -189,14 +207,7 @@ def test_a_401_from_an_engine_without_api_key_points_at_no_vllm_field() -> None:
     async def refuse(_: web.Request) -> web.StreamResponse:
         return web.Response(status=401)
 
-    app = web.Application()
-    app.router.add_get("/api/tags", refuse)
-
-    async def scenario() -> CheckRound:
-        async with serving(app) as port:
-            return await check(Engine.OLLAMA, port)
-
-    result = run(scenario())
+    result = check_app(Engine.OLLAMA, answering({"/api/tags": refuse}))
     assert not result.passed
     assert result.results[0].message == (
         "/api/tags answered 401: the engine wants an API key, and turnout has none to send to this engine"
@@ -261,15 +272,7 @@ def test_malformed_answers_fail_with_a_message(body: str, message: str) -> None:
     async def health(_: web.Request) -> web.StreamResponse:
         return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-
-    async def scenario() -> CheckRound:
-        async with serving(app) as port:
-            return await check(Engine.VLLM, port)
-
-    result = run(scenario())
+    result = check_app(Engine.VLLM, answering({"/health": health, "/v1/models": models}))
     assert not result.passed
     assert result.results[0].message == message
 
