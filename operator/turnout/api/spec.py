@@ -188,7 +188,14 @@ class SecretKeyRef(Model):
     """Key in the Secret's data whose value is used."""
 
 
-class Vllm(Model):
+class EngineOptions(Model):
+    """Base of an engine's section of the spec (`spec.vllm`, `spec.ollama`), read through its profile."""
+
+    model: ModelName | None = None
+    """The model this engine serves, instead of `model.name`, so that switching `engine` is one setting."""
+
+
+class Vllm(EngineOptions):
     """vLLM options. turnout owns `--model`, `--served-model-name`, `--port`, the parallelism and
     the API key; everything else can go in `extraArgs`."""
 
@@ -213,7 +220,7 @@ class Vllm(Model):
     `["--enable-prefix-caching", "--max-num-seqs=64"]`. Flags turnout sets from fields are refused."""
 
 
-class Ollama(Model):
+class Ollama(EngineOptions):
     """Ollama options, passed as environment variables."""
 
     model: ModelName | None = None

@@ -14,7 +14,6 @@ from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
 from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PROMOTE_ANNOTATION, REVISION_LABEL
-from turnout.api.spec import Engine
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
@@ -181,15 +180,16 @@ async def run_checks(cluster: ClusterApi, backend: Backend, pods: Sequence[KubeO
     """One round of engine-aware checks over the Ready pods of `color` that run the spec's revision."""
     targets = check_targets(pods, color, backend.revision, backend.engine_port)
     api_key = None
-    key_ref = backend.spec.vllm.api_key_secret_ref
-    if backend.engine is Engine.VLLM and key_ref is not None:
+    profile = backend.profile
+    key_ref = profile.api_key_ref(backend.spec)
+    if key_ref is not None:
         try:
             api_key = await in_thread(lambda: cluster.read_secret_key(backend.namespace, key_ref.name, key_ref.key))
         except ApiException as error:
             # Most likely RBAC: say so where the user looks, not only in the operator's log.
-            return CheckOutcome(False, f"cannot read Secret {key_ref.name} (spec.vllm.apiKeySecretRef): {error.reason}")
+            return CheckOutcome(False, f"cannot read Secret {key_ref.name} ({profile.api_key_field}): {error.reason}")
         if api_key is None:
-            return CheckOutcome(False, f"Secret {key_ref.name} has no key {key_ref.key} (spec.vllm.apiKeySecretRef)")
+            return CheckOutcome(False, f"Secret {key_ref.name} has no key {key_ref.key} ({profile.api_key_field})")
     checks = backend.spec.rollout.checks
     result: CheckRound = await check_round(
         backend.engine,

@@ -13,9 +13,8 @@ from turnout.api.status import Color
 from turnout.render.deployment import render_deployment
 from turnout.render.service import render_service
 from turnout.render.storage import render_model_claim
-from turnout.render.vllm import vllm_args
 
-__all__ = ["render_backend", "render_deployment", "render_model_claim", "render_service", "vllm_args"]
+__all__ = ["render_backend", "render_deployment", "render_model_claim", "render_service"]
 
 
 def render_backend(backend: Backend, color: Color, active: Color) -> list[dict[str, Any]]:

@@ -6,12 +6,9 @@ from typing import Any
 
 from turnout.api.backend import Backend
 from turnout.api.labels import color_selector, engine_labels, pod_labels
-from turnout.api.spec import Engine
 from turnout.api.status import Color
-from turnout.render.container import PORT_NAME, EngineContainer, KubeObject
-from turnout.render.ollama import ollama_container
+from turnout.engines.container import PORT_NAME, STARTUP_BUDGET_SECONDS, KubeObject
 from turnout.render.templating import render_manifest
-from turnout.render.vllm import STARTUP_BUDGET_SECONDS, vllm_container
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MODEL_VOLUME = "models"
@@ -26,13 +23,6 @@ ROLLING_UPDATE = {"maxSurge": 0, "maxUnavailable": 1}
 def deployment_name(backend: Backend, color: Color) -> str:
     """`<backend name>-<color>`."""
     return f"{backend.name}-{color.value}"
-
-
-def engine_container(backend: Backend, color: Color) -> EngineContainer:
-    """The engine-specific part of the pod."""
-    if backend.engine is Engine.VLLM:
-        return vllm_container(backend)
-    return ollama_container(backend, color)
 
 
 def compute_resources(backend: Backend) -> KubeObject:
@@ -68,7 +58,7 @@ def model_volume(backend: Backend) -> KubeObject:
 def render_deployment(backend: Backend, color: Color, replicas: int) -> dict[str, Any]:
     """The Deployment `<name>-<color>` running `backend`'s current revision with `replicas` pods."""
     template = backend.spec.template
-    container = engine_container(backend, color)
+    container = backend.profile.container(backend, color)
     return render_manifest(
         "deployment.yaml.j2",
         name=deployment_name(backend, color),
@@ -94,7 +84,7 @@ def render_deployment(backend: Backend, color: Color, replicas: int) -> dict[str
         image=backend.image,
         command=container.command,
         args=container.args,
-        port=container.port,
+        port=backend.engine_port,
         port_name=PORT_NAME,
         env=[*container.env, *template.env],
         resources=compute_resources(backend),

@@ -7,7 +7,7 @@ from typing import Any
 from turnout.api.backend import Backend
 from turnout.api.labels import backend_labels, color_selector
 from turnout.api.status import Color
-from turnout.render.container import PORT_NAME
+from turnout.engines.container import PORT_NAME
 from turnout.render.templating import render_manifest
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from tests.unit.api.invalid_specs import VALID_OLLAMA_SPEC, VALID_SPEC, ollama, vllm
-from turnout.api import Backend, Engine
-from turnout.api.backend import OLLAMA_IMAGE, VLLM_IMAGE
-from turnout.api.spec import AccessMode, Dtype, ServiceType, Strategy
+from turnout.api.backend import Backend
+from turnout.api.spec import AccessMode, Dtype, Engine, ServiceType, Strategy
+from turnout.engines.ollama import OLLAMA
+from turnout.engines.vllm import VLLM
 
 
 def parse(spec: dict[str, Any], name: str = "chat") -> Backend:
@@ -22,8 +23,8 @@ def test_a_minimal_vllm_backend_gets_one_gpu_and_the_vllm_defaults() -> None:
     assert backend.engine is Engine.VLLM
     assert backend.served_name == "chat"
     assert backend.gpus == 1
-    assert backend.tensor_parallel_size == 1
-    assert backend.image == VLLM_IMAGE
+    assert backend.profile.tensor_parallel_size(backend) == 1
+    assert backend.image == VLLM.image
     assert backend.engine_port == 8000
     assert backend.service_name == "chat"
     assert backend.claim_name is None
@@ -40,7 +41,7 @@ def test_a_minimal_vllm_backend_gets_one_gpu_and_the_vllm_defaults() -> None:
 def test_a_minimal_ollama_backend_runs_on_cpu() -> None:
     backend = parse(VALID_OLLAMA_SPEC)
     assert backend.gpus == 0
-    assert backend.image == OLLAMA_IMAGE
+    assert backend.image == OLLAMA.image
     assert backend.engine_port == 11434
     assert backend.spec.ollama.keep_alive == "24h"
     assert backend.spec.ollama.num_parallel == 4
@@ -57,11 +58,6 @@ def test_rollout_defaults_suit_slow_loading_weights() -> None:
     checks = rollout.checks
     assert (checks.interval_seconds, checks.success_threshold, checks.failure_threshold) == (5, 3, 3)
     assert checks.smoke_request is True
-
-
-def test_tensor_parallel_defaults_to_every_gpu_of_the_replica() -> None:
-    assert parse(vllm(resources={"gpus": 4})).tensor_parallel_size == 4
-    assert parse(vllm(resources={"gpus": 4}, vllm={"tensorParallelSize": 2})).tensor_parallel_size == 2
 
 
 def test_ollama_may_use_gpus() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.api.invalid_specs import INVALID_SPECS, NAME, VALID_OLLAMA_SPEC, VALID_SPEC, Case
-from turnout.api import Backend, InvalidSpec, rules
+from turnout.api import rules
+from turnout.api.backend import Backend, InvalidSpec
 
 
 @pytest.mark.parametrize("case", INVALID_SPECS)

@@ -18,7 +18,7 @@ from testground.behaviour import Behaviour
 from testground.engines import Engine as SimulatedEngine
 from testground.engines import EngineConfig, EngineState, build_app
 from turnout.api.spec import Engine
-from turnout.checks import CheckRound, CheckTarget, check_round, ollama_model_name
+from turnout.checks import CheckRound, CheckTarget, check_round
 
 HOST = "127.0.0.1"
 KEY = "sk-test-4f9a1c-never-print-me"
@@ -91,6 +91,24 @@ def fake_vllm(chat: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> w
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
     return app
+
+
+def answering(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> web.Application:
+    """An app that answers GET on each path of `routes` with its handler, and 404 elsewhere."""
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    return app
+
+
+def check_app(engine: Engine, app: web.Application) -> CheckRound:
+    """One round of `engine`'s checks against `app`, served on a free port."""
+
+    async def scenario() -> CheckRound:
+        async with serving(app) as port:
+            return await check(engine, port)
+
+    return run(scenario())
 
 
 async def check(
@@ -185,6 +203,17 @@ def test_vllm_api_key_refused_then_accepted_and_never_shown() -> None:
         assert KEY not in repr(round_)
 
 
+def test_a_401_from_an_engine_without_api_key_points_at_no_vllm_field() -> None:
+    async def refuse(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=401)
+
+    result = check_app(Engine.OLLAMA, answering({"/api/tags": refuse}))
+    assert not result.passed
+    assert result.results[0].message == (
+        "/api/tags answered 401: the engine wants an API key, and turnout has none to send to this engine"
+    )
+
+
 def test_api_key_echoed_by_an_engine_is_masked() -> None:
     async def echo(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": {"message": f"bad header {request.headers['Authorization']}"}}, status=500)
@@ -243,15 +272,7 @@ def test_malformed_answers_fail_with_a_message(body: str, message: str) -> None:
     async def health(_: web.Request) -> web.StreamResponse:
         return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-
-    async def scenario() -> CheckRound:
-        async with serving(app) as port:
-            return await check(Engine.VLLM, port)
-
-    result = run(scenario())
+    result = check_app(Engine.VLLM, answering({"/health": health, "/v1/models": models}))
     assert not result.passed
     assert result.results[0].message == message
 
@@ -347,17 +368,3 @@ def test_each_pod_latency_is_recorded_per_engine() -> None:
     before = count()
     assert run(scenario()).passed
     assert count() == before + 2
-
-
-@pytest.mark.parametrize(
-    ("name", "spelled"),
-    [
-        ("chat", "chat:latest"),
-        ("llama3:8b", "llama3:8b"),
-        ("hf.co/org/model", "hf.co/org/model:latest"),
-        ("registry.local:5000/team/model", "registry.local:5000/team/model:latest"),
-        ("registry.local:5000/team/model:q4", "registry.local:5000/team/model:q4"),
-    ],
-)
-def test_ollama_model_name(name: str, spelled: str) -> None:
-    assert ollama_model_name(name) == spelled

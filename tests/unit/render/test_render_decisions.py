@@ -11,8 +11,8 @@ import yaml
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import InferenceBackendSpec
 from turnout.api.status import Color
+from turnout.engines.container import STARTUP_BUDGET_SECONDS
 from turnout.render import render_backend, render_deployment, render_model_claim, render_service
-from turnout.render.vllm import STARTUP_BUDGET_SECONDS
 
 GPU = "nvidia.com/gpu"
 REPO = Path(__file__).resolve().parents[3]
@@ -51,7 +51,7 @@ def test_shared_memory_volume_only_with_tensor_parallelism(gpus: int, tensor_par
     assert ("/dev/shm" in mounts) is shm
     if shm:
         assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory"}
-        assert f"--tensor-parallel-size={backend.tensor_parallel_size}" in container(backend)["args"]
+        assert f"--tensor-parallel-size={backend.profile.tensor_parallel_size(backend)}" in container(backend)["args"]
 
 
 def test_gpu_pods_ask_for_gpus_and_tolerate_gpu_nodes_while_cpu_pods_do_neither() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from turnout.render.ollama import READY_MARKER, START_SCRIPT
+from turnout.engines.ollama import READY_MARKER, START_SCRIPT
 
 FAKE_OLLAMA = r"""#!/bin/sh
 # Stand-in for the ollama CLI: `serve` runs until SIGTERM, the client commands need it up.

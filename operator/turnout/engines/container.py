@@ -9,19 +9,23 @@ from typing import Any
 # the engine between vLLM and Ollama changes no Service port.
 PORT_NAME = "http"
 
+# turnout's readiness timeout is what bounds a load; the startup probe must never kill a pod
+# that is still loading weights, so its budget covers the longest `readyTimeoutSeconds` allowed.
+# It does not follow the field itself: rollout settings must not change the pod template.
+STARTUP_BUDGET_SECONDS = 86_400
+
 # Kubernetes objects as the API takes them (an EnvVar, a Probe, a Volume, ...).
 KubeObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class EngineContainer:
-    """The engine-specific parts of a color's pod; the Deployment renderer adds the rest."""
+    """The engine-specific parts of a color's pod; the Deployment renderer adds the rest, the port included."""
 
     command: list[str]
     args: list[str]
     env: list[KubeObject]
     """turnout's own variables; the user's `template.env` is appended after them."""
-    port: int
     startup_probe: KubeObject
     readiness_probe: KubeObject
     liveness_probe: KubeObject

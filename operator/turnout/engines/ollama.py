@@ -1,0 +1,152 @@
+"""Ollama: a server that pulls the model and aliases it before the pod is Ready, on CPU or GPU.
+
+Ollama has no authentication: anyone who reaches the Service can use (and pull or delete) models.
+Keep its Service internal and guard it with a NetworkPolicy or an authenticating gateway.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from turnout.api.cel import Rule
+from turnout.api.spec import InferenceBackendSpec, Ollama, SecretKeyRef
+from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
+
+if TYPE_CHECKING:
+    from turnout.api.backend import Backend
+    from turnout.api.status import Color
+    from turnout.engines.probe import PodProbe
+
+# An Ollama model reference: optional registry and namespace, a name, an optional tag.
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$"
+MODEL_NAME = (
+    "with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b or qwen2.5:0.5b"
+)
+CRD_RULES = (
+    Rule(
+        ("spec",),
+        f"self.engine != 'ollama' || (has(self.ollama) && has(self.ollama.model) ? self.ollama.model : "
+        f"self.model.name).matches(r'{MODEL_PATTERN}')",
+        MODEL_NAME,
+        ".model.name",
+    ),
+)
+
+# The readiness probe looks for this file, written once the model is pulled and aliased. It is on
+# the container's own filesystem, so a restarted container is not Ready until it has done so again.
+READY_MARKER = "/tmp/turnout-model-ready"
+
+# A fixed script: the model names reach it only as environment variables, never as its text.
+# The pull is skipped when the model is already on the volume, so a pod restarts without the
+# registry; `wait` on a background job keeps SIGTERM handled while the pull runs.
+START_SCRIPT = f"""\
+set -eu
+rm -f {READY_MARKER}
+tagged() {{ case "$1" in *:*) echo "$1" ;; *) echo "$1:latest" ;; esac; }}
+ollama serve &
+server=$!
+trap 'kill -TERM "$server" 2>/dev/null || true; wait "$server" || true; exit 143' TERM INT
+until ollama list >/dev/null 2>&1; do
+  kill -0 "$server" 2>/dev/null || exit 1
+  sleep 1
+done
+if ! ollama show "$TURNOUT_OLLAMA_MODEL" >/dev/null 2>&1; then
+  ollama pull "$TURNOUT_OLLAMA_MODEL" &
+  wait $!
+fi
+if [ "$(tagged "$TURNOUT_OLLAMA_MODEL")" != "$(tagged "$TURNOUT_SERVED_NAME")" ]; then
+  ollama cp "$TURNOUT_OLLAMA_MODEL" "$TURNOUT_SERVED_NAME"
+fi
+touch {READY_MARKER}
+wait "$server"
+"""
+
+
+def ollama_models_dir(backend: Backend, color: Color) -> str:
+    """`OLLAMA_MODELS`: one directory per color on the model volume.
+
+    The served-name alias is a manifest in this directory; shared between colors, aliasing a new
+    model would silently change what the still-active color serves under that name.
+    """
+    return f"{backend.model_mount_path.rstrip('/')}/ollama/{color.value}"
+
+
+def ollama_env(backend: Backend, color: Color) -> list[KubeObject]:
+    """The server's settings, and the two names the start script (and test simulators) read."""
+    options = backend.spec.ollama
+    env = [
+        env_value("OLLAMA_HOST", f"0.0.0.0:{OLLAMA.port}"),
+        env_value("OLLAMA_MODELS", ollama_models_dir(backend, color)),
+        env_value("OLLAMA_KEEP_ALIVE", options.keep_alive),
+        env_value("OLLAMA_NUM_PARALLEL", str(options.num_parallel)),
+    ]
+    if options.context_length is not None:
+        env.append(env_value("OLLAMA_CONTEXT_LENGTH", str(options.context_length)))
+    env += [
+        env_value("TURNOUT_OLLAMA_MODEL", backend.model_name),
+        env_value("TURNOUT_SERVED_NAME", backend.served_name),
+    ]
+    return env
+
+
+def ollama_model_name(name: str) -> str:
+    """Ollama's spelling of a model name: `chat` is `chat:latest`; `llama3:8b`, `host:5000/m:q4` stay."""
+    last = name.rsplit("/", 1)[-1]
+    return name if ":" in last else f"{name}:latest"
+
+
+class OllamaProfile:
+    """Ollama's `EngineProfile`: `ollama serve` with the model pulled onto the model volume."""
+
+    image = "ollama/ollama:0.12.6"
+    port = 11434
+    default_gpus = 0
+    metrics_path = None
+    owned_env = ("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_KEEP_ALIVE", "OLLAMA_NUM_PARALLEL", "OLLAMA_CONTEXT_LENGTH")
+    crd_rules = CRD_RULES
+    api_key_field = None
+
+    def options(self, spec: InferenceBackendSpec) -> Ollama:
+        """`spec.ollama`."""
+        return spec.ollama
+
+    def tensor_parallel_size(self, backend: Backend) -> None:
+        """None: turnout gives Ollama no tensor parallelism to set."""
+        return None
+
+    def problems(self, backend: Backend) -> list[str]:
+        """A model name Ollama can pull."""
+        if re.fullmatch(MODEL_PATTERN, backend.model_name):
+            return []
+        field = "spec.ollama.model" if backend.spec.ollama.model else "spec.model.name"
+        return [f"{field}: {MODEL_NAME} (got {backend.model_name!r})"]
+
+    def container(self, backend: Backend, color: Color) -> EngineContainer:
+        """The start script, its environment (models in a directory of `color`'s own), and probes."""
+        return EngineContainer(
+            command=["/bin/sh", "-c"],
+            args=[START_SCRIPT],
+            env=ollama_env(backend, color),
+            # The server listens within seconds; the pull, however long, only holds readiness back.
+            startup_probe=http_probe("/api/version", period_seconds=5, timeout_seconds=5, failure_threshold=60),
+            readiness_probe={
+                "exec": {"command": ["test", "-f", READY_MARKER]},
+                "periodSeconds": 5,
+                "timeoutSeconds": 5,
+                "failureThreshold": 3,
+            },
+            liveness_probe=http_probe("/api/version", period_seconds=10, timeout_seconds=5, failure_threshold=6),
+        )
+
+    def api_key_ref(self, spec: InferenceBackendSpec) -> SecretKeyRef | None:
+        """None: Ollama has no authentication."""
+        return None
+
+    async def check(self, probe: PodProbe, served_name: str) -> None:
+        """`GET /api/tags` lists the served name, tagged (`chat:latest`); the root URL answers before any pull."""
+        wanted = ollama_model_name(served_name)
+        await probe.expect_listed("/api/tags", wanted, list_key="models", name_key="name", verb="has")
+
+
+OLLAMA = OllamaProfile()

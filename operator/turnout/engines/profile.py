@@ -1,0 +1,67 @@
+"""What turnout must know about an inference engine, as one type: `EngineProfile`.
+
+Each engine's module in `turnout.engines` defines one profile, and the registry there maps each
+`Engine` to it. The rest of turnout asks the profile instead of branching on the engine.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from turnout.api.backend import Backend
+    from turnout.api.cel import Rule
+    from turnout.api.spec import EngineOptions, InferenceBackendSpec, SecretKeyRef
+    from turnout.api.status import Color
+    from turnout.engines.container import EngineContainer
+    from turnout.engines.probe import PodProbe
+
+
+class EngineProfile(Protocol):
+    """One inference engine: its image and port, its spec section and rules, its container, its checks."""
+
+    @property
+    def image(self) -> str:
+        """The pinned image, used unless `template.image` is set."""
+
+    @property
+    def port(self) -> int:
+        """The port the engine listens on in its container, and that turnout's checks connect to."""
+
+    @property
+    def default_gpus(self) -> int:
+        """GPUs per replica when `resources.gpus` is unset."""
+
+    @property
+    def metrics_path(self) -> str | None:
+        """Path of the engine's own Prometheus metrics on its port; None when it serves none."""
+
+    @property
+    def owned_env(self) -> tuple[str, ...]:
+        """Environment variables turnout sets from fields of its own; refused in `template.env`."""
+
+    @property
+    def crd_rules(self) -> tuple[Rule, ...]:
+        """The engine's checks that the CRD makes at `kubectl apply`; `problems` reports the same ones."""
+
+    @property
+    def api_key_field(self) -> str | None:
+        """The spec field that names the engine's API key Secret, for messages; None when it takes no key."""
+
+    def options(self, spec: InferenceBackendSpec) -> EngineOptions:
+        """The engine's section of `spec` (`spec.vllm`): its own `model`, and options that shape its pods."""
+
+    def tensor_parallel_size(self, backend: Backend) -> int | None:
+        """GPUs one copy of the model is split across; None when the engine does not split a model."""
+
+    def problems(self, backend: Backend) -> list[str]:
+        """What `backend` must change for this engine: one `spec.field: message` per problem, [] when none."""
+
+    def container(self, backend: Backend, color: Color) -> EngineContainer:
+        """The engine's part of `color`'s pod: start, environment, probes, volumes besides the model's."""
+
+    def api_key_ref(self, spec: InferenceBackendSpec) -> SecretKeyRef | None:
+        """The Secret key holding the API key clients (and turnout's checks) must send; None when unset."""
+
+    async def check(self, probe: PodProbe, served_name: str) -> None:
+        """Whether the pod behind `probe` lives and serves `served_name`; raises `CheckFailed` saying why not."""
