@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -76,7 +77,14 @@ async def reconcile(
     if result.actions:
         steps = "; ".join(map(describe, result.actions))
         log.info("%s/%s %s: %s", ref.namespace, ref.name, result.status.phase.value, steps)
-    switched_at = await execute(cluster, ref, backend, result.actions, emit)
+    executed = await execute(cluster, ref, backend, result.actions, emit)
+    if executed.rejected is not None:
+        # The refusal is an observation like any other: plan again with it (rolls back or reports).
+        rejected = executed.rejected
+        log.warning("%s/%s: the API server refused %s: %s", ref.namespace, ref.name, rejected.what, rejected.message)
+        result = plan(desired, replace(observed, rejected=rejected))
+        executed = replace(await execute(cluster, ref, backend, result.actions, emit), switched_at=executed.switched_at)
+    switched_at = executed.switched_at
     await write_status(cluster, ref, observed.status, result.status)
 
     engine = backend.engine.value if backend else (body.get("spec") or {}).get("engine", "unknown")

@@ -41,3 +41,42 @@ def test_pods_a_quota_forbids_fail_fast_with_the_api_servers_message(
     assert status["activeColor"] == "blue"
     assert backends.service_selector("chat")["turnout.dev/color"] == "blue"
     assert any(r == "RolledBack" and "exceeded quota" in m for _, r, m in backends.events("chat"))
+
+
+def test_a_spec_the_api_server_refuses_rolls_back_once_with_its_message(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    backends.create("chat", vllm_spec())
+    backends.wait_phase("chat", "Healthy", timeout=60)
+    # Both of turnout's validation layers take this name; the API server's Deployment validation does not.
+    refused = vllm_spec(template={"env": [{"name": "A=B", "value": "1"}]})
+    backends.replace_spec("chat", refused)
+    status = backends.wait_failure("chat", timeout=30)
+    assert status["lastFailureReason"] == "ApplyFailed"
+    assert "A=B" in status["lastFailureMessage"]
+    assert "Deployment chat-green" in status["lastFailureMessage"]
+    assert status["activeColor"] == "blue"
+    assert backends.service_selector("chat")["turnout.dev/color"] == "blue"
+    rolled_back = [m for _, r, m in backends.events("chat") if r == "RolledBack"]
+    assert len(rolled_back) == 1
+    assert "A=B" in rolled_back[0]
+    # Not tried again until the spec changes: a few reconciles later, still one Event and no error.
+    generation = backends.get("chat")["metadata"]["generation"]
+    backends.wait("chat", lambda s: s.get("observedGeneration") == generation, timeout=10, what="observed")
+    operator.wait_reconciles("chat", 3)
+    assert [r for _, r, _ in backends.events("chat")].count("RolledBack") == 1
+    assert operator.metric("turnout_reconcile_errors_total", kind="ApiException") == 0
+
+
+def test_a_first_revision_the_api_server_refuses_is_reported_once(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    backends.create("chat", vllm_spec(template={"env": [{"name": "A=B", "value": "1"}]}))
+    status = backends.wait_phase("chat", "Degraded", timeout=30)
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "ApplyFailed"
+    assert "A=B" in degraded["message"]
+    operator.wait_reconciles("chat", 3)
+    assert [r for _, r, _ in backends.events("chat")].count("ApplyFailed") == 1
+    backends.replace_spec("chat", vllm_spec())
+    assert backends.wait_phase("chat", "Healthy", timeout=60)["activeColor"] == "blue"

@@ -33,26 +33,26 @@ def forgetting() -> Iterator[list[tuple[str, str]]]:
 
 
 def test_phase_counts_follow_each_backend(forgetting: list[tuple[str, str]]) -> None:
-    forgetting += [("ml", "chat"), ("ml", "embed"), ("other", "chat")]
+    forgetting += [("metrics-test", "chat"), ("metrics-test", "embed"), ("other", "chat")]
     progressing, healthy = backends("Progressing", "vllm"), backends("Healthy", "vllm")
 
-    metrics.set_backend_phase("ml", "chat", "vllm", "Progressing")
-    metrics.set_backend_phase("ml", "embed", "vllm", "Progressing")
+    metrics.set_backend_phase("metrics-test", "chat", "vllm", "Progressing")
+    metrics.set_backend_phase("metrics-test", "embed", "vllm", "Progressing")
     metrics.set_backend_phase("other", "chat", "ollama", "Healthy")
     assert backends("Progressing", "vllm") == progressing + 2
 
-    metrics.set_backend_phase("ml", "chat", "vllm", "Healthy")
-    metrics.set_backend_phase("ml", "chat", "vllm", "Healthy")  # the same phase again counts once
+    metrics.set_backend_phase("metrics-test", "chat", "vllm", "Healthy")
+    metrics.set_backend_phase("metrics-test", "chat", "vllm", "Healthy")  # the same phase again counts once
     assert backends("Progressing", "vllm") == progressing + 1
     assert backends("Healthy", "vllm") == healthy + 1
 
     # An engine switch moves the backend to the other engine's series.
-    metrics.set_backend_phase("ml", "embed", "ollama", "Healthy")
+    metrics.set_backend_phase("metrics-test", "embed", "ollama", "Healthy")
     assert backends("Progressing", "vllm") == progressing
     assert backends("Healthy", "ollama") >= 2
 
-    metrics.forget_backend("ml", "chat")
-    metrics.forget_backend("ml", "chat")  # deleting twice is harmless
+    metrics.forget_backend("metrics-test", "chat")
+    metrics.forget_backend("metrics-test", "chat")  # deleting twice is harmless
     assert backends("Healthy", "vllm") == healthy
 
 

@@ -5,12 +5,16 @@ No decisions here: each action is done as it says, in the order `plan` gave.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
+from kubernetes.client.exceptions import ApiException
+
 from turnout.api.backend import Backend
-from turnout.api.status import InferenceBackendStatus
+from turnout.api.status import Color, InferenceBackendStatus
 from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject, in_thread
 from turnout.render import render_deployment, render_model_claim, render_service
 from turnout.render.deployment import deployment_name
@@ -22,8 +26,33 @@ from turnout.rollout.actions import (
     RecordEvent,
     ScaleDeployment,
 )
+from turnout.rollout.observed import ApplyRejection
 
 EventSink = Callable[[RecordEvent], None]
+
+# The API server's verdict on the object itself: asking again with the same spec changes nothing.
+# (409 conflicts and 5xx are transient: they propagate and the reconcile is retried with backoff.)
+REFUSALS = frozenset({400, 403, 404, 413, 422})
+# The API server's message names the field and the value; more than this is noise in a condition.
+MAX_REFUSAL_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What carrying out a plan did: when the Service was switched (monotonic seconds), and the
+    write the API server refused, after which nothing more of the plan was done."""
+
+    switched_at: float | None = None
+    rejected: ApplyRejection | None = None
+
+
+def refusal_message(error: ApiException) -> str:
+    """The API server's own message from a refusal (its Status body), bounded in length."""
+    try:
+        message = str(json.loads(error.body or "")["message"])
+    except (ValueError, KeyError, TypeError):
+        message = f"{error.status} {error.reason}"
+    return message if len(message) <= MAX_REFUSAL_CHARS else message[: MAX_REFUSAL_CHARS - 1] + "…"
 
 
 def owned(obj: KubeObject, ref: BackendRef) -> KubeObject:
@@ -34,36 +63,66 @@ def owned(obj: KubeObject, ref: BackendRef) -> KubeObject:
 
 async def execute(
     cluster: ClusterApi, ref: BackendRef, backend: Backend | None, actions: tuple[Action, ...], emit: EventSink
-) -> float | None:
-    """Carry out `actions` in order; return when the Service was switched (monotonic seconds), if it was."""
+) -> Executed:
+    """Carry out `actions` in order until the API server refuses one for good (see `REFUSALS`)."""
     switched_at: float | None = None
     for action in actions:
-        match action:
-            case ApplyDeployment(color=color, replicas=replicas):
-                assert backend is not None
-                deployment = owned(render_deployment(backend, color, replicas), ref)
-                await in_thread(partial(cluster.apply, deployment))
-            case ScaleDeployment(color=color, replicas=replicas):
-                assert backend is not None
-                name = deployment_name(backend, color)
-                await in_thread(partial(cluster.scale_deployment, ref.namespace, name, replicas))
-            case ApplyService(color=color):
-                assert backend is not None
-                service = owned(render_service(backend, color), ref)
-                await in_thread(partial(cluster.apply, service))
+        if isinstance(action, RecordEvent):
+            emit(action)
+            continue
+        assert backend is not None
+        try:
+            if await _write(cluster, ref, backend, action):
                 switched_at = time.monotonic()
-            case ApplyClaim():
-                assert backend is not None
-                claim = render_model_claim(backend)
-                if claim is not None:
-                    storage = backend.spec.model.storage
-                    if storage is not None and storage.delete_claim_on_delete:
-                        # Only a claim the user asked to lose with the backend is owned by it.
-                        claim = owned(claim, ref)
-                    await in_thread(partial(cluster.create_claim, claim))
-            case RecordEvent():
-                emit(action)
-    return switched_at
+        except ApiException as error:
+            if error.status not in REFUSALS:
+                raise
+            if isinstance(action, ScaleDeployment) and error.status == 404:
+                continue  # nothing to scale: the next observation shows the color missing
+            return Executed(
+                switched_at, ApplyRejection(_color_of(action), _object_of(backend, action), refusal_message(error))
+            )
+    return Executed(switched_at)
+
+
+async def _write(cluster: ClusterApi, ref: BackendRef, backend: Backend, action: Action) -> bool:
+    """One write; True when it was the Service's."""
+    write: Callable[[], None]
+    match action:
+        case ApplyDeployment(color=color, replicas=replicas):
+            write = partial(cluster.apply, owned(render_deployment(backend, color, replicas), ref))
+        case ScaleDeployment(color=color, replicas=replicas):
+            write = partial(cluster.scale_deployment, ref.namespace, deployment_name(backend, color), replicas)
+        case ApplyService(color=color):
+            write = partial(cluster.apply, owned(render_service(backend, color), ref))
+        case ApplyClaim():
+            claim = render_model_claim(backend)
+            if claim is None:
+                return False
+            storage = backend.spec.model.storage
+            if storage is not None and storage.delete_claim_on_delete:
+                # Only a claim the user asked to lose with the backend is owned by it.
+                claim = owned(claim, ref)
+            write = partial(cluster.create_claim, claim)
+        case _:
+            raise AssertionError(f"not a write: {action!r}")
+    await in_thread(write)
+    return isinstance(action, ApplyService)
+
+
+def _color_of(action: Action) -> Color | None:
+    return action.color if isinstance(action, ApplyDeployment | ScaleDeployment) else None
+
+
+def _object_of(backend: Backend, action: Action) -> str:
+    """The object `action` writes, as a person names it: `Deployment chat-green`."""
+    match action:
+        case ApplyDeployment(color=color) | ScaleDeployment(color=color):
+            return f"Deployment {deployment_name(backend, color)}"
+        case ApplyService():
+            return f"Service {backend.service_name}"
+        case _:
+            return f"PersistentVolumeClaim {backend.claim_name}"
 
 
 async def write_status(

@@ -158,7 +158,7 @@ async def observe(
         claim = backend.claim_name
         if claim is not None and backend.spec.model.storage and backend.spec.model.storage.create:
             claim_exists = await in_thread(lambda: cluster.get_claim(namespace, claim)) is not None
-        target = check_due(status, backend.spec.rollout.checks.interval_seconds, now)
+        target = check_due(status, backend.spec.rollout.checks.interval_seconds, now, backend.revision)
         if target is not None:
             check = await (checker or run_checks)(cluster, backend, pods, target)
     annotations = meta.get("annotations") or {}

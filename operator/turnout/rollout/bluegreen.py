@@ -258,13 +258,15 @@ class BlueGreen(Step):
         return self.record_rollback(reason, message)
 
     def refused(self, rejection: ApplyRejection) -> Plan:
-        """The API server refused a write for good: a revision in flight is rolled back, anything else
-        is reported; neither is tried again until the spec changes."""
+        """The API server refused a write for good: a new revision fails (rolled back, or reported when
+        it is the first), anything else is reported; neither is tried again until the spec changes."""
         text = f"the API server refused {rejection.what}: {rejection.message}"
         status = self.status
-        if status.preview_color is not None and status.active_color is not None and status.switched_at is None:
-            return self.fail(FailureReason.APPLY_FAILED, text)
-        if status.active_color is None:
+        if self.revision != status.active_revision and status.switched_at is None:
+            if status.active_color is not None:
+                status.preview_color = status.preview_color or status.active_color.other
+                status.preview_revision = self.revision
+                return self.fail(FailureReason.APPLY_FAILED, text)
             # A first revision has nothing to go back to: it waits for a spec the API server takes.
             status.preview_color = status.preview_revision = status.preview_started_at = None
             status.last_failed_revision = self.revision

@@ -46,28 +46,40 @@ def strategy_step(backend: Backend, observed: Observed) -> Step:
             assert_never(strategy)
 
 
-def check_due(status: InferenceBackendStatus, interval_seconds: float, now: datetime) -> Color | None:
+def check_due(
+    status: InferenceBackendStatus, interval_seconds: float, now: datetime, revision: str | None = None
+) -> Color | None:
     """The color to check in this reconcile, if a round is due: at most one per interval.
 
     Reconciles also run on every change of the backend, its pods or Deployments; without this,
-    rounds would follow those events and "N passes in a row" could take milliseconds.
+    rounds would follow those events and "N passes in a row" could take milliseconds. `revision`
+    is the spec's: see `check_target`.
     """
-    target = check_target(status)
+    target = check_target(status, revision)
     last = parse_time(status.last_check_time)
     if target is None or (last is not None and (now - last).total_seconds() < interval_seconds):
         return None
     return target
 
 
-def check_target(status: InferenceBackendStatus) -> Color | None:
-    """The color whose pods the next reconcile must check, from the phase the status records."""
+def check_target(status: InferenceBackendStatus, revision: str | None = None) -> Color | None:
+    """The color whose pods the next reconcile must check, from the phase the status records.
+
+    With the spec's `revision`, only a color that runs it: the checks speak the spec's engine and
+    served name, so they say nothing about a color that runs another revision (e.g. the serving
+    color while the spec names a revision that failed).
+    """
     if status.phase in (Phase.VERIFYING, Phase.PAUSED):
-        return status.preview_color
-    if status.phase is Phase.BAKING:
-        return status.active_color
-    if status.phase in (Phase.HEALTHY, Phase.DEGRADED) and status.preview_color is None and not status.switched_at:
-        return status.active_color  # the serving revision stays watched after its bake
-    return None
+        color, running = status.preview_color, status.preview_revision
+    elif status.phase is Phase.BAKING:
+        color, running = status.active_color, status.active_revision
+    elif status.phase in (Phase.HEALTHY, Phase.DEGRADED) and status.preview_color is None and not status.switched_at:
+        color, running = status.active_color, status.active_revision  # the serving revision stays watched
+    else:
+        return None
+    if revision is not None and running != revision:
+        return None
+    return color
 
 
 def _plan_invalid(error: InvalidSpec, observed: Observed) -> Plan:

@@ -67,8 +67,8 @@ def test_scale_deployment_sets_replicas_through_the_scale_path_and_keeps_the_tem
 
 def test_apply_service_selects_the_color_and_says_when_it_switched() -> None:
     cluster = FakeCluster()
-    switched_at = asyncio.run(execute(cluster, REF, backend(), (ApplyService(Color.GREEN),), lambda _: None))
-    assert switched_at is not None
+    executed = asyncio.run(execute(cluster, REF, backend(), (ApplyService(Color.GREEN),), lambda _: None))
+    assert executed.switched_at is not None
     service = cluster.service(NAMESPACE, "chat")
     assert service is not None
     assert service["spec"]["selector"] == {"turnout.dev/backend": "chat", "turnout.dev/color": "green"}

@@ -187,3 +187,12 @@ def test_a_first_revision_failing_its_checks_announces_verifying_once() -> None:
         reasons += [e.reason for e in world.events()]
     assert reasons.count("Verifying") == 1, reasons
     assert reasons.count("CheckFailed") == 1, reasons
+
+
+def test_the_serving_color_is_not_checked_against_a_spec_it_does_not_run() -> None:
+    world = healthy_world(backend())
+    assert check_target(world.status, backend().revision) == BLUE
+    # The spec now names another engine (whose revision failed, say): its checks say nothing about blue.
+    other = backend(engine="ollama", model={"name": "llama3:8b", "servedName": "chat"}, resources={"gpus": 0})
+    assert check_target(world.status, other.revision) is None
+    assert check_due(world.status, 5, world.now, other.revision) is None

@@ -64,7 +64,11 @@ class Twins:
         self.operator.reconcile()
         ran = checks.rounds[rounds:]
         interval = self.desired.spec.rollout.checks.interval_seconds if isinstance(self.desired, Backend) else 0
-        due = check_due(self.world.status, interval, self.world.now) if isinstance(self.desired, Backend) else None
+        due = (
+            check_due(self.world.status, interval, self.world.now, self.desired.revision)
+            if isinstance(self.desired, Backend)
+            else None
+        )
         assert (due is not None) == bool(ran), (due, ran)
         self.world.step(self.desired, ran[0].outcome if ran else None)
         # The controllers act between two reconciles: a color scaled down has no Ready pod left, as World says.

@@ -79,7 +79,8 @@ class World:
     def step(self, desired: Backend | InvalidSpec, check: CheckOutcome | None = None) -> Plan:
         """One reconcile: observe, plan, carry out the actions, write the status."""
         if check is not None:
-            assert check_target(self.status) is not None, "checks run only where check_target() says"
+            revision = desired.revision if isinstance(desired, Backend) else None
+            assert check_target(self.status, revision) is not None, "checks run only where check_target() says"
         result = plan(desired, self.observe(check))
         for action in result.actions:
             self.carry_out(action, desired)
