@@ -38,6 +38,7 @@ SERVING_FAILURES = Counter(
     "Times the revision serving traffic failed its checks after its bake (rolled back or left Degraded), by reason.",
     ["reason"],
 )
+RECONCILES = Counter("turnout_reconciles", "Reconciles that ran to their end (observe, plan, execute, status).")
 RECONCILE_ERRORS = Counter("turnout_reconcile_errors", "Reconcile attempts that failed, by kind.", ["kind"])
 SWITCH_LATENCY = Histogram(
     "turnout_switch_latency_seconds",
@@ -93,6 +94,11 @@ def record_serving_failure(reason: str) -> None:
 def record_switch_latency(seconds: float) -> None:
     """Observe the time from the new color proven to the selector patched, in seconds."""
     SWITCH_LATENCY.observe(seconds)
+
+
+def record_reconcile() -> None:
+    """Count a reconcile that ran to its end."""
+    RECONCILES.inc()
 
 
 def record_reconcile_error(kind: str) -> None:

@@ -97,4 +97,5 @@ async def reconcile(
         metrics.record_cutover(result.finished.result.value, result.finished.seconds)
         if result.finished.result in (CutoverResult.ROLLED_BACK, CutoverResult.ABORTED):
             metrics.record_rollback(result.finished.reason)
+    metrics.record_reconcile()
     return result.requeue_after if result.requeue_after > 0 else IDLE_RESYNC_SECONDS

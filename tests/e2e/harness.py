@@ -110,6 +110,13 @@ class OperatorProcess:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    def wait_reconciles(self, backends: Backends, name: str, count: int) -> None:
+        """Make the operator reconcile `name` `count` more times (a touch wakes it), each to its end."""
+        for turn in range(count):
+            done = self.metric("turnout_reconciles_total")
+            backends.annotate(name, {"test.turnout.dev/touch": str(turn)})
+            wait_for(lambda done=done: self.metric("turnout_reconciles_total") > done, timeout=30, what="a reconcile")
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])

@@ -63,7 +63,7 @@ def test_a_spec_the_api_server_refuses_rolls_back_once_with_its_message(
     # Not tried again until the spec changes: a few reconciles later, still one Event and no error.
     generation = backends.get("chat")["metadata"]["generation"]
     backends.wait("chat", lambda s: s.get("observedGeneration") == generation, timeout=10, what="observed")
-    operator.wait_reconciles("chat", 3)
+    operator.wait_reconciles(backends, "chat", 3)
     assert [r for _, r, _ in backends.events("chat")].count("RolledBack") == 1
     assert operator.metric("turnout_reconcile_errors_total", kind="ApiException") == 0
 
@@ -76,7 +76,7 @@ def test_a_first_revision_the_api_server_refuses_is_reported_once(
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "ApplyFailed"
     assert "A=B" in degraded["message"]
-    operator.wait_reconciles("chat", 3)
+    operator.wait_reconciles(backends, "chat", 3)
     assert [r for _, r, _ in backends.events("chat")].count("ApplyFailed") == 1
     backends.replace_spec("chat", vllm_spec())
     assert backends.wait_phase("chat", "Healthy", timeout=60)["activeColor"] == "blue"

@@ -133,6 +133,8 @@ def test_serve_metrics_exposes_every_name_and_stops() -> None:
         "turnout_rollbacks_total",
         "turnout_check_latency_seconds_bucket",
         "turnout_reconcile_errors_total",
+        "turnout_reconciles_total",
+        "turnout_serving_failures_total",
         "turnout_switch_latency_seconds_bucket",
     ):
         assert f"# TYPE {name.removesuffix('_bucket').removesuffix('_total')}" in text, name
