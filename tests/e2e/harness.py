@@ -161,6 +161,16 @@ class Backends:
         found: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
         return found
 
+    def gone(self, name: str) -> bool:
+        """The backend no longer exists (its finalizer is off and the API server deleted it)."""
+        try:
+            self.get(name)
+        except ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
+
     def status(self, name: str) -> dict[str, Any]:
         return self.get(name).get("status") or {}
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from testground.waiting import wait_for
 from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, vllm_spec
 
 pytestmark = pytest.mark.e2e
@@ -80,3 +81,41 @@ def test_a_first_revision_the_api_server_refuses_is_reported_once(
     assert [r for _, r, _ in backends.events("chat")].count("ApplyFailed") == 1
     backends.replace_spec("chat", vllm_spec())
     assert backends.wait_phase("chat", "Healthy", timeout=60)["activeColor"] == "blue"
+
+
+def test_a_backend_never_takes_over_or_deletes_a_service_that_is_not_its_own(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    backends.core.create_namespaced_service(
+        backends.namespace,
+        {
+            "metadata": {"name": "chat", "labels": {"app": "legacy-chat"}},
+            "spec": {"selector": {"app": "legacy-chat"}, "ports": [{"port": 80}]},
+        },
+    )
+    backends.create("chat", vllm_spec())
+    status = backends.wait_phase("chat", "Degraded", timeout=30)
+    conflict = next(c for c in status["conditions"] if c["type"] == "Conflict")
+    assert conflict["status"] == "True"
+    assert conflict["message"].startswith("Service chat exists and belongs to no InferenceBackend")
+    assert backends.deployment_replicas("chat-blue") is None  # nothing of the backend was written
+    service = backends.core.read_namespaced_service("chat", backends.namespace)
+    assert service.spec.selector == {"app": "legacy-chat"}
+    assert not service.metadata.owner_references
+    backends.delete("chat")
+    wait_for(lambda: backends.gone("chat"), timeout=30, what="the backend gone")
+    assert backends.core.read_namespaced_service("chat", backends.namespace).spec.selector == {"app": "legacy-chat"}
+
+
+def test_two_backends_naming_one_service_do_not_take_it_from_each_other(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    shared = vllm_spec(service={"name": "shared"})
+    backends.create("first", shared)
+    backends.wait_phase("first", "Healthy", timeout=60)
+    backends.create("second", shared)
+    status = backends.wait_phase("second", "Degraded", timeout=30)
+    conflict = next(c for c in status["conditions"] if c["type"] == "Conflict")
+    assert "Service shared exists and belongs to InferenceBackend first" in conflict["message"]
+    assert backends.service_selector("shared") == {"turnout.dev/backend": "first", "turnout.dev/color": "blue"}
+    assert backends.status("first")["phase"] == "Healthy"

@@ -49,13 +49,14 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
     ROLLED_BACK = "RolledBack"
     INVALID_SPEC = "InvalidSpec"
+    CONFLICT = "Conflict"
 
 
 class Condition(StatusModel):
     """A Kubernetes API convention condition."""
 
     type: str
-    """Ready, Progressing, Degraded, RolledBack or InvalidSpec."""
+    """Ready, Progressing, Degraded, RolledBack, InvalidSpec or Conflict."""
     status: str
     """True, False or Unknown."""
     reason: str
@@ -111,4 +112,4 @@ class InferenceBackendStatus(StatusModel):
     observed_generation: int | None = None
     """The spec generation turnout last acted on."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, RolledBack and InvalidSpec, by Kubernetes API conventions."""
+    """Ready, Progressing, Degraded, RolledBack, InvalidSpec and Conflict, by Kubernetes API conventions."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -17,6 +18,7 @@ from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PRO
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
+from turnout.render.deployment import deployment_name
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
 from turnout.rollout.plan import check_due
@@ -79,6 +81,31 @@ def creation_failures(deployment: Mapping[str, Any]) -> list[PodFailure]:
         for condition in status.get("conditions") or []
         if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True"
     ]
+
+
+def ownership_conflict(obj: Mapping[str, Any] | None, kind: str, backend: str, uid: str) -> str | None:
+    """Why `obj` (which turnout would write for the backend named `backend` with `uid`) is not the
+    backend's to write, or None when it is absent or the backend's own (its label and its controlling
+    owner both say so)."""
+    if obj is None:
+        return None
+    meta = obj["metadata"]
+    labelled = (meta.get("labels") or {}).get(BACKEND_LABEL)
+    controller = next((ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")), None)
+    if labelled == backend and controller is not None and controller.get("uid") == uid:
+        return None
+    if controller is not None:
+        owner = f"{controller.get('kind', 'an object')} {controller.get('name', '?')}"
+        if controller.get("uid") != uid and controller.get("name") == backend:
+            owner += " (an earlier object of the same name)"
+    elif labelled:
+        owner = f"nobody, though labelled {BACKEND_LABEL}={labelled}"
+    else:
+        owner = "no InferenceBackend"
+    return (
+        f"{kind} {meta.get('name')} exists and belongs to {owner}: turnout does not take it over; "
+        f"rename or delete it, or choose another name for this backend's"
+    )
 
 
 def is_pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -151,10 +178,23 @@ async def observe(
     service = None
     claim_exists = False
     check: CheckOutcome | None = None
+    conflicts: list[str] = []
     if backend is not None:
         service = await in_thread(lambda: cluster.get_service(namespace, backend.service_name))
-        if service is not None and (service["metadata"].get("labels") or {}).get(BACKEND_LABEL) != name:
-            service = None  # someone else's Service of that name: never taken over silently
+        conflicts += _found(ownership_conflict(service, "Service", name, meta["uid"]))
+        listed = {d["metadata"]["name"]: d for d in deployments}
+        deployments = []
+        for color in Color:
+            wanted = deployment_name(backend, color)
+            # One not labelled as this backend's is not listed: a Deployment of that name is someone else's.
+            found = listed.get(wanted) or await in_thread(partial(cluster.get_deployment, namespace, wanted))
+            conflict = ownership_conflict(found, "Deployment", name, meta["uid"])
+            if conflict is not None:
+                conflicts.append(conflict)
+            elif found is not None:
+                deployments.append(found)
+        if conflicts:
+            service = None
         claim = backend.claim_name
         if claim is not None and backend.spec.model.storage and backend.spec.model.storage.create:
             claim_exists = await in_thread(lambda: cluster.get_claim(namespace, claim)) is not None
@@ -173,7 +213,12 @@ async def observe(
         check=check,
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
+        conflicts=tuple(conflicts),
     )
+
+
+def _found(conflict: str | None) -> list[str]:
+    return [conflict] if conflict is not None else []
 
 
 async def run_checks(cluster: ClusterApi, backend: Backend, pods: Sequence[KubeObject], color: Color) -> CheckOutcome:

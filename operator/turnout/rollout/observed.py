@@ -93,6 +93,9 @@ class Observed:
     """The revision named by the `turnout.dev/promote` annotation, if any."""
     abort: str | None = None
     """The revision named by the `turnout.dev/abort` annotation, if any."""
+    conflicts: tuple[str, ...] = ()
+    """Objects turnout would write for this backend that exist and are not this backend's: each a
+    sentence naming the object and its owner. Nothing is written while there is one."""
     rejected: ApplyRejection | None = None
     """A write this reconcile's first plan asked for and the API server refused; plan again with it."""
 

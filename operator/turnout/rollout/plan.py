@@ -31,6 +31,8 @@ def plan(desired: Backend | InvalidSpec, observed: Observed) -> Plan:
     """Decide the next step of one backend with the strategy its spec names."""
     if isinstance(desired, InvalidSpec):
         return _plan_invalid(desired, observed)
+    if observed.conflicts:
+        return _plan_conflict(observed)
     return strategy_step(desired, observed).decide()
 
 
@@ -80,6 +82,22 @@ def check_target(status: InferenceBackendStatus, revision: str | None = None) ->
     if revision is not None and running != revision:
         return None
     return color
+
+
+def _plan_conflict(observed: Observed) -> Plan:
+    """Objects of this backend's names belong to someone else: nothing is written, it is said once."""
+    status = observed.status.model_copy(deep=True)
+    status.observed_generation = observed.generation
+    message = "; ".join(observed.conflicts)
+    actions: list[Action] = []
+    if condition_status(status.conditions, ConditionType.CONFLICT) != "True":
+        actions.append(RecordEvent(EventType.WARNING, "Conflict", message))
+    for type_ in (ConditionType.CONFLICT, ConditionType.DEGRADED):
+        status.conditions = set_condition(
+            status.conditions, type_, True, "Conflict", message, generation=observed.generation, now=observed.now
+        )
+    status.phase = Phase.DEGRADED
+    return Plan(actions=tuple(actions), status=status, requeue_after=IDLE_RESYNC_SECONDS)
 
 
 def _plan_invalid(error: InvalidSpec, observed: Observed) -> Plan:

@@ -311,6 +311,12 @@ class Step(ABC):
             for c in self.status.conditions
         )
 
+    def clear_conflict(self) -> None:
+        """A conflict reported earlier is over (the Conflict condition exists only once there was one)."""
+        if any(c.type == ConditionType.CONFLICT.value and c.status == "True" for c in self.status.conditions):
+            self.condition(ConditionType.CONFLICT, False, "Resolved", "")
+            self.condition(ConditionType.DEGRADED, False, "AsExpected", "")
+
     def degraded_by(self, reason: FailureReason) -> bool:
         """The Degraded condition is True for `reason`."""
         return any(

@@ -179,6 +179,9 @@ class FakeCluster:
     def list_deployments(self, namespace: str, selector: str) -> list[KubeObject]:
         return self._list("Deployment", namespace, selector)
 
+    def get_deployment(self, namespace: str, name: str) -> KubeObject | None:
+        return self.deployment(namespace, name)
+
     def list_pods(self, namespace: str, selector: str) -> list[KubeObject]:
         return self._list("Pod", namespace, selector)
 

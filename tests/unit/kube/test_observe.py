@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from turnout.api.status import Color
-from turnout.kube.observe import check_targets, color_states, pod_failures, service_color
+from turnout.kube.observe import check_targets, color_states, ownership_conflict, pod_failures, service_color
 from turnout.rollout.observed import FailureReason
 
 
@@ -130,3 +130,36 @@ def test_pods_that_cannot_be_created_fail_the_color_with_the_api_servers_message
     ]
     refused["metadata"]["generation"] = 3  # a newer template the controller has not looked at yet
     assert color_states([refused], [])[Color.GREEN].failures == ()
+
+
+UID = "00000000-0000-4000-8000-0000000000aa"
+
+
+def owned_object(kind: str, name: str, labels: dict[str, str], controller_uid: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels}
+    if controller_uid is not None:
+        meta["ownerReferences"] = [
+            {"kind": "InferenceBackend", "name": "chat", "uid": controller_uid, "controller": True}
+        ]
+    return {"kind": kind, "metadata": meta}
+
+
+def test_only_objects_labelled_and_controlled_by_the_backend_are_its_own() -> None:
+    mine = owned_object("Service", "chat", {"turnout.dev/backend": "chat"}, UID)
+    assert ownership_conflict(mine, "Service", "chat", UID) is None
+    assert ownership_conflict(None, "Service", "chat", UID) is None
+
+
+def test_a_foreign_object_of_the_backends_name_is_a_conflict_naming_its_owner() -> None:
+    kubernetes = owned_object("Service", "kubernetes", {"component": "apiserver"}, None)
+    assert ownership_conflict(kubernetes, "Service", "chat", UID) == (
+        "Service kubernetes exists and belongs to no InferenceBackend: turnout does not take it over; "
+        "rename or delete it, or choose another name for this backend's"
+    )
+    other_backend = owned_object("Service", "shared", {"turnout.dev/backend": "other"}, "another-uid")
+    other_backend["metadata"]["ownerReferences"][0]["name"] = "other"
+    assert "belongs to InferenceBackend other" in str(ownership_conflict(other_backend, "Service", "chat", UID))
+    earlier = owned_object("Deployment", "chat-blue", {"turnout.dev/backend": "chat"}, "an-earlier-uid")
+    assert "an earlier object of the same name" in str(ownership_conflict(earlier, "Deployment", "chat", UID))
+    unowned = owned_object("Deployment", "chat-blue", {"turnout.dev/backend": "chat"}, None)
+    assert "labelled turnout.dev/backend=chat" in str(ownership_conflict(unowned, "Deployment", "chat", UID))
