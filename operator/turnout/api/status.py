@@ -50,13 +50,14 @@ class ConditionType(StrEnum):
     ROLLED_BACK = "RolledBack"
     INVALID_SPEC = "InvalidSpec"
     CONFLICT = "Conflict"
+    EXPOSED = "Exposed"
 
 
 class Condition(StatusModel):
     """A Kubernetes API convention condition."""
 
     type: str
-    """Ready, Progressing, Degraded, RolledBack, InvalidSpec or Conflict."""
+    """Ready, Progressing, Degraded, RolledBack, InvalidSpec, Conflict or Exposed."""
     status: str
     """True, False or Unknown."""
     reason: str
@@ -112,4 +113,4 @@ class InferenceBackendStatus(StatusModel):
     observed_generation: int | None = None
     """The spec generation turnout last acted on."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, RolledBack, InvalidSpec and Conflict, by Kubernetes API conventions."""
+    """Ready, Progressing, Degraded, RolledBack, InvalidSpec, Conflict and Exposed, by Kubernetes API conventions."""

@@ -30,6 +30,7 @@ class BlueGreen(Step):
     def decide(self) -> Plan:
         self.condition(ConditionType.INVALID_SPEC, False, "Valid", "")
         self.clear_conflict()
+        self.warn_exposure()
         storage = self.backend.spec.model.storage
         if storage is not None and storage.create and not self.observed.claim_exists:
             self.actions.append(ApplyClaim())

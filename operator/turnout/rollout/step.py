@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from turnout.api.backend import Backend
 from turnout.api.labels import color_selector
+from turnout.api.spec import ServiceType
 from turnout.api.status import ConditionType, InferenceBackendStatus, Phase
 from turnout.rollout.actions import (
     Action,
@@ -310,6 +311,31 @@ class Step(ABC):
             == (ConditionType.DEGRADED.value, "True", FailureReason.APPLY_FAILED.value, self.observed.generation)
             for c in self.status.conditions
         )
+
+    def warn_exposure(self) -> None:
+        """A LoadBalancer in front of an engine that takes no API key is open to whoever reaches it:
+        say so once (Warning Event) and keep saying it in the Exposed condition while it lasts."""
+        spec = self.backend.spec
+        profile = self.backend.profile
+        open_to_all = spec.service.type is ServiceType.LOAD_BALANCER and profile.api_key_ref(spec) is None
+        was = any(c.type == ConditionType.EXPOSED.value and c.status == "True" for c in self.status.conditions)
+        if not open_to_all:
+            if was:
+                self.condition(ConditionType.EXPOSED, False, "NotExposed", "")
+            return
+        remedy = (
+            f"set {profile.api_key_field}"
+            if profile.api_key_field
+            else f"engine {spec.engine.value} has no authentication: use service.type ClusterIP behind an "
+            "authenticating gateway, or engine vllm with vllm.apiKeySecretRef"
+        )
+        message = (
+            f"Service {self.backend.service_name} is a LoadBalancer and nothing asks its clients for a key: "
+            f"anyone who reaches its address can use the engine; {remedy}"
+        )
+        if not was:
+            self.event(EventType.WARNING, "UnauthenticatedLoadBalancer", message)
+        self.condition(ConditionType.EXPOSED, True, "UnauthenticatedLoadBalancer", message)
 
     def clear_conflict(self) -> None:
         """A conflict reported earlier is over (the Conflict condition exists only once there was one)."""

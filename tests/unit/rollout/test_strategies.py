@@ -71,3 +71,30 @@ def test_abort_names_the_annotation_that_did_it() -> None:
     world.step(new)
     assert world.status.last_failure_reason == "Aborted"
     assert world.status.last_failure_message == "aborted by the turnout.dev/abort annotation"
+
+
+def test_an_unauthenticated_load_balancer_is_announced_once_and_held_in_a_condition() -> None:
+    exposed = backend(
+        engine="ollama",
+        model={"name": "llama3:8b", "servedName": "chat"},
+        resources={"gpus": 0},
+        service={"type": "LoadBalancer"},
+    )
+    world = World()
+    world.step(exposed)
+    assert [e.reason for e in world.events()] == ["UnauthenticatedLoadBalancer", "Progressing"]
+    found = next(c for c in world.status.conditions if c.type == "Exposed")
+    assert (found.status, found.reason) == ("True", "UnauthenticatedLoadBalancer")
+    assert "engine ollama has no authentication" in found.message
+    world.step(exposed)
+    assert "UnauthenticatedLoadBalancer" not in [e.reason for e in world.events()]
+    keyed = backend(service={"type": "LoadBalancer"}, vllm={"apiKeySecretRef": {"name": "key", "key": "token"}})
+    world.step(keyed)
+    assert next(c for c in world.status.conditions if c.type == "Exposed").status == "False"
+    world.step(backend(service={"type": "LoadBalancer"}))
+    assert "set spec.vllm.apiKeySecretRef" in next(c for c in world.status.conditions if c.type == "Exposed").message
+
+
+def test_a_cluster_ip_backend_carries_no_exposed_condition() -> None:
+    world = healthy_world(backend())
+    assert [c.type for c in world.status.conditions if c.type == "Exposed"] == []
