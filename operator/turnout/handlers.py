@@ -8,6 +8,7 @@ its Deployments), whichever comes first.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import kopf
@@ -20,6 +21,15 @@ from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 
 ERROR_RETRY_SECONDS = 10.0
+"""The first retry after a failed reconcile; each further failure in a row doubles it, up to the cap."""
+ERROR_RETRY_CAP_SECONDS = 300.0
+
+
+def retry_delay(failures: int, jitter: float) -> float:
+    """Seconds before retrying after `failures` failed reconciles in a row (1 or more); `jitter` in
+    [0, 1) spreads backends that failed together (an API outage) so they do not retry in step."""
+    ceiling = min(ERROR_RETRY_CAP_SECONDS, ERROR_RETRY_SECONDS * float(2 ** min(failures - 1, 16)))
+    return ceiling * (0.5 + jitter / 2)
 
 
 @kopf.on.startup()
@@ -64,15 +74,18 @@ async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, l
     def emit(event: RecordEvent) -> None:
         kopf.event(body, type=event.type.value, reason=event.reason, message=event.message)
 
+    failures = 0
     try:
         while not stopped:
             wake.clear()
             try:
                 delay = await reconcile(memo.cluster, namespace, name, emit)
-            except Exception as error:  # a bug or an API outage: log it, count it, retry
-                logger.exception("reconcile failed")
+                failures = 0
+            except Exception as error:  # a bug or an API outage: log it, count it, retry with backoff
+                failures += 1
+                logger.exception("reconcile failed (%d in a row)", failures)
                 metrics.record_reconcile_error(type(error).__name__)
-                delay = ERROR_RETRY_SECONDS
+                delay = retry_delay(failures, random.random())
             await _sleep(wake, stopped, delay)
     finally:
         memo.wakers.pop(key, None)

@@ -17,7 +17,7 @@ from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
-from turnout.kube.observe import Checker, observe
+from turnout.kube.observe import Checker, api_key_digest, observe
 from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
 
@@ -70,6 +70,8 @@ async def reconcile(
     meta = body["metadata"]
     ref = BackendRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
     desired = parse_backend(body)
+    if isinstance(desired, Backend):
+        desired = replace(desired, api_key_digest=await api_key_digest(cluster, desired))
     backend = desired if isinstance(desired, Backend) else None
     observed = await observe(cluster, body, backend, clock(), checker)
     decided_at = time.monotonic()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from testground.waiting import wait_for
@@ -119,3 +120,38 @@ def test_two_backends_naming_one_service_do_not_take_it_from_each_other(
     assert "Service shared exists and belongs to InferenceBackend first" in conflict["message"]
     assert backends.service_selector("shared") == {"turnout.dev/backend": "first", "turnout.dev/color": "blue"}
     assert backends.status("first")["phase"] == "Healthy"
+
+
+def test_a_rotated_api_key_is_a_checked_cutover_and_each_color_keeps_one_key(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    def put_key(value: str, *, first: bool = False) -> None:
+        body = {"metadata": {"name": "vllm-key"}, "stringData": {"token": value}}
+        if first:
+            backends.core.create_namespaced_secret(backends.namespace, body)
+        else:
+            backends.core.replace_namespaced_secret("vllm-key", backends.namespace, body)
+
+    def models_status(ip: str, key: str) -> int:
+        answer = httpx.get(f"http://{ip}:8000/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5)
+        return answer.status_code
+
+    put_key("key-one", first=True)
+    rollout = {**FAST_ROLLOUT, "checks": {**FAST_ROLLOUT["checks"], "healthyIntervalSeconds": 5}}
+    backends.create("chat", vllm_spec(rollout=rollout, vllm={"apiKeySecretRef": {"name": "vllm-key", "key": "token"}}))
+    first = backends.wait_phase("chat", "Healthy", timeout=60)
+    (blue,) = backends.pod_ips("chat", "blue")
+    assert models_status(blue, "key-one") == 200
+
+    put_key("key-two")  # no spec change: the key's digest is part of the revision
+    second = backends.wait(
+        "chat",
+        lambda s: s if s.get("activeColor") == "green" and s.get("phase") == "Healthy" else None,
+        timeout=90,
+        what="a cutover to green carrying the new key",
+    )
+    assert second["activeRevision"] != first["activeRevision"]
+    (green,) = backends.pod_ips("chat", "green")
+    assert models_status(green, "key-two") == 200
+    assert models_status(green, "key-one") == 401
+    assert "Switched" in [r for _, r, _ in backends.events("chat")]

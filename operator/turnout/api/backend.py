@@ -43,6 +43,9 @@ class Backend:
     name: str
     namespace: str
     spec: InferenceBackendSpec
+    api_key_digest: str | None = None
+    """A digest of the API key the engine's pods read from their Secret (never the key), when the
+    engine takes one: a rotated key is a new revision, so every pod of a color has the same key."""
 
     @classmethod
     def parse(cls, name: str, namespace: str, spec: Mapping[str, Any]) -> Backend:
@@ -128,6 +131,7 @@ class Backend:
 
         Excluded, so changing them never starts a cutover: rollout, replicas, service, the inactive
         engine's options, and the claim's creation settings (size, class, access modes, deletion).
+        Included besides the spec: the API key's digest, when there is one.
         """
         spec = self.spec
         profile = self.profile
@@ -144,6 +148,9 @@ class Backend:
             "tensorParallelSize": profile.tensor_parallel_size(self),
             "template": spec.template.model_dump(mode="json", by_alias=True),
         }
+        if self.api_key_digest is not None:
+            # Only for engines with a key, so the revisions of all other backends stay as they were.
+            pod_affecting["apiKeyDigest"] = self.api_key_digest
         canonical = json.dumps(pod_affecting, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 

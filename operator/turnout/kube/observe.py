@@ -6,6 +6,7 @@ pod counts as Ready, which container state is a failure) are unit-tested on plai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -219,6 +220,29 @@ async def observe(
 
 def _found(conflict: str | None) -> list[str]:
     return [conflict] if conflict is not None else []
+
+
+async def api_key_digest(cluster: ClusterApi, backend: Backend) -> str | None:
+    """A digest of the API key the backend's pods read (None when its engine takes none): a short
+    sha256 of the value, never the value, or a word for a key that cannot be read.
+
+    A transient API error propagates (the reconcile is retried): deciding on a guess would start a
+    cutover the key did not ask for.
+    """
+    ref = backend.profile.api_key_ref(backend.spec)
+    if ref is None:
+        return None
+    try:
+        value = await in_thread(partial(cluster.read_secret_key, backend.namespace, ref.name, ref.key))
+    except ApiException as error:
+        if error.status in (401, 403):
+            return "unreadable"
+        raise
+    except ValueError:  # not UTF-8
+        return "undecodable"
+    if value is None:
+        return "missing"
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 async def run_checks(cluster: ClusterApi, backend: Backend, pods: Sequence[KubeObject], color: Color) -> CheckOutcome:

@@ -8,6 +8,7 @@ a cutover for such backends. Change a pin only on purpose, and say so in the rel
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,13 @@ def test_spec_revision_is_unchanged(name: str) -> None:
     assert revision == pinned, (
         f"{name}: revision {revision}, was {pinned}: upgrading the operator would start a cutover of such backends"
     )
+
+
+def test_the_api_keys_digest_is_part_of_the_revision_only_when_there_is_one() -> None:
+    keyed = PINNED_SPECS["vllm tuned"][0]
+    backend = Backend.parse("chat", "ml", keyed)
+    assert backend.revision == PINNED_SPECS["vllm tuned"][1]  # no digest: as before
+    one = replace(backend, api_key_digest="sha256:0123456789abcdef")
+    two = replace(backend, api_key_digest="sha256:fedcba9876543210")
+    assert len({backend.revision, one.revision, two.revision}) == 3
+    assert replace(backend, api_key_digest="sha256:0123456789abcdef").revision == one.revision
