@@ -17,6 +17,7 @@ from tests.chart.helm import CHART, KUBERNETES_MINOR, KUBERNETES_VERSION, NAMESP
 VALUE_SETS: dict[str, dict[str, Any] | None] = {
     "defaults": None,
     "two-namespaces": {"watch": {"scope": "namespaces", "namespaces": ["ml", "ml-staging"]}},
+    "secrets-everywhere": {"rbac": {"secretNamespaces": ["*"]}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
     "placed-and-sized": {
         "image": {"repository": "example/turnout", "tag": "0.1.0-rc1", "pullPolicy": "Always"},
@@ -186,8 +187,40 @@ def test_namespaces_scope_grants_only_in_the_listed_namespaces(render: Render) -
     assert [arg for arg in args if arg.startswith("--namespace")] == ["--namespace=ml", "--namespace=ml-staging"]
 
 
+def test_the_default_install_reads_no_secret_anywhere(render: Render) -> None:
+    for role in find(render(None), "ClusterRole") + find(render(None), "Role"):
+        assert granted(rules_of(role), "", "secrets") == frozenset(), role["metadata"]["name"]
+
+
+def test_cluster_scope_reads_secrets_only_in_the_namespaces_listed(render: Render) -> None:
+    objects = render({"rbac": {"secretNamespaces": ["ml", "ml-staging"]}})
+    assert granted(rules_of(one(objects, "ClusterRole")), "", "secrets") == frozenset()
+    roles = find(objects, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == ["ml", "ml-staging"]
+    for role in roles:
+        assert rules_of(role) == {("", "secrets", frozenset({"get"}))}
+        (binding,) = find(objects, "RoleBinding", role["metadata"]["namespace"])
+        assert binding["roleRef"]["name"] == role["metadata"]["name"]
+        assert binding["subjects"][0]["name"] == one(objects, "ServiceAccount")["metadata"]["name"]
+
+
+def test_every_namespace_is_an_explicit_opt_in(render: Render) -> None:
+    objects = render({"rbac": {"secretNamespaces": ["*"]}})
+    secret_roles = [r for r in find(objects, "ClusterRole") if granted(rules_of(r), "", "secrets")]
+    assert [rules_of(r) for r in secret_roles] == [{("", "secrets", frozenset({"get"}))}]
+    assert find(objects, "Role") == []
+
+
+def test_namespaces_scope_reads_secrets_in_the_watched_namespaces_only(render: Render) -> None:
+    objects = render(VALUE_SETS["two-namespaces"])
+    for role in find(objects, "Role"):
+        assert granted(rules_of(role), "", "secrets") == {"get"}
+    for role in find(objects, "ClusterRole"):
+        assert granted(rules_of(role), "", "secrets") == frozenset()
+
+
 def test_secrets_can_be_read_by_name_only(render: Render) -> None:
-    for name in ("defaults", "two-namespaces"):
+    for name in ("defaults", "two-namespaces", "secrets-everywhere"):
         objects = render(VALUE_SETS[name])
         for role in find(objects, "ClusterRole") + find(objects, "Role"):
             assert granted(rules_of(role), "", "secrets") <= {"get"}, role["metadata"]["name"]
@@ -243,6 +276,7 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["metrics/serviceMonitor/interval"],
     ),
     "same port twice": ({"metrics": {"port": 8081}}, ["metrics.port and health.port"]),
+    "secret namespace that is no DNS label": ({"rbac": {"secretNamespaces": ["ML"]}}, ["rbac/secretNamespaces/0"]),
 }
 
 

@@ -297,6 +297,15 @@ def test_cluster_scope_operator_as_its_service_account_runs_a_backend_in_any_nam
     workdir = tmp_path_factory.mktemp("cluster-scope")
     with installed_release(kube_cluster, api_client, helm, workdir) as installed:
         assert not [arg for arg in installed.operator_args if arg.startswith("--namespace")]
+        # The default install reads no Secret, in any namespace; its notes say how to grant some.
+        assert "rbac.secretNamespaces" in installed.notes
+        client.CoreV1Api(api_client).create_namespaced_secret(
+            installed.elsewhere, {"metadata": {"name": "a-key"}, "stringData": {"token": "x"}}
+        )
+        with config.new_client_from_config(config_file=str(installed.kubeconfig)) as identity:
+            core = client.CoreV1Api(identity)
+            assert refused(lambda: core.read_namespaced_secret("a-key", installed.elsewhere))
+            assert refused(lambda: core.read_namespaced_secret("a-key", installed.watched))
         process = ChartOperator(installed, workdir)
         process.start()
         try:

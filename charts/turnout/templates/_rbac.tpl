@@ -38,14 +38,18 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# The vLLM API key named by spec.vllm.apiKeySecretRef, read by name for the checks; no list or watch.
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [get]
 # One Event per cutover transition on the backend (kopf.event posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+{{- end -}}
+
+{{- /* Secrets, granted apart: per watched namespace, or (cluster scope) per rbac.secretNamespaces. */ -}}
+{{- define "turnout.rbac.secretRules" -}}
+# The vLLM API key named by spec.vllm.apiKeySecretRef, read by name for the checks; no list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
 {{- end -}}
 
 {{- /* Cluster-scoped reads Kopf needs: discovering and following the CRD, and (namespaces scope) the namespaces. */ -}}
