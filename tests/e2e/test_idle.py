@@ -58,6 +58,14 @@ def test_twenty_healthy_backends_idle_for_a_minute_cost_no_writes(
         backends.create(name, ollama_spec())
     for name in names:
         backends.wait_phase(name, "Healthy", timeout=120)
+    # The Events of the last step are posted after its status (Kopf posts them from a queue): the
+    # window starts once each backend's Healthy Event is in.
+    for name in names:
+        wait_for(
+            lambda name=name: "Healthy" in [reason for _, reason, _ in backends.events(name)],
+            timeout=30,
+            what=f"{name}'s Healthy Event posted",
+        )
     before = writes_to_turnout_resources(kube_cluster.kubeconfig)
     time.sleep(IDLE_SECONDS)  # the measured window itself, not a wait for something to happen
     after = writes_to_turnout_resources(kube_cluster.kubeconfig)
