@@ -18,10 +18,11 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [turnout.dev]
   resources: [inferencebackends/finalizers]
   verbs: [update]
-# The blue and green Deployments: watched (Kopf), listed (observe), server-side applied.
+# The blue and green Deployments: watched (Kopf), listed and looked up by name (observe: one of
+# those names that is not the backend's own is a Conflict), server-side applied.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch]
 # Scaling a color up or down without touching its template.
 - apiGroups: [apps]
   resources: [deployments/scale]
