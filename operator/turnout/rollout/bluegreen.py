@@ -302,23 +302,6 @@ class BlueGreen(Step):
 class Recreate(BlueGreen):
     """Blue/green without the spare GPUs: the active color goes to zero before the preview starts."""
 
-    def wait_for_replicas(self) -> Plan:
-        """At zero replicas nothing can prove a revision: it waits, and the Service stays where it is."""
-        status = self.status
-        preview = status.preview_color
-        if preview is not None and self.observed.color(preview).replicas > 0:
-            self.actions.append(ScaleDeployment(preview, 0))
-        status.preview_color = status.preview_revision = status.preview_started_at = None
-        self.reset_checks(next_round_now=True)
-        self.enter(Phase.PENDING)
-        self.condition(
-            ConditionType.PROGRESSING,
-            True,
-            "ScaledToZero",
-            f"revision {self.revision} waits for spec.replicas above 0: a revision is proven on running pods",
-        )
-        return self.done()
-
     def make_room(self, preview: Color) -> bool:
         active = self.status.active_color
         if active is None:
