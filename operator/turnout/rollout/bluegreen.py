@@ -39,6 +39,8 @@ class BlueGreen(Step):
             return self.refused(self.observed.rejected)
         if self.switch_was_interrupted():
             return self.switch(status.preview_revision)
+        if self.rollback_was_interrupted():
+            return self.roll_back_to_previous(FailureReason.CHECK_FAILED, "the Service was found on the old color")
         if status.switched_at is not None and status.active_revision == self.revision:
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
@@ -195,12 +197,9 @@ class BlueGreen(Step):
     def bake(self) -> Plan:
         """After the switch: keep checking the new color; roll back on failure, else finish."""
         status = self.status
-        active, previous = status.active_color, status.previous_color
+        active = status.active_color
         assert active is not None
         self.requeue_after = float(self.rollout.checks.interval_seconds)
-        if previous is not None and self.observed.service_color == previous:
-            # A rollback was carried out but its status not written: finish recording it.
-            return self.roll_back_to_previous(FailureReason.CHECK_FAILED, "the Service was found on the old color")
         if self.observed.abort == self.revision:
             return self.abort()
         if status.phase is Phase.DEGRADED:
@@ -244,12 +243,13 @@ class BlueGreen(Step):
         if status.active_color is None:
             # The first revision has nothing to roll back to: report and keep waiting.
             return self.degrade(reason, message)
-        # Before the switch the Service never moved: a failed preview is always scaled down.
+        # Before the switch the Service never moved: a failed preview is always scaled down (an
+        # abort can come before any preview started).
         preview = status.preview_color
-        assert preview is not None
-        self.actions = [a for a in self.actions if a != ApplyDeployment(preview, self.replicas)]
-        if self.observed.color(preview).exists and self.observed.color(preview).replicas > 0:
-            self.actions.append(ScaleDeployment(preview, 0))
+        if preview is not None:
+            self.actions = [a for a in self.actions if a != ApplyDeployment(preview, self.replicas)]
+            if self.observed.color(preview).exists and self.observed.color(preview).replicas > 0:
+                self.actions.append(ScaleDeployment(preview, 0))
         active = status.active_color
         if self.observed.color(active).replicas != self.replicas:
             # Recreate scaled the old color down; bring it back.
@@ -281,6 +281,17 @@ class BlueGreen(Step):
         return self.fail(FailureReason.ABORTED, f"aborted by the {ABORT_ANNOTATION} annotation", force_rollback=True)
 
     # -- observations -----------------------------------------------------------------------
+
+    def rollback_was_interrupted(self) -> bool:
+        """A rollback to the previous color was carried out but its status never written: recorded
+        before anything else, so a newer spec never goes to the color that serves again."""
+        status = self.status
+        return (
+            status.active_color is not None
+            and status.previous_color is not None
+            and self.observed.service_exists
+            and self.observed.service_color == status.previous_color
+        )
 
     def switch_was_interrupted(self) -> bool:
         """A switch was carried out but its status never written: the Service is the truth.

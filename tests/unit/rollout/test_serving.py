@@ -196,3 +196,50 @@ def test_the_serving_color_is_not_checked_against_a_spec_it_does_not_run() -> No
     other = backend(engine="ollama", model={"name": "llama3:8b", "servedName": "chat"}, resources={"gpus": 0})
     assert check_target(world.status, other.revision) is None
     assert check_due(world.status, 5, world.now, other.revision) is None
+
+
+def test_a_lost_rollback_record_then_a_spec_change_never_retemplates_the_serving_color() -> None:
+    world, new = baking_world()
+    for _ in range(2):
+        world.advance(5)
+        world.step(new, fail())
+    before = world.status.model_copy(deep=True)
+    world.advance(5)
+    world.step(new, fail())
+    assert world.service_color == BLUE
+    world.status = before  # the Service went back to blue, but the status write was lost
+    newer = backend(vllm={"dtype": "bfloat16"})
+    world.step(newer)
+    assert all(not (isinstance(a, ApplyDeployment) and a.color == BLUE) for a in world.changes())
+    assert world.status.active_color == BLUE
+    assert world.status.last_failed_revision == new.revision  # type: ignore[attr-defined]
+    world.step(newer)
+    assert world.changes() == [ApplyDeployment(GREEN, 1)]  # the newest spec goes to the idle color
+
+
+def test_a_rollback_after_the_bake_whose_record_was_lost_is_not_undone() -> None:
+    world, new = baking_world()
+    world.advance(121)
+    world.step(new, PASS)
+    assert world.status.phase == Phase.HEALTHY
+    for _ in range(2):
+        world.advance(5)
+        world.step(new, fail())
+    before = world.status.model_copy(deep=True)
+    world.advance(5)
+    world.step(new, fail())
+    assert world.service_color == BLUE
+    world.status = before
+    world.step(new)
+    assert ApplyService(GREEN) not in world.changes()
+    assert world.status.active_color == BLUE
+
+
+def test_an_abort_before_the_cutover_started_fails_the_revision_without_starting_it() -> None:
+    world = healthy_world(backend())
+    new = backend(vllm={"dtype": "half"})
+    world.abort = new.revision
+    world.step(new)
+    assert world.changes() == []
+    assert world.status.last_failure_reason == "Aborted"
+    assert world.service_color == BLUE
