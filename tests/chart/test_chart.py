@@ -17,6 +17,7 @@ from tests.chart.helm import CHART, KUBERNETES_MINOR, KUBERNETES_VERSION, NAMESP
 VALUE_SETS: dict[str, dict[str, Any] | None] = {
     "defaults": None,
     "two-namespaces": {"watch": {"scope": "namespaces", "namespaces": ["ml", "ml-staging"]}},
+    "secrets-in-two-namespaces": {"rbac": {"secretNamespaces": ["ml", "ml-staging"]}},
     "secrets-everywhere": {"rbac": {"secretNamespaces": ["*"]}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
     "placed-and-sized": {
@@ -62,6 +63,36 @@ def rules_of(role: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
 
 def granted(rules: set[tuple[str, str, frozenset[str]]], group: str, resource: str) -> frozenset[str]:
     return frozenset().union(*(verbs for g, r, verbs in rules if (g, r) == (group, resource)))
+
+
+def roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return find(objects, "ClusterRole") + find(objects, "Role")
+
+
+def secret_readers(objects: list[dict[str, Any]]) -> dict[str, frozenset[str]]:
+    """Where Secrets can be read: the namespace of each Role (or "*" for a ClusterRole) and its verbs on them."""
+    found = {}
+    for role in roles(objects):
+        verbs = granted(rules_of(role), "", "secrets")
+        if verbs:
+            found[role["metadata"].get("namespace", "*")] = verbs
+    return found
+
+
+def bound_to_the_operator(objects: list[dict[str, Any]], role: dict[str, Any]) -> bool:
+    """A binding of the role's kind, in its namespace, gives it to the chart's ServiceAccount."""
+    account = {
+        "kind": "ServiceAccount",
+        "name": one(objects, "ServiceAccount")["metadata"]["name"],
+        "namespace": NAMESPACE,
+    }
+    namespace = role["metadata"].get("namespace")
+    return any(
+        binding["roleRef"]
+        == {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]}
+        and binding["subjects"] == [account]
+        for binding in find(objects, f"{role['kind']}Binding", namespace)
+    )
 
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))
@@ -187,53 +218,50 @@ def test_namespaces_scope_grants_only_in_the_listed_namespaces(render: Render) -
     assert [arg for arg in args if arg.startswith("--namespace")] == ["--namespace=ml", "--namespace=ml-staging"]
 
 
-def test_the_default_install_reads_no_secret_anywhere(render: Render) -> None:
-    for role in find(render(None), "ClusterRole") + find(render(None), "Role"):
-        assert granted(rules_of(role), "", "secrets") == frozenset(), role["metadata"]["name"]
+def test_default_cluster_scope_reads_no_secret_anywhere(render: Render) -> None:
+    assert secret_readers(render(None)) == {}
 
 
-def test_cluster_scope_reads_secrets_only_in_the_namespaces_listed(render: Render) -> None:
-    objects = render({"rbac": {"secretNamespaces": ["ml", "ml-staging"]}})
-    assert granted(rules_of(one(objects, "ClusterRole")), "", "secrets") == frozenset()
-    roles = find(objects, "Role")
-    assert sorted(role["metadata"]["namespace"] for role in roles) == ["ml", "ml-staging"]
-    for role in roles:
+def test_secret_namespaces_get_a_secret_only_role_each_and_nothing_elsewhere(render: Render) -> None:
+    objects = render(VALUE_SETS["secrets-in-two-namespaces"])
+    assert secret_readers(objects) == {"ml": {"get"}, "ml-staging": {"get"}}
+    for role in find(objects, "Role"):
+        assert role["metadata"]["name"] == "turnout-secrets"
         assert rules_of(role) == {("", "secrets", frozenset({"get"}))}
-        (binding,) = find(objects, "RoleBinding", role["metadata"]["namespace"])
-        assert binding["roleRef"]["name"] == role["metadata"]["name"]
-        assert binding["subjects"][0]["name"] == one(objects, "ServiceAccount")["metadata"]["name"]
+        assert bound_to_the_operator(objects, role)
+    # Everything else the operator does is still granted cluster-wide, by the one ClusterRole.
+    assert rules_of(one(objects, "ClusterRole")) == rules_of(one(render(None), "ClusterRole"))
 
 
-def test_every_namespace_is_an_explicit_opt_in(render: Render) -> None:
-    objects = render({"rbac": {"secretNamespaces": ["*"]}})
-    secret_roles = [r for r in find(objects, "ClusterRole") if granted(rules_of(r), "", "secrets")]
-    assert [rules_of(r) for r in secret_roles] == [{("", "secrets", frozenset({"get"}))}]
+def test_secret_namespaces_star_is_the_explicit_cluster_wide_opt_in(render: Render) -> None:
+    objects = render(VALUE_SETS["secrets-everywhere"])
+    assert secret_readers(objects) == {"*": {"get"}}
+    (secrets_role,) = [role for role in find(objects, "ClusterRole") if role["metadata"]["name"] == "turnout-secrets"]
+    assert rules_of(secrets_role) == {("", "secrets", frozenset({"get"}))}
+    assert bound_to_the_operator(objects, secrets_role)
     assert find(objects, "Role") == []
 
 
-def test_namespaces_scope_reads_secrets_in_the_watched_namespaces_only(render: Render) -> None:
+def test_namespaces_scope_reads_secrets_in_each_watched_namespace_only(render: Render) -> None:
     objects = render(VALUE_SETS["two-namespaces"])
+    assert secret_readers(objects) == {"ml": {"get"}, "ml-staging": {"get"}}
     for role in find(objects, "Role"):
-        assert granted(rules_of(role), "", "secrets") == {"get"}
-    for role in find(objects, "ClusterRole"):
-        assert granted(rules_of(role), "", "secrets") == frozenset()
+        assert bound_to_the_operator(objects, role)
 
 
-def test_secrets_can_be_read_by_name_only(render: Render) -> None:
-    for name in ("defaults", "two-namespaces", "secrets-everywhere"):
-        objects = render(VALUE_SETS[name])
-        for role in find(objects, "ClusterRole") + find(objects, "Role"):
-            assert granted(rules_of(role), "", "secrets") <= {"get"}, role["metadata"]["name"]
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_no_rule_lists_or_watches_secrets(render: Render, name: str) -> None:
+    for role in roles(render(VALUE_SETS[name])):
+        assert granted(rules_of(role), "", "secrets") <= {"get"}, role["metadata"]["name"]
 
 
-def test_no_wildcards_and_no_rbac_escalation(render: Render) -> None:
-    for name in ("defaults", "two-namespaces"):
-        objects = render(VALUE_SETS[name])
-        for role in find(objects, "ClusterRole") + find(objects, "Role"):
-            for group, resource, verbs in rules_of(role):
-                assert "*" not in {group, resource, *verbs}
-                assert group != "rbac.authorization.k8s.io"
-                assert not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_no_wildcards_and_no_rbac_escalation(render: Render, name: str) -> None:
+    for role in roles(render(VALUE_SETS[name])):
+        for group, resource, verbs in rules_of(role):
+            assert "*" not in {group, resource, *verbs}
+            assert group != "rbac.authorization.k8s.io"
+            assert not verbs & {"escalate", "bind", "impersonate", "deletecollection"}
 
 
 README_RULE = re.compile(r"^\|\s*`(?P<group>[^`]*)`\s*\|\s*`(?P<resource>[^`]+)`\s*\|\s*(?P<verbs>[a-z, ]+?)\s*\|")
@@ -250,9 +278,8 @@ def test_readme_lists_exactly_the_rules_the_chart_grants(render: Render) -> None
             group = "" if match["group"] == '""' else match["group"]  # the core group is written ""
             listed.add((group, match["resource"], verbs))
     granted_anywhere: set[tuple[str, str, frozenset[str]]] = set()
-    for name in ("defaults", "two-namespaces"):
-        objects = render(VALUE_SETS[name])
-        for role in find(objects, "ClusterRole") + find(objects, "Role"):
+    for values in VALUE_SETS.values():
+        for role in roles(render(values)):
             granted_anywhere |= rules_of(role)
     assert listed == granted_anywhere
 
@@ -276,7 +303,18 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
         ["metrics/serviceMonitor/interval"],
     ),
     "same port twice": ({"metrics": {"port": 8081}}, ["metrics.port and health.port"]),
-    "secret namespace that is no DNS label": ({"rbac": {"secretNamespaces": ["ML"]}}, ["rbac/secretNamespaces/0"]),
+    "secret namespace that is no DNS label": (
+        {"rbac": {"secretNamespaces": ["ml", "ML"]}},
+        ["rbac/secretNamespaces/1"],
+    ),
+    "every namespace and one more": (
+        {"rbac": {"secretNamespaces": ["*", "ml"]}},
+        ["rbac.secretNamespaces", "stands alone"],
+    ),
+    "secret namespaces with namespaces scope": (
+        {"watch": {"scope": "namespaces", "namespaces": ["ml"]}, "rbac": {"secretNamespaces": ["ml"]}},
+        ["rbac.secretNamespaces", "watch.scope cluster"],
+    ),
 }
 
 

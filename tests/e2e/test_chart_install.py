@@ -1,6 +1,6 @@
-"""The chart on a real API server: `helm install` with namespace-scoped values, then the operator
-runs as the chart's ServiceAccount and cuts a backend over, and that identity is refused what it
-does not need.
+"""The chart on a real API server: `helm install` with namespace-scoped values, then with the
+defaults; each time the operator runs as the chart's ServiceAccount and runs a backend, and that
+identity is refused what it does not need (Secrets, with the defaults, everywhere).
 
 The operator authenticates with a token of the ServiceAccount itself (TokenRequest), which is the
 identity it has in a pod; neither the Python client nor Kopf supports a kubeconfig's impersonation
@@ -29,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
 from tests.chart.helm import CHART, pinned_helm, run_helm
-from tests.e2e.harness import Backends, OperatorProcess, ollama_spec, vllm_spec
+from tests.e2e.harness import Backends, OperatorProcess, vllm_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -285,37 +285,57 @@ def test_operator_identity_cannot_modify_deployments_it_does_not_own_elsewhere(
     assert refused(lambda: apps.delete_namespaced_deployment("chat-blue", release.watched))
 
 
-def test_cluster_scope_operator_as_its_service_account_runs_a_backend_in_any_namespace(
+def test_cluster_scope_operator_runs_backends_anywhere_but_reads_secrets_only_where_listed(
     kube_cluster: KubeCluster,
     api_client: client.ApiClient,
     helm: Path,
     tmp_path_factory: pytest.TempPathFactory,
     chart_operator: ChartOperator,
 ) -> None:
-    """The default values (ClusterRole, no namespace read: Kopf does not look at namespaces cluster-wide)."""
+    """The default values: a ClusterRole for all but Secrets (and no namespace read: Kopf does not look
+    at namespaces cluster-wide); a vLLM backend's API key is readable once rbac.secretNamespaces lists it."""
     chart_operator.stop()  # one operator at a time: the namespaced one would not see this backend anyway
     workdir = tmp_path_factory.mktemp("cluster-scope")
     with installed_release(kube_cluster, api_client, helm, workdir) as installed:
         assert not [arg for arg in installed.operator_args if arg.startswith("--namespace")]
-        # The default install reads no Secret, in any namespace; its notes say how to grant some.
-        assert "rbac.secretNamespaces" in installed.notes
-        client.CoreV1Api(api_client).create_namespaced_secret(
-            installed.elsewhere, {"metadata": {"name": "a-key"}, "stringData": {"token": "x"}}
+        assert "--set 'rbac.secretNamespaces={ml}'" in installed.notes  # NOTES.txt: how to grant it
+        as_operator = config.new_client_from_config(config_file=str(installed.kubeconfig))
+        secrets = client.CoreV1Api(as_operator)
+        backends = Backends(api_client, installed.elsewhere)
+        backends.core.create_namespaced_secret(
+            installed.elsewhere,
+            {"metadata": {"name": "vllm-key"}, "data": {"token": base64.b64encode(API_KEY.encode()).decode()}},
         )
-        with config.new_client_from_config(config_file=str(installed.kubeconfig)) as identity:
-            core = client.CoreV1Api(identity)
-            assert refused(lambda: core.read_namespaced_secret("a-key", installed.elsewhere))
-            assert refused(lambda: core.read_namespaced_secret("a-key", installed.watched))
+        # RBAC answers before existence: a 403 for a name that is not there is a 403 for every name.
+        for namespace in (installed.elsewhere, installed.watched, installed.namespace, "default", "kube-system"):
+            assert refused(lambda where=namespace: secrets.read_namespaced_secret("vllm-key", where)), namespace
+        forbidden = "cannot read Secret vllm-key (spec.vllm.apiKeySecretRef): Forbidden"  # observe.run_checks
         process = ChartOperator(installed, workdir)
-        process.start()
         try:
-            backends = Backends(api_client, installed.elsewhere)
-            backends.create("chat", ollama_spec())
+            process.start()
+            backends.create("chat", vllm_spec(vllm={"apiKeySecretRef": {"name": "vllm-key", "key": "token"}}))
+            degraded = backends.wait(
+                "chat", lambda s: next((c for c in s.get("conditions", []) if c["type"] == "Degraded"
+                                        and forbidden in c.get("message", "")), None),
+                timeout=90, what="the Forbidden Secret read in the backend's Degraded condition",
+            )  # fmt: skip
+            assert degraded["reason"] == "CheckFailed"
+            wait_for(lambda: [m for kind, _, m in backends.events("chat") if kind == "Warning" and forbidden in m],
+                     timeout=30, what="a Warning Event with the same text")  # fmt: skip
+            listed = f"rbac.secretNamespaces[0]={installed.elsewhere}"
+            run_helm(helm, "upgrade", installed.name, str(CHART), "--namespace", installed.namespace,
+                     "--kubeconfig", kube_cluster.kubeconfig, "--reuse-values", "--set", listed)  # fmt: skip
+            # The first revision is checked again, now with its key.
             assert backends.wait_phase("chat", "Healthy", timeout=90)["activeColor"] == "blue"
+            assert not refused(lambda: secrets.read_namespaced_secret("vllm-key", installed.elsewhere))
+            assert refused(lambda: secrets.read_namespaced_secret("vllm-key", installed.watched))
+            assert refused(lambda: secrets.list_namespaced_secret(installed.elsewhere))
             backends.delete("chat")
             wait_for(lambda: missing(lambda: backends.get("chat")), timeout=60, what="the backend gone")
         finally:
             process.stop()
+            as_operator.close()
         log = process.log_path.read_text()
-        assert "Forbidden" not in log, process.log_tail(80)
-        assert "Not enough permissions" not in log, process.log_tail(80)
+        # The Secret read was refused on purpose; nothing else may have been.
+        assert not [line for line in log.splitlines() if "Forbidden" in line and forbidden not in line], log
+        assert "Not enough permissions" not in log, process.log_tail(80)  # Kopf's word for a 403

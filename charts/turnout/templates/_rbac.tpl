@@ -3,7 +3,7 @@ Every permission the operator has is listed here, once; rbac.yaml only binds the
 The chart's README lists the same rules with the code that uses each (a test keeps the two equal).
 */ -}}
 
-{{- /* Rules in each namespace whose InferenceBackends the operator runs. */ -}}
+{{- /* Rules in each namespace whose InferenceBackends the operator runs (Secrets apart, below). */ -}}
 {{- define "turnout.rbac.namespacedRules" -}}
 # Kopf watches the backends and patches its finalizer (turnout.dev/daemon) onto them;
 # each reconcile reads its backend afresh (Cluster.get_backend).
@@ -45,7 +45,7 @@ The chart's README lists the same rules with the code that uses each (a test kee
   verbs: [create]
 {{- end -}}
 
-{{- /* Secrets, granted apart: per watched namespace, or (cluster scope) per rbac.secretNamespaces. */ -}}
+{{- /* Where Secrets are read: each watched namespace (namespaces scope), else rbac.secretNamespaces only. */ -}}
 {{- define "turnout.rbac.secretRules" -}}
 # The vLLM API key named by spec.vllm.apiKeySecretRef, read by name for the checks; no list or watch.
 - apiGroups: [""]
@@ -71,4 +71,35 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - kind: ServiceAccount
   name: {{ include "turnout.serviceAccountName" . | quote }}
   namespace: {{ .Release.Namespace | quote }}
+{{- end -}}
+
+{{- /* A Role or ClusterRole (.kind) named .name holding .rules (rendered YAML), bound to the operator; .top is the root context. */ -}}
+{{- define "turnout.rbac.grant" -}}
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ .kind }}
+metadata:
+  name: {{ .name | quote }}
+  {{- with .namespace }}
+  namespace: {{ . | quote }}
+  {{- end }}
+  labels:
+    {{- include "turnout.labels" .top | nindent 4 }}
+rules:
+  {{- .rules | nindent 2 }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ printf "%sBinding" .kind }}
+metadata:
+  name: {{ .name | quote }}
+  {{- with .namespace }}
+  namespace: {{ . | quote }}
+  {{- end }}
+  labels:
+    {{- include "turnout.labels" .top | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: {{ .kind }}
+  name: {{ .name | quote }}
+subjects:
+  {{- include "turnout.rbac.subjects" .top | nindent 2 }}
 {{- end -}}
