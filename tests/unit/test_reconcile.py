@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.fakes.operator import NAME, NAMESPACE, PASS, InProcessOperator
 from tests.unit.rollout.world import backend, spec
-from turnout.api.status import Color, InferenceBackendStatus
+from turnout.api.status import Color, InferenceBackendStatus, Phase
 from turnout.rollout.actions import EventType
 from turnout.rollout.observed import CheckOutcome
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS
@@ -198,3 +198,31 @@ def test_a_switch_whose_status_was_lost_is_not_made_twice(operator: InProcessOpe
     assert ("apply", "Service", "chat") not in verbs(operator)
     assert operator.status().phase == "Baking"
     assert len(operator.cluster.service_selectors) == 2
+
+
+def test_every_phase_is_reached_through_the_real_reconcile(operator: InProcessOperator) -> None:
+    manual = {"autoPromote": False}
+    seen: list[str] = []
+
+    def reconcile(times: int = 1) -> None:
+        for _ in range(times):
+            operator.advance(5)
+            operator.reconcile()
+            seen.append(operator.status().phase)
+
+    operator.create(spec(vllm={"tensorParallelSize": 3}))
+    reconcile()  # Pending: nothing valid to run
+    operator.edit(spec(rollout=manual))
+    reconcile()  # Progressing
+    operator.pods_ready(BLUE)
+    reconcile(4)  # Verifying, then Healthy: the first revision is promoted without a pause
+    operator.edit(spec(rollout=manual, model=NEW_MODEL))
+    reconcile()
+    operator.pods_ready(GREEN)
+    reconcile(5)  # Verifying, then Paused
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/promote", backend(model=NEW_MODEL).revision)
+    reconcile()  # Baking
+    operator.checks.answer = LACKS_CHAT
+    reconcile(3)  # Degraded: rolled back to blue
+    assert set(seen) == {phase.value for phase in Phase}, seen
+    assert operator.service_color() == "blue"

@@ -6,10 +6,12 @@ Nothing of the operator lives between two reconciles here either: a restart is j
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any, TypeVar
 
 from tests.unit.fakes.cluster import FakeCluster, Write
 from turnout.api.backend import Backend
@@ -24,6 +26,22 @@ START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "ml"
 NAME = "chat"
 PASS = CheckOutcome(passed=True)
+T = TypeVar("T")
+
+
+class InPlace(ThreadPoolExecutor):
+    """A thread pool that starts no thread: each call runs at once in the caller's thread.
+
+    The fake cluster never blocks, and a thread hop per API call would make a reconcile slower.
+    """
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        done: Future[T] = Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as error:
+            done.set_exception(error)
+        return done
 
 
 @dataclass(frozen=True)
@@ -65,7 +83,7 @@ class InProcessOperator:
         """The writes of the last reconcile."""
         self.last_events: list[RecordEvent] = []
         """The Events of the last reconcile."""
-        self._loop = asyncio.Runner()
+        self._loop = _event_loop()
 
     def __enter__(self) -> InProcessOperator:
         return self
@@ -77,6 +95,11 @@ class InProcessOperator:
 
     def close(self) -> None:
         self._loop.close()
+
+    def restart(self) -> None:
+        """A new operator process: a fresh event loop, and nothing remembered but what the cluster holds."""
+        self._loop.close()
+        self._loop = _event_loop()
 
     def create(self, spec: KubeObject) -> None:
         self.cluster.create_backend(NAMESPACE, NAME, spec)
@@ -126,3 +149,9 @@ class InProcessOperator:
             assert self.now < START + timedelta(minutes=5), self.status()
             self.advance(5)
             self.reconcile()
+
+
+def _event_loop() -> asyncio.Runner:
+    runner = asyncio.Runner()
+    runner.get_loop().set_default_executor(InPlace())
+    return runner
