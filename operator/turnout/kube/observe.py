@@ -19,6 +19,7 @@ from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PRO
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
+from turnout.render import render_service
 from turnout.render.deployment import deployment_name
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
@@ -107,6 +108,18 @@ def ownership_conflict(obj: Mapping[str, Any] | None, kind: str, backend: str, u
         f"{kind} {meta.get('name')} exists and belongs to {owner}: turnout does not take it over; "
         f"rename or delete it, or choose another name for this backend's"
     )
+
+
+def service_is_current(service: Mapping[str, Any] | None, rendered: Mapping[str, Any]) -> bool:
+    """The live Service has the type and ports turnout renders (the selector is the switch's business)."""
+    if service is None:
+        return True
+    live, wanted = service.get("spec") or {}, rendered["spec"]
+
+    def ports(spec: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return sorted((p.get("name"), p.get("port"), str(p.get("targetPort"))) for p in spec.get("ports") or [])
+
+    return bool(live.get("type", "ClusterIP") == wanted.get("type", "ClusterIP") and ports(live) == ports(wanted))
 
 
 def is_pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -209,6 +222,8 @@ async def observe(
         status=status,
         colors=color_states(deployments, pods),
         service_exists=service is not None,
+        service_current=backend is None
+        or service_is_current(service, render_service(backend, service_color(service) or Color.BLUE)),
         service_color=service_color(service),
         claim_exists=claim_exists,
         check=check,

@@ -40,7 +40,13 @@ class BlueGreen(Step):
         if self.switch_was_interrupted():
             return self.switch(status.preview_revision)
         if self.rollback_was_interrupted():
+            if self.observed.abort is not None and self.observed.abort == status.active_revision:
+                return self.roll_back_to_previous(
+                    FailureReason.ABORTED, f"aborted by the {ABORT_ANNOTATION} annotation"
+                )
             return self.roll_back_to_previous(FailureReason.CHECK_FAILED, "the Service was found on the old color")
+        if self.revision == status.active_revision and status.preview_color is not None and not status.switched_at:
+            return self.abandon_preview()
         if status.switched_at is not None and status.active_revision == self.revision:
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
@@ -100,6 +106,23 @@ class BlueGreen(Step):
         if self.is_ready(state):
             return self.verify()
         return self.wait_for_ready(state)
+
+    def abandon_preview(self) -> Plan:
+        """The spec is back at the revision that serves: the preview in flight is dropped, nothing moves."""
+        status = self.status
+        preview = status.preview_color
+        assert preview is not None
+        self.event(
+            EventType.NORMAL,
+            "Superseded",
+            f"revision {status.preview_revision} abandoned: the spec is back at {self.revision}, which serves",
+        )
+        self.finish(CutoverResult.SUPERSEDED)
+        if self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))
+        status.preview_color = status.preview_revision = status.preview_started_at = None
+        self.reset_checks(next_round_now=True)
+        return self.steady()
 
     def wait_for_replicas(self) -> Plan:
         """At zero replicas nothing can prove a revision: it waits, and the Service stays where it is."""

@@ -86,6 +86,8 @@ class Observed:
     service_exists: bool = False
     service_color: Color | None = None
     """The color the Service selects, None when it selects none (or does not exist)."""
+    service_current: bool = True
+    """The Service's type and ports are what the spec says (its selector aside)."""
     claim_exists: bool = False
     check: CheckOutcome | None = None
     """The check round run for this reconcile, on the color `check_due()` named."""

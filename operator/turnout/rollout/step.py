@@ -91,11 +91,12 @@ class Step(ABC):
         elif state.replicas != self.replicas:
             # The spec names a failed revision: the active color keeps its own template.
             self.actions.append(ScaleDeployment(active, self.replicas))
-        if (
-            not refused
-            and (self.observed.service_color != active or not self.observed.service_exists)
-            and ApplyService(active) not in self.actions
-        ):
+        service_off = (
+            self.observed.service_color != active
+            or not self.observed.service_exists
+            or not self.observed.service_current
+        )
+        if not refused and service_off and ApplyService(active) not in self.actions:
             self.actions.append(ApplyService(active))
         if active.other != status.previous_color and self.observed.color(active.other).replicas > 0:
             # Left over by an abandoned cutover: an idle color holds no GPUs.

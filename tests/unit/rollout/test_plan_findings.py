@@ -1,8 +1,7 @@
 """Defects of plan() found by the state machine of test_plan_stateful.py, each as the shortest story that shows it.
 
-Each test says what should happen and fails today: it is marked xfail(strict=True) so the suite stays
-green until plan() is fixed, and fails loudly once it is (then drop the mark, and the matching
-exclusion in test_plan_stateful.py).
+Each test says what should happen; each failed before plan() was fixed, and the state machine now runs
+without excluding any of them.
 """
 
 from __future__ import annotations
@@ -50,18 +49,16 @@ def run_for(operator: InProcessOperator, seconds: int) -> None:
         operator.reconcile()
 
 
-@pytest.mark.xfail(strict=True, reason="plan(): at replicas 0 a cutover switches without any check round")
 def test_a_revision_set_at_zero_replicas_is_checked_before_it_serves(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(model=NEW_MODEL, replicas=0))
     operator.reconcile()
     operator.edit(spec(model=NEW_MODEL, replicas=1))
     run_for(operator, 5)
-    # Today the Service moved to green at replicas 0, and green's pods now serve a never checked revision.
+    # Before the fix the Service moved to green at replicas 0, and green's pods now serve a never checked revision.
     assert served_revision(operator) in checked_revisions(operator)
 
 
-@pytest.mark.xfail(strict=True, reason="plan(): the first revision at replicas 0 is served without any check")
 def test_a_new_backend_at_zero_replicas_serves_nothing_unchecked_when_scaled_up(operator: InProcessOperator) -> None:
     operator.create(spec(replicas=0))
     operator.reconcile()
@@ -70,7 +67,6 @@ def test_a_new_backend_at_zero_replicas_serves_nothing_unchecked_when_scaled_up(
     assert served_revision(operator) in checked_revisions(operator) | {None}
 
 
-@pytest.mark.xfail(strict=True, reason="plan(): an unrecorded switch plus a spec change re-templates the served color")
 def test_a_spec_change_after_an_unrecorded_switch_leaves_the_served_color_alone(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(model=NEW_MODEL))
@@ -82,13 +78,10 @@ def test_a_spec_change_after_an_unrecorded_switch_leaves_the_served_color_alone(
     assert operator.service_color() == "green"
     operator.edit(spec(model=OTHER_MODEL))
     operator.reconcile()
-    # Today green, which the Service selects, gets OTHER_MODEL's template: its new pods serve unchecked.
+    # Before the fix green, which the Service selects, gets OTHER_MODEL's template: its new pods serve unchecked.
     assert served_revision(operator) == backend(model=NEW_MODEL).revision
 
 
-@pytest.mark.xfail(
-    strict=True, reason="plan(): an unrecorded rollback plus a spec change re-templates the served color"
-)
 def test_a_spec_change_after_an_unrecorded_rollback_leaves_the_served_color_alone(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(model=NEW_MODEL))
@@ -101,24 +94,20 @@ def test_a_spec_change_after_an_unrecorded_rollback_leaves_the_served_color_alon
     assert operator.service_color() == "blue"
     operator.edit(spec(model=OTHER_MODEL))
     operator.reconcile()
-    # Today blue, which the Service selects, gets OTHER_MODEL's template: its new pods serve unchecked.
+    # Before the fix blue, which the Service selects, gets OTHER_MODEL's template: its new pods serve unchecked.
     assert served_revision(operator) == backend().revision
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="plan(): abort before the cutover started trips an assert"
-)
 def test_an_abort_before_the_cutover_started_rolls_nothing_forward(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(model=NEW_MODEL))
     operator.cluster.annotate_backend(NAMESPACE, NAME, ABORT_ANNOTATION, backend(model=NEW_MODEL).revision)
-    operator.reconcile()  # today: AssertionError in plan.fail(), on every reconcile, until the spec changes
+    operator.reconcile()  # before the fix: AssertionError in plan.fail(), on every reconcile, until the spec changes
     status = operator.status()
     assert (status.last_failed_revision, status.last_failure_reason) == (backend(model=NEW_MODEL).revision, "Aborted")
     assert operator.service_color() == "blue"
 
 
-@pytest.mark.xfail(strict=True, reason="plan(): a rollback found on the Service is always recorded as CheckFailed")
 def test_an_abort_whose_status_write_was_lost_is_still_reported_as_aborted(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(model=NEW_MODEL))
@@ -128,25 +117,21 @@ def test_an_abort_whose_status_write_was_lost_is_still_reported_as_aborted(opera
     operator.cluster.lose_status_writes = 1
     operator.reconcile()  # the Service back on blue, green scaled down, the status still says Baking
     operator.reconcile()
-    # Today the second reconcile records "CheckFailed: the Service was found on the old color".
+    # Before the fix the second reconcile records "CheckFailed: the Service was found on the old color".
     assert operator.status().last_failure_reason == "Aborted"
 
 
-@pytest.mark.xfail(strict=True, reason="plan(): reverting to the served revision mid-cutover cuts over to it again")
 def test_reverting_to_the_served_revision_mid_cutover_keeps_serving_it_where_it_is(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(model=NEW_MODEL))
     operator.reconcile()
     operator.edit(spec())
     run_for(operator, 60)
-    # Today green gets the served revision's template, is verified, and the Service moves to it; if green
+    # Before the fix green gets the served revision's template, is verified, and the Service moves to it; if green
     # then fails, the rollback records the revision blue still serves as lastFailedRevision.
     assert [s["turnout.dev/color"] for s in operator.cluster.service_selectors] == ["blue"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="plan() re-applies the Service only when its selector is off: spec.service is ignored"
-)
 def test_a_new_service_port_reaches_the_service(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
     operator.edit(spec(service={"port": 9000}))

@@ -158,9 +158,6 @@ class BackendLife(RuleBasedStateMachine):
         desired = self.desired()
         if not isinstance(desired, Backend):
             return
-        if key == ABORT_ANNOTATION and self.abort_before_its_cutover_started(desired.revision, desired.revision):
-            event("excluded: abort before the cutover started (known defect)")
-            return
         self.cluster.annotate_backend(NAMESPACE, NAME, key, desired.revision)
 
     # -- the cluster and time ------------------------------------------------------------------
@@ -245,19 +242,6 @@ class BackendLife(RuleBasedStateMachine):
 
     def edit(self, wish: Wish) -> None:
         """The user applies `wish`; an edit that changes the revision opens a new epoch."""
-        if self.replicas_zero_promotes_unchecked(wish):
-            event("excluded: replicas 0 with an unproven revision (known defect)")
-            return
-        annotations = self.cluster.backend(NAMESPACE, NAME)["metadata"].get("annotations") or {}
-        if self.abort_before_its_cutover_started(annotations.get(ABORT_ANNOTATION), revision_of(parse_spec(wish))):
-            event("excluded: abort before the cutover started (known defect)")
-            return
-        if self.spec_change_while_a_move_of_the_service_is_unrecorded(revision_of(parse_spec(wish))):
-            event("excluded: a spec change while a move of the Service is unrecorded (known defect)")
-            return
-        if self.revert_to_the_served_revision_mid_cutover(revision_of(parse_spec(wish))):
-            event("excluded: a revert to the served revision mid-cutover (known defect)")
-            return
         before = self.desired()
         self.wish = wish
         self.history.append(wish)
@@ -266,44 +250,6 @@ class BackendLife(RuleBasedStateMachine):
         if revision_of(after) != revision_of(before):
             self.epoch += 1
             self.moves_onto_spec_revision = 0
-
-    def replicas_zero_promotes_unchecked(self, wish: Wish) -> bool:
-        """Known defect, excluded until plan() is fixed (tests/unit/rollout/test_plan_findings.py): at
-        replicas 0 a cutover switches the Service to the new revision without a single check round."""
-        revision = revision_of(parse_spec(wish))
-        return wish.replicas == 0 and revision is not None and revision not in self.proven
-
-    def spec_change_while_a_move_of_the_service_is_unrecorded(self, revision: str | None) -> bool:
-        """Known defect, excluded until plan() is fixed (tests/unit/rollout/test_plan_findings.py): when
-        the Service was switched or rolled back but the status not written (lost write, crash), a new
-        revision is applied to the color the Service selects."""
-        service_color = self.service_selector().get("turnout.dev/color")
-        active = self.status().active_color
-        return (
-            revision is not None
-            and revision != revision_of(self.desired())
-            and service_color is not None
-            and service_color != (active.value if active else None)
-        )
-
-    def revert_to_the_served_revision_mid_cutover(self, revision: str | None) -> bool:
-        """Known defect, excluded until plan() is fixed (tests/unit/rollout/test_plan_findings.py): the
-        spec set back to the served revision while a preview runs makes plan() cut over to that same
-        revision on the preview color; if that fails, the revision still served is recorded as failed."""
-        status = self.status()
-        return revision is not None and status.preview_color is not None and revision == status.active_revision
-
-    def abort_before_its_cutover_started(self, aborted: str | None, revision: str | None) -> bool:
-        """Known defect, excluded until plan() is fixed (tests/unit/rollout/test_plan_findings.py): the
-        abort annotation naming the spec's revision before its cutover started trips an assertion in
-        plan(), and every reconcile of the backend raises."""
-        status = self.status()
-        return (
-            revision is not None
-            and aborted == revision
-            and status.preview_color is None
-            and revision not in (status.active_revision, status.last_failed_revision)
-        )
 
     def reconcile_once(self, *, crash_after: int | None = None, lose_status: bool = False) -> None:
         """One reconcile, which may die after `crash_after` writes or lose its status write; then what it
@@ -341,6 +287,8 @@ class BackendLife(RuleBasedStateMachine):
             assert self.moves_onto_spec_revision == 1, f"the Service moved onto revision {served} twice for one edit"
 
     def an_idle_backend_makes_no_writes(self) -> None:
+        # Idle means nothing changes, its engine included: the serving color keeps passing its checks.
+        self.operator.checks.answer = PASS
         self.operator.advance(IDLE_RESYNC_SECONDS)
         self.operator.reconcile()
         writes = [(w.verb, w.kind, w.name) for w in self.operator.last_writes]
@@ -357,7 +305,13 @@ class BackendLife(RuleBasedStateMachine):
             # After a rollback the next reconcile rewrites the Degraded message once, from "rolled back" to
             # "not retried until the spec changes": Degraded is a fixed point only from a reconcile without writes.
             steady = status.phase is Phase.DEGRADED and not writes
-        return steady and status.preview_color is None and status.switched_at is None and status.previous_color is None
+        return (
+            steady
+            and status.preview_color is None
+            and status.switched_at is None
+            and status.previous_color is None
+            and status.check_failures == 0  # a failing serving color is being judged, not idle
+        )
 
     def learn_from_check_rounds(self) -> None:
         """Count passing rounds in a row per revision; a revision whose count reaches the spec's
