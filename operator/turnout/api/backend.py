@@ -200,9 +200,9 @@ def _field_path(loc: list[int | str]) -> str:
 def _name_problems(name: str, spec: InferenceBackendSpec) -> list[str]:
     found = []
     if len(name) > MAX_NAME_LENGTH:
-        found.append(f"{rules.NAME_TOO_LONG} (got {len(name)})")
+        found.append(f"metadata.name: {rules.NAME_TOO_LONG_GOT.format(len(name))}")
     if spec.service.name is None and not re.fullmatch(rules.SERVICE_NAME_PATTERN, name):
-        found.append(f"{rules.NAME_NOT_SERVICE_NAME} (got {name!r})")
+        found.append(f"metadata.name: {rules.NAME_NOT_SERVICE_NAME_GOT.format(name)}")
     return found
 
 
@@ -212,15 +212,20 @@ def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
         return []
     if spec.rollout.strategy is Strategy.RECREATE and spec.replicas <= 1:
         return []
-    return [f"spec.model.storage.accessModes: {rules.RWOP_NEEDS_ONE_POD}"]
+    got = rules.RWOP_NEEDS_ONE_POD_GOT.format(spec.rollout.strategy.value, spec.replicas)
+    return [f"spec.model.storage.accessModes: {got}"]
 
 
 def _template_problems(spec: InferenceBackendSpec) -> list[str]:
     template = spec.template
     found = []
-    for key in template.pod_labels:
-        if key in rules.RESERVED_LABELS or key.startswith(rules.RESERVED_LABEL_PREFIX):
-            found.append(f"spec.template.podLabels: {rules.RESERVED_LABEL} (got {key})")
+    reserved = sorted(
+        key
+        for key in template.pod_labels
+        if key in rules.RESERVED_LABELS or key.startswith(rules.RESERVED_LABEL_PREFIX)
+    )
+    if reserved:
+        found.append(f"spec.template.podLabels: {rules.RESERVED_LABEL_GOT.format(', '.join(reserved))}")
     for index, toleration in enumerate(template.tolerations):
         found.extend(_toleration_problems(f"spec.template.tolerations[{index}]", toleration))
     names: dict[str, int] = {}
@@ -248,7 +253,7 @@ def _toleration_problems(where: str, toleration: Mapping[str, Any]) -> list[str]
     if effect not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
         found.append(f"{where}.effect: must be NoSchedule, PreferNoSchedule or NoExecute (got {effect!r})")
     if operator == "Exists" and toleration.get("value"):
-        found.append(f"{where}.value: {rules.TOLERATION_EXISTS_WITH_VALUE}")
+        found.append(f"{where}.value: {rules.TOLERATION_EXISTS_WITH_VALUE_GOT.format(toleration['value'])}")
     if not toleration.get("key") and operator != "Exists":
         found.append(f"{where}: {rules.TOLERATION_WITHOUT_KEY}")
     return found
@@ -264,7 +269,7 @@ def _env_var_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
     if not isinstance(name, str) or not name:
         found.append(f"{where}.name: every entry needs a name")
     elif name in owned_env() or name.startswith(rules.OWNED_ENV_PREFIX):
-        found.append(f"{where}.name: {rules.OWNED_ENV_VAR} (got {name})")
+        found.append(f"{where}.name: {rules.OWNED_ENV_VAR_GOT.format(name)}")
     if "value" in entry and not isinstance(entry["value"], str):
         found.append(f"{where}.value: must be a string; quote numbers and booleans")
     if entry.get("value") and "valueFrom" in entry:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from turnout.api.cel import Rule, cel_list
+from turnout.api.cel import Rule, cel_format, cel_list
 from turnout.api.spec import InferenceBackendSpec, SecretKeyRef, Vllm
 from turnout.engines.container import STARTUP_BUDGET_SECONDS, EngineContainer, KubeObject, env_value, http_probe
 
@@ -65,9 +65,11 @@ _OWNED_FLAG_SPELLINGS = OWNED_FLAGS + tuple(
 )
 
 NEEDS_GPU = "vLLM needs at least 1 GPU per replica; set resources.gpus to 1 or more, or use engine ollama"
+NEEDS_GPU_GOT = NEEDS_GPU + " (got gpus {})"
 TP_MUST_DIVIDE_GPUS = (
     "tensorParallelSize must divide resources.gpus (the GPUs per replica, 1 when unset); use a divisor of the GPU count"
 )
+TP_MUST_DIVIDE_GPUS_GOT = TP_MUST_DIVIDE_GPUS + " (got tensorParallelSize {}, gpus {})"
 OWNED_FLAG = (
     "turnout sets this flag (or the flag it abbreviates) from its own field ("
     + ", ".join(OWNED_FLAGS)
@@ -79,13 +81,20 @@ ONE_ARGV_WORD = (
 
 _GPUS = "(has(self.resources) && has(self.resources.gpus) ? self.resources.gpus : 1)"
 CRD_RULES = (
-    Rule(("spec",), f"self.engine != 'vllm' || {_GPUS} >= 1", NEEDS_GPU, ".resources.gpus"),
+    Rule(
+        ("spec",),
+        f"self.engine != 'vllm' || {_GPUS} >= 1",
+        NEEDS_GPU,
+        ".resources.gpus",
+        cel_format(NEEDS_GPU_GOT, _GPUS),
+    ),
     Rule(
         ("spec",),
         "self.engine != 'vllm' || !has(self.vllm) || !has(self.vllm.tensorParallelSize) "
         f"|| {_GPUS} % self.vllm.tensorParallelSize == 0",
         TP_MUST_DIVIDE_GPUS,
         ".vllm.tensorParallelSize",
+        cel_format(TP_MUST_DIVIDE_GPUS_GOT, "self.vllm.tensorParallelSize", _GPUS),
     ),
     Rule(("spec", "vllm", "extraArgs", "*"), f"!self.matches(r'{_EXACT_OWNED_FLAG_PATTERN}')", OWNED_FLAG),
     Rule(
@@ -182,12 +191,10 @@ class VllmProfile:
         found: list[str] = []
         options = backend.spec.vllm
         if backend.gpus < 1:
-            found.append(f"spec.resources.gpus: {NEEDS_GPU}")
+            found.append(f"spec.resources.gpus: {NEEDS_GPU_GOT.format(backend.gpus)}")
         elif options.tensor_parallel_size and backend.gpus % options.tensor_parallel_size:
-            found.append(
-                f"spec.vllm.tensorParallelSize: {TP_MUST_DIVIDE_GPUS} "
-                f"(got tensorParallelSize {options.tensor_parallel_size}, gpus {backend.gpus})"
-            )
+            got = TP_MUST_DIVIDE_GPUS_GOT.format(options.tensor_parallel_size, backend.gpus)
+            found.append(f"spec.vllm.tensorParallelSize: {got}")
         found.extend(_extra_args_problems(options.extra_args))
         return found
 

@@ -59,7 +59,10 @@ INVALID_SPECS = [
         Case(
             vllm(resources={"gpus": 3}, vllm={"tensorParallelSize": 2}),
             "spec.vllm.tensorParallelSize: tensorParallelSize must divide resources.gpus",
-            ("spec.vllm.tensorParallelSize", "tensorParallelSize must divide resources.gpus"),
+            (
+                "spec.vllm.tensorParallelSize: Invalid value: tensorParallelSize must divide resources.gpus",
+                "(got tensorParallelSize 2, gpus 3)",
+            ),
         ),
         id="tensor-parallel-does-not-divide-gpus",
     ),
@@ -67,7 +70,11 @@ INVALID_SPECS = [
         Case(
             vllm(vllm={"tensorParallelSize": 2}),
             "(got tensorParallelSize 2, gpus 1)",
-            ("spec.vllm.tensorParallelSize", "(the GPUs per replica, 1 when unset)"),
+            (
+                "spec.vllm.tensorParallelSize",
+                "(the GPUs per replica, 1 when unset)",
+                "(got tensorParallelSize 2, gpus 1)",
+            ),
         ),
         id="tensor-parallel-above-the-default-one-gpu",
     ),
@@ -75,7 +82,7 @@ INVALID_SPECS = [
         Case(
             vllm(resources={"gpus": 0}),
             "spec.resources.gpus: vLLM needs at least 1 GPU per replica",
-            ("spec.resources.gpus", "vLLM needs at least 1 GPU per replica"),
+            ("spec.resources.gpus", "vLLM needs at least 1 GPU per replica", "(got gpus 0)"),
         ),
         id="vllm-without-gpus",
     ),
@@ -169,7 +176,11 @@ INVALID_SPECS = [
         Case(
             ollama(model={"name": "llama3::8b"}),
             "spec.model.name: with engine ollama, ollama.model (or model.name) must be an Ollama model",
-            ("spec.model.name", "ollama.model (or model.name) must be an Ollama model such as llama3:8b"),
+            (
+                "spec.model.name: Invalid value: with engine ollama, ollama.model (or model.name) must be an Ollama "
+                "model such as llama3:8b",
+                "(got 'llama3::8b')",
+            ),
         ),
         id="ollama-model-not-a-tag",
     ),
@@ -193,7 +204,10 @@ INVALID_SPECS = [
         Case(
             ollama(ollama={"model": "qwen2.5::7b"}),
             "spec.ollama.model: with engine ollama, ollama.model (or model.name) must be an Ollama model",
-            ("spec", "ollama.model (or model.name) must be an Ollama model"),
+            (
+                "spec.ollama.model: Invalid value: with engine ollama, ollama.model (or model.name)",
+                "(got 'qwen2.5::7b')",
+            ),
         ),
         id="ollama-override-not-a-tag",
     ),
@@ -217,8 +231,12 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             vllm(),
-            "metadata.name is also the Service's name unless spec.service.name is set",
-            ("metadata.name is also the Service's name unless spec.service.name is set",),
+            "metadata.name: a backend's name is also its Service's name unless spec.service.name is set",
+            (
+                "metadata.name: Invalid value: a backend's name is also its Service's name unless spec.service.name "
+                "is set",
+                "(got 'chat.v2')",
+            ),
             name="chat.v2",
         ),
         id="backend-name-is-no-service-name",
@@ -226,8 +244,12 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             vllm(),
-            "metadata.name must be at most 57 characters: turnout names the Deployments",
-            ("metadata.name must be at most 57 characters",),
+            "metadata.name: must be at most 57 characters: turnout names the Deployments <name>-blue and "
+            "<name>-green (got 58 characters)",
+            (
+                "metadata.name: Invalid value: must be at most 57 characters: turnout names the Deployments "
+                "<name>-blue and <name>-green (got 58 characters)",
+            ),
             name="a" * 58,
         ),
         id="backend-name-too-long",
@@ -236,7 +258,7 @@ INVALID_SPECS = [
         Case(
             vllm(template={"env": [{"name": "VLLM_API_KEY", "value": "secret"}]}),
             "spec.template.env[0].name: turnout sets this variable itself",
-            ("spec.template.env[0].name", "turnout sets this variable itself"),
+            ("spec.template.env[0].name", "turnout sets this variable itself", "(got VLLM_API_KEY)"),
         ),
         id="env-sets-the-api-key",
     ),
@@ -268,7 +290,7 @@ INVALID_SPECS = [
         Case(
             vllm(template={"podLabels": {"app.kubernetes.io/instance": "mine"}}),
             "spec.template.podLabels: turnout sets app.kubernetes.io/name",
-            ("spec.template.podLabels", "turnout sets app.kubernetes.io/name"),
+            ("spec.template.podLabels", "turnout sets app.kubernetes.io/name", "(got app.kubernetes.io/instance)"),
         ),
         id="pod-label-overrides-turnouts-own",
     ),
@@ -284,7 +306,11 @@ INVALID_SPECS = [
         Case(
             vllm(template={"tolerations": [{"key": "gpu", "operator": "Exists", "value": "a100"}]}),
             "spec.template.tolerations[0].value: a toleration with operator Exists matches any value",
-            ("spec.template.tolerations[0].value", "a toleration with operator Exists matches any value"),
+            (
+                "spec.template.tolerations[0].value",
+                "a toleration with operator Exists matches any value",
+                "(got 'a100')",
+            ),
         ),
         id="toleration-exists-with-a-value",
     ),
@@ -316,7 +342,11 @@ INVALID_SPECS = [
         Case(
             vllm(model={"name": "m", "storage": {"create": True, "accessModes": ["ReadWriteOncePod"]}}),
             "spec.model.storage.accessModes: a ReadWriteOncePod claim can be mounted by one pod only",
-            ("spec.model.storage.accessModes", "a ReadWriteOncePod claim can be mounted by one pod only"),
+            (
+                "spec.model.storage.accessModes",
+                "a ReadWriteOncePod claim can be mounted by one pod only",
+                "(got strategy BlueGreen, replicas 1)",
+            ),
         ),
         id="read-write-once-pod-claim-with-blue-green",
     ),
