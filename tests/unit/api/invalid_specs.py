@@ -194,6 +194,22 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            vllm(model={"name": "Llama\u20033.1"}),
+            "spec.model.name: must be a model such as org/model",
+            ("spec.model.name", "no whitespace, not starting with '-'"),
+        ),
+        id="model-name-with-an-em-space",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"image": "vllm/vllm-openai:v0.32.0\u3000"}),
+            "spec.template.image: must not be empty or contain whitespace",
+            ("spec.template.image", "must not be empty or contain whitespace"),
+        ),
+        id="image-with-an-ideographic-space",
+    ),
+    pytest.param(
+        Case(
             vllm(model={"name": "--trust-remote-code"}),
             "spec.model.name: must be a model such as org/model",
             ("spec.model.name", "not starting with '-'"),
@@ -214,11 +230,27 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             vllm(template={"affinity": {"nodeAfinity": {}}}),
-            "spec.template.affinity: Value error, unknown keys ['nodeAfinity']",
-            None,
-            why="affinity is copied as given (x-kubernetes-preserve-unknown-fields); the models check its keys",
+            "spec.template.affinity.nodeAfinity: unknown field",
+            ('unknown field "spec.template.affinity.nodeAfinity"',),
         ),
         id="affinity-misspelt",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{}]}}}),
+            "spec.template.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: "
+            "Required value",
+            ("podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: Required value",),
+        ),
+        id="affinity-term-without-weight",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"affinity": {"nodeAffinity": {"k" * 300: {}}}}),
+            "spec.template.affinity.nodeAffinity.kkkk",
+            ('unknown field "spec.template.affinity.nodeAffinity.kkkk',),
+        ),
+        id="affinity-key-of-300-characters",
     ),
     pytest.param(
         Case(
@@ -325,10 +357,42 @@ INVALID_SPECS = [
     pytest.param(
         Case(
             vllm(template={"tolerations": [{"key": "gpu", "efect": "NoSchedule"}]}),
-            "spec.template.tolerations[0]: unknown field 'efect'",
+            "spec.template.tolerations[0].efect: unknown field",
             ('unknown field "spec.template.tolerations[0].efect"',),
         ),
         id="toleration-field-misspelt",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"tolerations": [{"key": "gpu", "value": "a" * 64}]}),
+            "spec.template.tolerations[0].value: String should have at most 63 characters",
+            ("spec.template.tolerations[0].value: Too long",),
+        ),
+        id="toleration-value-too-long",
+    ),
+    pytest.param(
+        Case(
+            vllm(template={"imagePullSecrets": ["registry", "registry"]}),
+            "spec.template.imagePullSecrets[1]: registry is already listed as imagePullSecrets[0]; keep one",
+            ('spec.template.imagePullSecrets[1]: Duplicate value: "registry"',),
+        ),
+        id="image-pull-secret-twice",
+    ),
+    pytest.param(
+        Case(
+            vllm(replicas="2"),
+            "spec.replicas: should be a valid integer",
+            ('spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer',),
+        ),
+        id="replicas-as-text",
+    ),
+    pytest.param(
+        Case(
+            vllm(vllm={"max_model_len": 4096}),
+            "spec.vllm.max_model_len: unknown field",
+            ('unknown field "spec.vllm.max_model_len"',),
+        ),
+        id="field-in-snake-case",
     ),
     pytest.param(
         Case(
