@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,7 +21,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 # Kubernetes quantities ("8", "500m", "64Gi", "1.5G"): checked here so a typo is an InvalidSpec,
 # not a Deployment the API server refuses half-way through a cutover. Unsigned: nothing here is negative.
@@ -212,9 +213,36 @@ class EngineOptions(Model):
     """The model this engine serves, instead of `model.name`, so that switching `engine` is one setting."""
 
 
+def _extra_arg_fits(word: str) -> str:
+    """An extra argument turnout can pass: not a flag turnout owns, not a flag and its value in one item.
+
+    Checked whichever engine runs, like the CRD's rules on the items, so a switch of engine cannot
+    fail on them. vLLM's module knows its flags; it imports this module, so it is imported late.
+    """
+    from turnout.engines import vllm
+
+    problem = vllm.owned_flag_problem(word)
+    if problem is None and vllm.splits_a_flag(word):
+        problem = vllm.ONE_ARGV_WORD
+    if problem is not None:
+        raise PydanticCustomError("vllm_extra_arg", problem)
+    return word
+
+
+def _no_flag_twice(words: list[str]) -> list[str]:
+    from turnout.engines import vllm
+
+    repeated = vllm.repeated_flags(words)
+    if repeated:
+        raise PydanticCustomError("vllm_repeated_flag", vllm.REPEATED_FLAG_GOT.format(", ".join(repeated)))
+    return words
+
+
 class Vllm(EngineOptions):
-    """vLLM options. turnout owns `--model`, `--served-model-name`, `--port`, the parallelism and
-    the API key; everything else can go in `extraArgs`."""
+    """vLLM options. turnout owns the flags it sets from these fields and `model` (`--model`,
+    `--served-model-name`, `--tensor-parallel-size`, ...), those that would move vLLM off plain
+    HTTP on port 8000 (`--host`, `--port`, `--uds`, `--headless`, `--grpc`, `--ssl-*`), and
+    `--config`; everything else can go in `extraArgs`."""
 
     model: ModelName | None = None
     """The model vLLM serves (a path on the model volume or a hub id), instead of `model.name`."""
@@ -230,11 +258,13 @@ class Vllm(EngineOptions):
     api_key_secret_ref: SecretKeyRef | None = None
     """Secret holding the API key clients must send as a Bearer token on `/v1/*`. Passed to vLLM
     as the `VLLM_API_KEY` environment variable, never as an argument."""
-    extra_args: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
-        default_factory=list, max_length=128
-    )
+    extra_args: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_extra_arg_fits)]],
+        AfterValidator(_no_flag_twice),
+    ] = Field(default_factory=list, max_length=128)
     """More `vllm serve` arguments, each list item one argv word, e.g.
-    `["--enable-prefix-caching", "--max-num-seqs=64"]`. Flags turnout sets from fields are refused."""
+    `["--enable-prefix-caching", "--max-num-seqs=64"]`. Flags turnout owns are refused in every
+    spelling vLLM reads as them (`--max_model_len`, `--max-mod`), and so is a flag given twice."""
 
 
 class Ollama(EngineOptions):

@@ -29,17 +29,15 @@ def test_the_specs_the_table_starts_from_are_valid(spec: dict[str, object]) -> N
 
 def test_every_apply_time_rule_has_a_case_in_the_table() -> None:
     """So each CEL rule of the CRD is exercised against the API server by the e2e test."""
-    server_parts = [part for case in _cases() for part in case.server or ()]
+    server_parts = [part for case in _cases() for part in case.server]
     untested = [
         rule.message for rule in rules.RULES if not any(head in part for head in _heads(rule) for part in server_parts)
     ]
     assert not untested, f"add a case for each of: {untested}"
 
 
-def test_the_table_is_long_enough_and_says_why_a_case_is_model_only() -> None:
-    cases = _cases()
-    assert len(cases) >= 15
-    assert all(case.why for case in cases if case.server is None)
+def test_the_table_is_long_enough() -> None:
+    assert len(_cases()) >= 40
 
 
 def test_all_problems_are_reported_at_once() -> None:
