@@ -211,7 +211,7 @@ def name_variants() -> list[Variant]:
     ]
 
 
-# (what, path, value, refused), on the vLLM spec unless the path starts with `ollama`.
+# (what, the values set on the vLLM spec by their paths, refused).
 BOUNDS: list[tuple[str, dict[str, Any], bool]] = [
     ("gpus 0", {"resources__gpus": 0}, True),
     ("gpus 64", {"resources__gpus": 64}, False),
