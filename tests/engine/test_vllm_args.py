@@ -1,5 +1,7 @@
 """Contract with vLLM: its own `vllm serve` parser accepts the arguments turnout renders, and reads
-them as meant (model, served name, parallelism, ...). A flag renamed in vLLM breaks this test.
+them as meant (model, served name, parallelism, ...). A flag renamed in vLLM breaks this test. And
+turnout refuses in `extraArgs` exactly the spellings vLLM reads as an option turnout owns: the table
+of refused flags is derived here from the parser's own actions, in every spelling it accepts.
 
 Needs vLLM in its own virtualenv (about 5 minutes and 6 GB, once per version), which is created
 only when the engine tests are required: TURNOUT_REQUIRE_ENGINE_TESTS=1, as `hack/test` with no
@@ -24,7 +26,7 @@ from turnout.api.backend import Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color
 from turnout.cli import find_backend
-from turnout.engines.vllm import VLLM, vllm_args
+from turnout.engines.vllm import OWNED_OPTIONS, REFUSED_FLAGS, REPEATABLE_FLAGS, VLLM, owned_flag, vllm_args
 from turnout.render import render_deployment
 
 pytestmark = pytest.mark.engine
@@ -101,6 +103,23 @@ def random_backends(count: int, seed: int = 20) -> list[Backend]:
     return backends
 
 
+def spellings(option: str) -> list[str]:
+    """Words vLLM may read as `option` or one of its abbreviations: each prefix of it, alone, with a
+    value, with a `.key` (a key of its JSON) and with `_` for `-` (vLLM reads both alike)."""
+    start = 3 if option.startswith("--") else 2
+    words = []
+    for end in range(start, len(option) + 1):
+        prefix = option[:end]
+        words += [prefix, f"{prefix}=1", f"{prefix}.key=1"]
+        if option.startswith("--") and "-" in prefix[2:]:
+            underscored = "--" + prefix[2:].replace("-", "_")
+            words += [underscored, f"{underscored}=1"]
+    return words
+
+
+SPELLINGS = [word for flag in REFUSED_FLAGS for word in spellings(flag)]
+
+
 def rendered_args(backend: Backend) -> list[str]:
     """The words after `vllm serve` in the rendered Deployment."""
     container = render_deployment(backend, Color.BLUE, 1)["spec"]["template"]["spec"]["containers"][0]
@@ -124,7 +143,7 @@ def parsed(backends: list[Backend]) -> dict[str, Any]:
     cases.append([arg.replace("--tensor-parallel-size=", "--tensor-parallel-size=two-") for arg in cases[0]])
     done = subprocess.run(
         [python, str(PARSE_SCRIPT)],
-        input=json.dumps(cases),
+        input=json.dumps({"argument_lists": cases, "words": SPELLINGS}),
         capture_output=True,
         text=True,
         timeout=600,
@@ -167,3 +186,71 @@ def test_vllm_serve_refuses_a_misspelt_flag_or_a_wrong_value(backends: list[Back
     for flag, outcome in zip(MISSPELT, refused, strict=False):
         assert "unrecognized arguments" in outcome["error"]
         assert flag in outcome["error"]
+
+
+def owned_actions(parsed: dict[str, Any]) -> list[dict[str, Any]]:
+    return [option for option in parsed["options"] if option["dest"] in OWNED_OPTIONS]
+
+
+def test_turnout_owns_options_this_vllm_has_and_every_ssl_option(parsed: dict[str, Any]) -> None:
+    dests = {option["dest"] for option in parsed["options"]}
+    assert set(OWNED_OPTIONS) <= dests, f"vLLM has no option {sorted(set(OWNED_OPTIONS) - dests)}"
+    ssl = {dest for dest in dests if "ssl" in dest}
+    assert ssl <= set(OWNED_OPTIONS), f"vLLM serves TLS with {sorted(ssl - set(OWNED_OPTIONS))} too"
+
+
+def test_the_refused_flags_are_every_option_string_of_the_options_turnout_owns(parsed: dict[str, Any]) -> None:
+    from_parser = {flag: option["dest"] for option in owned_actions(parsed) for flag in option["option_strings"]}
+    refused = {flag: dest for flag, (_, dest) in REFUSED_FLAGS.items()}
+    assert refused == from_parser, (
+        f"REFUSED_FLAGS misses {sorted(set(from_parser) - set(refused))}, "
+        f"has no such option {sorted(set(refused) - set(from_parser))}"
+    )
+
+
+def test_vllm_expands_abbreviations_and_reads_underscores_and_keys(parsed: dict[str, Any]) -> None:
+    """What the refused spellings are made of, seen in this vLLM: argparse's prefixes are allowed."""
+    resolved = dict(zip(SPELLINGS, parsed["resolved"], strict=True))
+    assert resolved["--max-m"] == ["max_model_len"]
+    assert resolved["--api_k=1"] == ["api_key"]
+    assert resolved["--host.key=1"] == ["host"]
+    assert resolved["-t"] == ["tensor_parallel_size"]
+    assert resolved["--model=1"] == ["model_tag"]  # vLLM moves `--model` to the positional model
+    assert resolved["--max-"] == []  # ambiguous
+
+
+def test_turnout_refuses_each_spelling_vllm_reads_as_an_option_turnout_owns_and_no_other(
+    parsed: dict[str, Any],
+) -> None:
+    missed, refused_wrongly = [], []
+    read_as_owned: dict[str, bool] = {}
+    for word, dests in zip(SPELLINGS, parsed["resolved"], strict=True):
+        owns = any(dest in OWNED_OPTIONS for dest in dests)
+        refused = owned_flag(word) is not None
+        if owns and not refused:
+            missed.append(word)
+        if dests and not owns and refused:
+            refused_wrongly.append(f"{word} ({dests})")
+        prefix = word.split("=", 1)[0].split(".", 1)[0].replace("_", "-")
+        read_as_owned[prefix] = read_as_owned.get(prefix, False) or owns
+    assert missed == [], "vLLM reads these as options turnout owns: add them to REFUSED_FLAGS (a shorter abbreviation?)"
+    assert refused_wrongly == [], "turnout refuses these, vLLM reads them as other options"
+    dead = [prefix for prefix, owns in read_as_owned.items() if owned_flag(prefix) and not owns]
+    assert dead == [], "turnout refuses these, which vLLM reads as no option turnout owns (abbreviation too short?)"
+
+
+def test_no_option_turnout_leaves_to_users_is_refused(parsed: dict[str, Any]) -> None:
+    others = [
+        flag for option in parsed["options"] if option["dest"] not in OWNED_OPTIONS for flag in option["option_strings"]
+    ]
+    assert len(others) > 200
+    refused = [flag for flag in others for word in (flag, f"{flag}=1") if owned_flag(word) is not None]
+    assert refused == []
+
+
+def test_the_flags_that_may_be_given_twice_are_those_vllm_collects(parsed: dict[str, Any]) -> None:
+    collecting = {"_AppendAction", "_AppendConstAction", "_ExtendAction", "_CountAction"}
+    collected = {
+        flag for option in parsed["options"] if option["action"] in collecting for flag in option["option_strings"]
+    }
+    assert collected == set(REPEATABLE_FLAGS)

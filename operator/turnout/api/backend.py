@@ -20,16 +20,13 @@ from pydantic_core import ErrorDetails
 
 from turnout.api import rules
 from turnout.api.rules import MAX_NAME_LENGTH
-from turnout.api.spec import PATTERN_HINTS, AccessMode, Engine, InferenceBackendSpec, Strategy
+from turnout.api.spec import DNS_SUBDOMAIN_PATTERN, PATTERN_HINTS, AccessMode, Engine, InferenceBackendSpec, Strategy
 from turnout.engines import EngineProfile, owned_env, profile_of
 
 GROUP = "turnout.dev"
 VERSION = "v1alpha1"
 KIND = "InferenceBackend"
 PLURAL = "inferencebackends"
-
-TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
-ENV_VAR_FIELDS = ("name", "value", "valueFrom")
 
 
 class InvalidSpec(ValueError):
@@ -51,7 +48,11 @@ class Backend:
     def parse(cls, name: str, namespace: str, spec: Mapping[str, Any]) -> Backend:
         """Validate a raw `spec` (camelCase, as stored in the cluster); raise InvalidSpec."""
         try:
-            model = InferenceBackendSpec.model_validate(dict(spec))
+            # As the API server reads it: JSON types as they are ("5" is no integer; a YAML date is
+            # text, as kubectl sends it), fields by their camelCase names only (never `max_model_len`).
+            model = InferenceBackendSpec.model_validate_json(
+                json.dumps(dict(spec), default=str), strict=True, by_alias=True, by_name=False
+            )
         except ValidationError as error:
             raise InvalidSpec(describe_validation_error(error)) from None
         backend = cls(name=name, namespace=namespace, spec=model)
@@ -178,6 +179,8 @@ def _describe(item: ErrorDetails) -> str:
         return f"{where}: {hint} (got {_shortened(repr(item['input']))})"
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
         return f"{where}: should be an object of fields, not {type(item.get('input')).__name__}"
+    if kind == "string_type":
+        return f"{where}: should be a string; quote numbers and booleans (got {_shortened(repr(item['input']))})"
     # Reads like the API server's own "should be less than or equal to 1", with the value.
     message = item["msg"].removeprefix("Input ")
     value = item.get("input")
@@ -191,7 +194,7 @@ def _shortened(text: str, limit: int = 80) -> str:
 
 
 # Fields that are maps: the part after them in an error's location is a key, not a field.
-MAP_FIELDS = frozenset({"nodeSelector", "podAnnotations", "podLabels"})
+MAP_FIELDS = frozenset({"nodeSelector", "podAnnotations", "podLabels", "matchLabels"})
 
 
 def _field_path(loc: list[int | str]) -> str:
@@ -206,10 +209,13 @@ def _field_path(loc: list[int | str]) -> str:
 
 def _name_problems(name: str, spec: InferenceBackendSpec) -> list[str]:
     found = []
+    if not re.fullmatch(DNS_SUBDOMAIN_PATTERN, name) or len(name) > 253:
+        # The API server refuses such a name before any rule of turnout's; here for completeness.
+        found.append(f"metadata.name: {PATTERN_HINTS[DNS_SUBDOMAIN_PATTERN]} (got {_shortened(repr(name))})")
     if len(name) > MAX_NAME_LENGTH:
-        found.append(f"{rules.NAME_TOO_LONG} (got {len(name)})")
+        found.append(f"metadata.name: {rules.NAME_TOO_LONG_GOT.format(len(name))}")
     if spec.service.name is None and not re.fullmatch(rules.SERVICE_NAME_PATTERN, name):
-        found.append(f"{rules.NAME_NOT_SERVICE_NAME} (got {name!r})")
+        found.append(f"metadata.name: {rules.NAME_NOT_SERVICE_NAME_GOT.format(name)}")
     return found
 
 
@@ -219,61 +225,59 @@ def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
         return []
     if spec.rollout.strategy is Strategy.RECREATE and spec.replicas <= 1:
         return []
-    return [f"spec.model.storage.accessModes: {rules.RWOP_NEEDS_ONE_POD}"]
+    got = rules.RWOP_NEEDS_ONE_POD_GOT.format(spec.rollout.strategy.value, spec.replicas)
+    return [f"spec.model.storage.accessModes: {got}"]
 
 
 def _template_problems(spec: InferenceBackendSpec) -> list[str]:
+    """The rules of `turnout.api.rules` on `spec.template`, and what the schema's list types refuse."""
     template = spec.template
     found = []
-    for key in template.pod_labels:
-        if key in rules.RESERVED_LABELS or key.startswith(rules.RESERVED_LABEL_PREFIX):
-            found.append(f"spec.template.podLabels: {rules.RESERVED_LABEL} (got {key})")
+    reserved = sorted(
+        key
+        for key in template.pod_labels
+        if key in rules.RESERVED_LABELS or key.startswith(rules.RESERVED_LABEL_PREFIX)
+    )
+    if reserved:
+        found.append(f"spec.template.podLabels: {rules.RESERVED_LABEL_GOT.format(', '.join(reserved))}")
     for index, toleration in enumerate(template.tolerations):
         found.extend(_toleration_problems(f"spec.template.tolerations[{index}]", toleration))
     names: dict[str, int] = {}
     for index, entry in enumerate(template.env):
         where = f"spec.template.env[{index}]"
         found.extend(_env_var_problems(where, entry))
-        name = entry.get("name")
-        if isinstance(name, str) and name in names:
+        name = entry["name"]
+        if name in names:
             found.append(f"{where}.name: {name} is already set by env[{names[name]}]; keep one")
-        elif isinstance(name, str):
-            names[name] = index
+        names.setdefault(name, index)
+    secrets: dict[str, int] = {}
+    for index, secret in enumerate(template.image_pull_secrets):
+        if secret in secrets:
+            found.append(
+                f"spec.template.imagePullSecrets[{index}]: {secret} is already listed "
+                f"as imagePullSecrets[{secrets[secret]}]; keep one"
+            )
+        secrets.setdefault(secret, index)
     return found
 
 
 def _toleration_problems(where: str, toleration: Mapping[str, Any]) -> list[str]:
-    found = [
-        f"{where}: unknown field {field!r}; a toleration has {', '.join(TOLERATION_FIELDS)}"
-        for field in toleration
-        if field not in TOLERATION_FIELDS
-    ]
+    """The toleration's fields are checked by the schema (`TolerationFields`); these span two of them."""
+    found = []
     operator = toleration.get("operator", "Equal")
-    if operator not in ("Exists", "Equal"):
-        found.append(f"{where}.operator: must be Exists or Equal (got {operator!r})")
-    effect = toleration.get("effect")
-    if effect not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-        found.append(f"{where}.effect: must be NoSchedule, PreferNoSchedule or NoExecute (got {effect!r})")
     if operator == "Exists" and toleration.get("value"):
-        found.append(f"{where}.value: {rules.TOLERATION_EXISTS_WITH_VALUE}")
+        found.append(f"{where}.value: {rules.TOLERATION_EXISTS_WITH_VALUE_GOT.format(toleration['value'])}")
     if not toleration.get("key") and operator != "Exists":
         found.append(f"{where}: {rules.TOLERATION_WITHOUT_KEY}")
     return found
 
 
 def _env_var_problems(where: str, entry: Mapping[str, Any]) -> list[str]:
-    found = [
-        f"{where}: unknown field {field!r}; an environment variable has {', '.join(ENV_VAR_FIELDS)}"
-        for field in entry
-        if field not in ENV_VAR_FIELDS
-    ]
-    name = entry.get("name")
-    if not isinstance(name, str) or not name:
-        found.append(f"{where}.name: every entry needs a name")
-    elif name in owned_env() or name.startswith(rules.OWNED_ENV_PREFIX):
-        found.append(f"{where}.name: {rules.OWNED_ENV_VAR} (got {name})")
-    if "value" in entry and not isinstance(entry["value"], str):
-        found.append(f"{where}.value: must be a string; quote numbers and booleans")
+    """The variable's fields are checked by the schema (`EnvVarFields`); these are turnout's own rules."""
+    found = []
+    name = entry["name"]
+    if name in owned_env() or name.startswith(rules.OWNED_ENV_PREFIX):
+        found.append(f"{where}.name: {rules.OWNED_ENV_VAR_GOT.format(name)}")
     if entry.get("value") and "valueFrom" in entry:
         found.append(f"{where}: {rules.ENV_VALUE_AND_VALUE_FROM}")
     return found

@@ -101,7 +101,8 @@ def object_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            # Declared so that rules on the name can point at it (`fieldPath: .metadata.name`).
+            "metadata": {"type": "object", "properties": {"name": {"type": "string"}}},
             "spec": structural_schema(InferenceBackendSpec),
             "status": _status_schema(),
         },
@@ -130,6 +131,8 @@ def _attach(root: Schema, rule: Rule) -> None:
         else:
             node = node["properties"][step]
     entry = {"rule": rule.rule, "message": rule.message}
+    if rule.message_expression:
+        entry["messageExpression"] = rule.message_expression
     if rule.field_path:
         entry["fieldPath"] = rule.field_path
     node.setdefault("x-kubernetes-validations", []).append(entry)

@@ -8,6 +8,7 @@ value looks like (from `spec.PATTERN_HINTS`), because the API server would print
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -55,7 +56,7 @@ def _convert(node: Schema, defs: dict[str, Schema], keep_defaults: bool, where: 
     out: Schema = {}
     for key, value in node.items():
         if key in _PLAIN_KEYS:
-            out[key] = value
+            out[key] = copy.deepcopy(value)  # a definition used twice must not become a YAML alias
         elif key == "default":
             if keep_defaults and value is not None:
                 out[key] = value
@@ -77,8 +78,10 @@ def _convert(node: Schema, defs: dict[str, Schema], keep_defaults: bool, where: 
             # False: a structural schema prunes unknown fields (and `kubectl apply` reports them).
         elif key == "patternProperties":
             out.update(_map_with_key_pattern(value, defs, keep_defaults, where))
-        elif key in {"title", "propertyNames", "$defs"}:
-            continue  # titles are noise in `kubectl explain`; key lengths are bounded by the key pattern
+        elif key == "propertyNames":
+            out.setdefault("x-kubernetes-validations", []).extend(_key_rules(value, where))
+        elif key in {"title", "$defs"}:
+            continue  # titles are noise in `kubectl explain`
         else:
             raise UnsupportedSchema(f"{where or '.'}: JSON schema keyword {key!r} has no CRD equivalent")
     if "description" in out:
@@ -131,6 +134,14 @@ def _map_with_key_pattern(
             {"rule": f"self.all(k, k.matches({_cel_raw_string(pattern)}))", "message": f"keys {key_rule['message']}"}
         ],
     }
+
+
+def _key_rules(property_names: Schema, where: str) -> list[dict[str, str]]:
+    """A map's bound on the length of its keys, which no structural schema can state, as a CEL rule."""
+    if set(property_names) - {"maxLength"}:
+        raise UnsupportedSchema(f"{where or '.'}: keys can be bounded in length only (a key pattern is a key type)")
+    limit = property_names["maxLength"]
+    return [{"rule": f"self.all(k, k.size() <= {limit})", "message": f"keys must be at most {limit} characters"}]
 
 
 def _pattern_rule(pattern: str, where: str) -> dict[str, str]:

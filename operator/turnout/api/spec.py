@@ -8,10 +8,20 @@ documentation, so they are written for the person running `kubectl explain`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetPydanticSchema,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 # Kubernetes quantities ("8", "500m", "64Gi", "1.5G"): checked here so a typo is an InvalidSpec,
 # not a Deployment the API server refuses half-way through a cutover. Unsigned: nothing here is negative.
@@ -30,9 +40,17 @@ QUALIFIED_NAME_PATTERN = (
 QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 LabelValue = Annotated[str, StringConstraints(pattern=LABEL_VALUE_PATTERN, max_length=63)]
-NO_SPACE_PATTERN = r"^[^\s\x00]+$"
+# Unicode's White_Space, spelled so that both layers' regex engines read it alike: pydantic's (Rust's
+# regex) and the API server's (RE2), whose `\s` differ (RE2's is ASCII only, without even \v).
+WHITESPACE_CLASS = r"\t-\r\x85\p{Z}"
+# The same characters, for checks written in Python (a unit test compares them with unicodedata).
+WHITESPACE = frozenset(
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+NO_SPACE_PATTERN = r"^[^" + WHITESPACE_CLASS + r"\x00]+$"
 # vLLM reads a model that starts with '-' as a flag, so neither engine gets one.
-MODEL_PATTERN = r"^[^\s\x00-][^\s\x00]*$"
+MODEL_PATTERN = r"^[^" + WHITESPACE_CLASS + r"\x00-][^" + WHITESPACE_CLASS + r"\x00]*$"
 SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+/?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
@@ -195,9 +213,36 @@ class EngineOptions(Model):
     """The model this engine serves, instead of `model.name`, so that switching `engine` is one setting."""
 
 
+def _extra_arg_fits(word: str) -> str:
+    """An extra argument turnout can pass: not a flag turnout owns, not a flag and its value in one item.
+
+    Checked whichever engine runs, like the CRD's rules on the items, so a switch of engine cannot
+    fail on them. vLLM's module knows its flags; it imports this module, so it is imported late.
+    """
+    from turnout.engines import vllm
+
+    problem = vllm.owned_flag_problem(word)
+    if problem is None and vllm.splits_a_flag(word):
+        problem = vllm.ONE_ARGV_WORD
+    if problem is not None:
+        raise PydanticCustomError("vllm_extra_arg", problem)
+    return word
+
+
+def _no_flag_twice(words: list[str]) -> list[str]:
+    from turnout.engines import vllm
+
+    repeated = vllm.repeated_flags(words)
+    if repeated:
+        raise PydanticCustomError("vllm_repeated_flag", vllm.REPEATED_FLAG_GOT.format(", ".join(repeated)))
+    return words
+
+
 class Vllm(EngineOptions):
-    """vLLM options. turnout owns `--model`, `--served-model-name`, `--port`, the parallelism and
-    the API key; everything else can go in `extraArgs`."""
+    """vLLM options. turnout owns the flags it sets from these fields and `model` (`--model`,
+    `--served-model-name`, `--tensor-parallel-size`, ...), those that would move vLLM off plain
+    HTTP on port 8000 (`--host`, `--port`, `--uds`, `--headless`, `--grpc`, `--ssl-*`), and
+    `--config`; everything else can go in `extraArgs`."""
 
     model: ModelName | None = None
     """The model vLLM serves (a path on the model volume or a hub id), instead of `model.name`."""
@@ -213,11 +258,13 @@ class Vllm(EngineOptions):
     api_key_secret_ref: SecretKeyRef | None = None
     """Secret holding the API key clients must send as a Bearer token on `/v1/*`. Passed to vLLM
     as the `VLLM_API_KEY` environment variable, never as an argument."""
-    extra_args: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
-        default_factory=list, max_length=128
-    )
+    extra_args: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_extra_arg_fits)]],
+        AfterValidator(_no_flag_twice),
+    ] = Field(default_factory=list, max_length=128)
     """More `vllm serve` arguments, each list item one argv word, e.g.
-    `["--enable-prefix-caching", "--max-num-seqs=64"]`. Flags turnout sets from fields are refused."""
+    `["--enable-prefix-caching", "--max-num-seqs=64"]`. Flags turnout owns are refused in every
+    spelling vLLM reads as them (`--max_model_len`, `--max-mod`), and so is a flag given twice."""
 
 
 class Ollama(EngineOptions):
@@ -285,66 +332,176 @@ class Rollout(Model):
     """Roll back by itself when the new revision fails. false: stay Degraded and wait for a human."""
 
 
-# Tolerations and environment variables stay plain dicts (copied into the Deployment as given);
-# the CRD still types their fields so `kubectl apply` rejects a misspelt one.
-TOLERATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "A Kubernetes Toleration.",
-    "properties": {
-        "key": {"type": "string", "maxLength": 317, "description": "Taint key; empty matches every key."},
-        "operator": {
-            "type": "string",
-            "enum": ["Exists", "Equal"],
-            "description": "Equal (the default) compares value; Exists matches any value.",
-        },
-        "value": {"type": "string", "maxLength": 63, "description": "Taint value, with operator Equal."},
-        "effect": {
-            "type": "string",
-            "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"],
-            "description": "Taint effect to match; empty matches every effect.",
-        },
-        "tolerationSeconds": {
-            "type": "integer",
-            "description": "With effect NoExecute: seconds the pod stays bound after the taint appears.",
-        },
-    },
-}
-ENV_VAR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "A Kubernetes EnvVar: name and either value or valueFrom.",
-    "required": ["name"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 256, "description": "Variable name."},
-        "value": {"type": "string", "maxLength": 65_536, "description": "Literal value."},
-        "valueFrom": {
-            "type": "object",
-            "additionalProperties": True,
-            "description": "A Kubernetes EnvVarSource: secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef.",
-        },
-    },
-}
-Toleration = Annotated[dict[str, Any], WithJsonSchema(TOLERATION_SCHEMA)]
-EnvVar = Annotated[dict[str, Any], WithJsonSchema(ENV_VAR_SCHEMA)]
+def _kept_as_given(model: type[BaseModel]) -> GetPydanticSchema:
+    """Validate a plain dict as `model` (its errors, its CRD schema), and keep the dict as given.
+
+    For Kubernetes objects turnout copies into the pods: typed, so both layers refuse the same
+    misspelt or mistyped field at any depth, and passed on unchanged, so revisions stay as they were.
+    """
+
+    def schema(source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_wrap_validator_function(
+            _validated_unchanged, handler.generate_schema(model), serialization=core_schema.simple_ser_schema("dict")
+        )
+
+    return GetPydanticSchema(schema)
 
 
-def _affinity_fits(affinity: dict[str, Any]) -> dict[str, Any]:
-    """Refuse what no Kubernetes Affinity holds: other top-level keys, or keys past 253 characters."""
-    unknown = set(affinity) - {"nodeAffinity", "podAffinity", "podAntiAffinity"}
-    if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)}; an Affinity has nodeAffinity, podAffinity, podAntiAffinity")
+def _validated_unchanged(value: Any, validate: ValidatorFunctionWrapHandler) -> Any:
+    validate(value)
+    return value
 
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if len(str(key)) > 253:
-                    raise ValueError(f"a key of {len(str(key))} characters is no Affinity field")
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
 
-    walk(affinity)
-    return affinity
+class TolerationFields(Model):
+    """A Kubernetes Toleration."""
+
+    key: Annotated[str, StringConstraints(max_length=317)] | None = None
+    """Taint key; empty matches every key."""
+    operator: Literal["Exists", "Equal"] | None = None
+    """Equal (the default) compares value; Exists matches any value."""
+    value: Annotated[str, StringConstraints(max_length=63)] | None = None
+    """Taint value, with operator Equal."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = None
+    """Taint effect to match; empty matches every effect."""
+    toleration_seconds: int | None = None
+    """With effect NoExecute: seconds the pod stays bound after the taint appears."""
+
+
+class EnvVarFields(Model):
+    """A Kubernetes EnvVar: name and either value or valueFrom."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    """Variable name."""
+    value: Annotated[str, StringConstraints(max_length=65_536)] | None = None
+    """Literal value."""
+    value_from: dict[str, Any] | None = None
+    """A Kubernetes EnvVarSource: secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef."""
+
+
+# Keys, values and names in an Affinity: bounded, as everything under a CEL rule must be for the API
+# server's cost estimate, by the longest a label key can be (a 253-character prefix, '/', 63 characters).
+AffinityString = Annotated[str, StringConstraints(max_length=317)]
+
+
+class NodeSelectorRequirement(Model):
+    """A requirement on a node's label (or field): its value compared with `values` by `operator`."""
+
+    key: AffinityString
+    """The label key (or field name)."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    """How the node's value is compared with `values`."""
+    values: Annotated[list[AffinityString], Field(max_length=64)] | None = None
+    """Values to compare with: one integer for Gt and Lt, none for Exists and DoesNotExist."""
+
+
+class NodeSelectorTerm(Model):
+    """Requirements a node must all meet."""
+
+    match_expressions: Annotated[list[NodeSelectorRequirement], Field(max_length=32)] | None = None
+    """Requirements on the node's labels."""
+    match_fields: Annotated[list[NodeSelectorRequirement], Field(max_length=32)] | None = None
+    """Requirements on the node's fields."""
+
+
+class NodeSelector(Model):
+    """Terms a node must meet at least one of."""
+
+    node_selector_terms: Annotated[list[NodeSelectorTerm], Field(max_length=32)]
+    """The terms; a node that meets any of them fits."""
+
+
+class PreferredSchedulingTerm(Model):
+    """A node selector term, weighted among the preferred ones."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    """Weight of the term, 1 to 100, added to a node's score when it meets the term."""
+    preference: NodeSelectorTerm
+    """The term."""
+
+
+class NodeAffinity(Model):
+    """Nodes the pods must, or preferably, run on."""
+
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+    """Nodes the pods must run on."""
+    preferred_during_scheduling_ignored_during_execution: (
+        Annotated[list[PreferredSchedulingTerm], Field(max_length=32)] | None
+    ) = None
+    """Nodes the pods preferably run on."""
+
+
+class LabelSelectorRequirement(Model):
+    """A requirement on a label: its value compared with `values` by `operator`."""
+
+    key: AffinityString
+    """The label key."""
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the label's value is compared with `values`."""
+    values: Annotated[list[AffinityString], Field(max_length=64)] | None = None
+    """Values to compare with; none for Exists and DoesNotExist."""
+
+
+class LabelSelector(Model):
+    """A Kubernetes label selector: labels and requirements, all to be met."""
+
+    match_labels: Annotated[dict[QualifiedName, LabelValue], Field(max_length=32)] | None = None
+    """Labels, each with the value it must have."""
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=32)] | None = None
+    """Requirements on labels."""
+
+
+class PodAffinityTerm(Model):
+    """Pods (by labels and namespaces) whose topology domain (node, zone, ...) is meant."""
+
+    label_selector: LabelSelector | None = None
+    """Labels of the pods."""
+    namespace_selector: LabelSelector | None = None
+    """Labels of the namespaces of the pods."""
+    namespaces: Annotated[list[AffinityString], Field(max_length=32)] | None = None
+    """Namespaces of the pods; with neither this nor namespaceSelector, the backend's own."""
+    topology_key: AffinityString
+    """The node label whose value names a domain, e.g. `kubernetes.io/hostname` or `topology.kubernetes.io/zone`."""
+    match_label_keys: Annotated[list[AffinityString], Field(max_length=32)] | None = None
+    """Label keys whose values, taken from the new pod, are added to labelSelector."""
+    mismatch_label_keys: Annotated[list[AffinityString], Field(max_length=32)] | None = None
+    """Label keys whose values, taken from the new pod, must differ for the pods selected."""
+
+
+class WeightedPodAffinityTerm(Model):
+    """A pod affinity term, weighted among the preferred ones."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    """Weight of the term, 1 to 100, added to a node's score when it meets the term."""
+    pod_affinity_term: PodAffinityTerm
+    """The term."""
+
+
+class PodAffinity(Model):
+    """Pods the backend's pods must, or preferably, share a topology domain with (or, as anti-affinity, not)."""
+
+    required_during_scheduling_ignored_during_execution: (
+        Annotated[list[PodAffinityTerm], Field(max_length=32)] | None
+    ) = None
+    """Terms every pod must meet."""
+    preferred_during_scheduling_ignored_during_execution: (
+        Annotated[list[WeightedPodAffinityTerm], Field(max_length=32)] | None
+    ) = None
+    """Terms pods preferably meet."""
+
+
+class Affinity(Model):
+    """A Kubernetes Affinity."""
+
+    node_affinity: NodeAffinity | None = None
+    """Nodes the pods must, or preferably, run on."""
+    pod_affinity: PodAffinity | None = None
+    """Pods whose topology domain the pods must, or preferably, share."""
+    pod_anti_affinity: PodAffinity | None = None
+    """Pods whose topology domain the pods must, or preferably, avoid."""
+
+
+Toleration = Annotated[dict[str, Any], _kept_as_given(TolerationFields)]
+EnvVar = Annotated[dict[str, Any], _kept_as_given(EnvVarFields)]
 
 
 class PodTemplate(Model):
@@ -356,7 +513,7 @@ class PodTemplate(Model):
     """Node labels the pods must match, e.g. `{"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}`."""
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     """Added to the `nvidia.com/gpu` toleration turnout sets for GPU pods."""
-    affinity: Annotated[dict[str, Any], AfterValidator(_affinity_fits)] = Field(default_factory=dict)
+    affinity: Annotated[dict[str, Any], _kept_as_given(Affinity)] = Field(default_factory=dict)
     """A Kubernetes Affinity, copied into the pods as given."""
     env: list[EnvVar] = Field(
         default_factory=list,

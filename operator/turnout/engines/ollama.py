@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from turnout.api.cel import Rule
+from turnout.api.cel import Rule, cel_format
 from turnout.api.spec import InferenceBackendSpec, Ollama, SecretKeyRef
 from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
 
@@ -23,13 +23,23 @@ MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 MODEL_NAME = (
     "with engine ollama, ollama.model (or model.name) must be an Ollama model such as llama3:8b or qwen2.5:0.5b"
 )
+MODEL_NAME_GOT = MODEL_NAME + " (got '{}')"
+_OWN_MODEL = "has(self.ollama) && has(self.ollama.model)"
 CRD_RULES = (
+    # One rule per field, so that the error points at the field that holds the model.
     Rule(
         ("spec",),
-        f"self.engine != 'ollama' || (has(self.ollama) && has(self.ollama.model) ? self.ollama.model : "
-        f"self.model.name).matches(r'{MODEL_PATTERN}')",
+        f"self.engine != 'ollama' || !({_OWN_MODEL}) || self.ollama.model.matches(r'{MODEL_PATTERN}')",
+        MODEL_NAME,
+        ".ollama.model",
+        cel_format(MODEL_NAME_GOT, "self.ollama.model"),
+    ),
+    Rule(
+        ("spec",),
+        f"self.engine != 'ollama' || {_OWN_MODEL} || self.model.name.matches(r'{MODEL_PATTERN}')",
         MODEL_NAME,
         ".model.name",
+        cel_format(MODEL_NAME_GOT, "self.model.name"),
     ),
 )
 
@@ -120,7 +130,7 @@ class OllamaProfile:
         if re.fullmatch(MODEL_PATTERN, backend.model_name):
             return []
         field = "spec.ollama.model" if backend.spec.ollama.model else "spec.model.name"
-        return [f"{field}: {MODEL_NAME} (got {backend.model_name!r})"]
+        return [f"{field}: {MODEL_NAME_GOT.format(backend.model_name)}"]
 
     def container(self, backend: Backend, color: Color) -> EngineContainer:
         """The start script, its environment (models in a directory of `color`'s own), and probes."""

@@ -1,8 +1,9 @@
 """vLLM: `vllm serve` on GPUs with turnout's arguments, the hub cache, the API key, probes and checks.
 
 The arguments are the contract with vLLM's own parser (tests/engine/test_vllm_args.py parses them
-with the `vllm serve` parser of the pinned vLLM). Each check of `spec.vllm` is written once: its
-CEL expression goes into the CRD, and `problems` reports it with the same message.
+with the `vllm serve` parser of the pinned vLLM, and derives the flags turnout refuses in extraArgs
+from it). Each check of `spec.vllm` is written twice, alike: in CEL for the CRD, and in Python with
+the same message, by `problems` or, for the extra arguments, by `spec.vllm`'s own validation.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from turnout.api.cel import Rule, cel_list
-from turnout.api.spec import InferenceBackendSpec, SecretKeyRef, Vllm
+from turnout.api.cel import Rule, cel_format, cel_join, cel_list, cel_map
+from turnout.api.spec import WHITESPACE, WHITESPACE_CLASS, InferenceBackendSpec, SecretKeyRef, Vllm
 from turnout.engines.container import STARTUP_BUDGET_SECONDS, EngineContainer, KubeObject, env_value, http_probe
 
 if TYPE_CHECKING:
@@ -22,82 +23,201 @@ if TYPE_CHECKING:
 STARTUP_PERIOD_SECONDS = 10
 SHM_VOLUME = "dshm"
 
-# Flags turnout sets from fields of its own; in extraArgs they would contradict those fields.
-OWNED_FLAGS = (
-    "--model",
-    "--served-model-name",
-    "--port",
-    "--host",
-    "--tensor-parallel-size",
-    "-tp",
-    "--api-key",
-    "--gpu-memory-utilization",
-    "--max-model-len",
-    "--dtype",
-    "--download-dir",
-)
-# vLLM's parser expands unique prefixes (`--max-model` is `--max-model-len`); shorter ones are ambiguous.
-MIN_ABBREVIATION = len("--abc")
+# vLLM's `serve` options turnout owns, by argparse destination, with what to do instead. turnout
+# sets some from fields of its own; the others would move vLLM off the plain HTTP on port 8000
+# that turnout's Service and checks reach, and a config file (`--config`) could set any of them.
+_LISTENS = "turnout's Service and checks reach vLLM over plain HTTP on port 8000; leave it out"
+OWNED_OPTIONS: dict[str, str] = {
+    # The positional model: vLLM reads `--model` as it.
+    "model_tag": "set model.name or vllm.model instead",
+    "model": "set model.name or vllm.model instead",
+    "served_model_name": "set model.servedName instead",
+    "tensor_parallel_size": "set vllm.tensorParallelSize instead",
+    "gpu_memory_utilization": "set vllm.gpuMemoryUtilization instead",
+    "max_model_len": "set vllm.maxModelLen instead",
+    "dtype": "set vllm.dtype instead",
+    "api_key": "set vllm.apiKeySecretRef instead",
+    "download_dir": "turnout keeps downloads on the model volume (model.storage); leave it out",
+    "config": "a config file could set the flags turnout owns; put its other options in extraArgs",
+    "host": _LISTENS,
+    "port": _LISTENS,
+    "uds": _LISTENS,
+    "headless": _LISTENS,
+    "grpc": _LISTENS,
+    "grpc_port": _LISTENS,
+    "ssl_keyfile": _LISTENS,
+    "ssl_certfile": _LISTENS,
+    "ssl_ca_certs": _LISTENS,
+    "ssl_cert_reqs": _LISTENS,
+    "ssl_ciphers": _LISTENS,
+    "enable_ssl_refresh": _LISTENS,
+}
+# Every option string of those options: flag -> (the shortest abbreviation vLLM's parser expands to
+# it, its destination). argparse takes any unambiguous prefix of a flag, vLLM reads `_` as `-`, and
+# `--flag.key=value` sets a key of --flag's JSON: all of them set the option. tests/engine derives this
+# table from the parser of the pinned vLLM, and fails when it misses a spelling or refuses a dead one.
+REFUSED_FLAGS: dict[str, tuple[str, str]] = {
+    "--model": ("--model", "model"),
+    "--served-model-name": ("--ser", "served_model_name"),
+    "--tensor-parallel-size": ("--te", "tensor_parallel_size"),
+    "-tp": ("-t", "tensor_parallel_size"),
+    "--gpu-memory-utilization": ("--gp", "gpu_memory_utilization"),
+    "--device-memory-utilization": ("--device-m", "gpu_memory_utilization"),
+    "--max-model-len": ("--max-m", "max_model_len"),
+    "--dtype": ("--dt", "dtype"),
+    "--api-key": ("--api-k", "api_key"),
+    "--download-dir": ("--do", "download_dir"),
+    "--config": ("--config", "config"),
+    "--host": ("--ho", "host"),
+    "--port": ("--por", "port"),
+    "--uds": ("--ud", "uds"),
+    "--headless": ("--hea", "headless"),
+    "--grpc": ("--grpc", "grpc"),
+    "--grpc-port": ("--grpc-", "grpc_port"),
+    "--ssl-keyfile": ("--ssl-k", "ssl_keyfile"),
+    "--ssl-certfile": ("--ssl-certf", "ssl_certfile"),
+    "--ssl-ca-certs": ("--ssl-ca", "ssl_ca_certs"),
+    "--ssl-cert-reqs": ("--ssl-cert-", "ssl_cert_reqs"),
+    "--ssl-ciphers": ("--ssl-ci", "ssl_ciphers"),
+    "--enable-ssl-refresh": ("--enable-ss", "enable_ssl_refresh"),
+    "--no-enable-ssl-refresh": ("--no-enable-ss", "enable_ssl_refresh"),
+}
+# Flags vLLM collects (argparse's "append"): given twice, both count.
+REPEATABLE_FLAGS = ("--middleware",)
 
+# A word vLLM's parser takes for a flag, not for a value such as -1: '-' or '--', then a letter.
+FLAG_WORD_PATTERN = r"--?[A-Za-z]"
+FLAG_WORD = re.compile(FLAG_WORD_PATTERN)
 
-def _flag_or_abbreviation(flag: str) -> str:
-    """A regex for `flag` or any prefix of it down to MIN_ABBREVIATION, `_` read as `-` like vLLM does.
-
-    Flags are letters and dashes, so they need no escaping.
-    """
-    if not flag.startswith("--"):
-        return flag
-    characters = ["[-_]" if character == "-" else character for character in flag[2:]]
-    required = MIN_ABBREVIATION - 2
-    optional = ""
-    for character in reversed(characters[required:]):
-        optional = f"({character}{optional})?"
-    return "--" + "".join(characters[:required]) + optional
-
-
-# The models' check: an owned flag, its underscore spelling or an abbreviation, alone or with `=value`.
-OWNED_FLAG_PATTERN = re.compile("^(" + "|".join(_flag_or_abbreviation(flag) for flag in OWNED_FLAGS) + ")(=|$)")
-# The CRD's checks are cheaper (a regex's CEL cost grows with its length times maxLength): whole flags
-# by regex, abbreviations only as a word of their own; `--max-model=4096` is left to the models.
-_EXACT_OWNED_FLAG_PATTERN = "^(" + "|".join(flag[:2] + flag[2:].replace("-", "[-_]") for flag in OWNED_FLAGS) + ")(=|$)"
-_OWNED_FLAG_SPELLINGS = OWNED_FLAGS + tuple(
-    "--" + flag[2:].replace("-", "_") for flag in OWNED_FLAGS if "-" in flag[2:]
-)
-
-NEEDS_GPU = "vLLM needs at least 1 GPU per replica; set resources.gpus to 1 or more, or use engine ollama"
-TP_MUST_DIVIDE_GPUS = (
-    "tensorParallelSize must divide resources.gpus (the GPUs per replica, 1 when unset); use a divisor of the GPU count"
-)
-OWNED_FLAG = (
-    "turnout sets this flag (or the flag it abbreviates) from its own field ("
-    + ", ".join(OWNED_FLAGS)
-    + "); set that field instead of passing the flag"
-)
+OWNED_FLAG = "turnout owns this vLLM flag (or the flag it abbreviates); remove it from extraArgs"
+OWNED_FLAG_AS_GIVEN = "turnout owns vLLM's {}: {}"
+OWNED_FLAG_ABBREVIATED = "vLLM reads {} as {}, which turnout owns: {}"
 ONE_ARGV_WORD = (
     "each item is one argv word: put a flag and its value in two items, or join them with '=' (--max-num-seqs=64)"
 )
+REPEATED_FLAG = "vLLM silently keeps only the last value of a flag given more than once; keep one of each"
+REPEATED_FLAG_GOT = REPEATED_FLAG + " (got {} more than once)"
+
+
+def option_of(word: str) -> str:
+    """The option a flag word names, as vLLM reads it: up to any '=' or '.', `_` as `-` in a long one."""
+    option = word.split("=", 1)[0].split(".", 1)[0]
+    return option.replace("_", "-") if word.startswith("--") else option
+
+
+def owned_flag(word: str) -> str | None:
+    """The flag of REFUSED_FLAGS vLLM reads `word` as (`--max_model_len=8`, `--max-mod`, `-t`), if any."""
+    if not FLAG_WORD.match(word):
+        return None
+    option = option_of(word)
+    for flag, (shortest, _) in REFUSED_FLAGS.items():
+        if option.startswith(shortest) and flag.startswith(option):
+            return flag
+    return None
+
+
+def owned_flag_problem(word: str) -> str | None:
+    """Why `word` cannot be an extra argument because turnout owns its flag; None when it can."""
+    flag = owned_flag(word)
+    if flag is None:
+        return None
+    option, advice = option_of(word), OWNED_OPTIONS[REFUSED_FLAGS[flag][1]]
+    if option == flag:
+        return OWNED_FLAG_AS_GIVEN.format(flag, advice)
+    return OWNED_FLAG_ABBREVIATED.format(option, flag, advice)
+
+
+def splits_a_flag(word: str) -> bool:
+    """Whether `word` is a flag with whitespace before its '=', i.e. a flag and its value in one item."""
+    return FLAG_WORD.match(word) is not None and not WHITESPACE.isdisjoint(word.split("=", 1)[0])
+
+
+def repeated_flags(words: list[str]) -> list[str]:
+    """The flags (as vLLM reads them, `.key`s kept) given more than once, sorted; REPEATABLE_FLAGS aside."""
+    keys = [_flag_key(word) for word in words if FLAG_WORD.match(word)]
+    keys = [key for key in keys if key not in REPEATABLE_FLAGS]
+    return sorted({key for key in keys if keys.count(key) > 1})
+
+
+def _flag_key(word: str) -> str:
+    key = word.split("=", 1)[0]
+    return option_of(word) + key[len(key.split(".", 1)[0]) :]
+
+
+# The same functions in CEL. The API server estimates a rule's cost from the longest strings it may
+# see (4096 characters, times 128 items), so the item is only split, then compared with `==` and
+# `startsWith` against short literals (charged by the shorter side), one flag after the other: a
+# regex of the flags, or a loop over a list of them, would be charged by the item's length.
+_CEL_OPTION = "[self.split('=')[0].split('.')[0]].map(o, self.startsWith('--') ? o.replace('_', '-') : o)[0]"
+
+
+def _cel_reads_as(flag: str) -> str:
+    """CEL: whether the option `n` is read by vLLM as `flag`."""
+    shortest = REFUSED_FLAGS[flag][0]
+    return f"n.size() <= {len(flag)} && n.startsWith('{shortest}') && '{flag}'.substring(0, n.size()) == n"
+
+
+_CEL_OWNED = " || ".join(f"({_cel_reads_as(flag)})" for flag in REFUSED_FLAGS)
+_CEL_OWNED_FLAG = " : ".join(f"{_cel_reads_as(flag)} ? '{flag}'" for flag in REFUSED_FLAGS) + " : ''"
+_CEL_ADVICE = cel_map({flag: OWNED_OPTIONS[dest] for flag, (_, dest) in REFUSED_FLAGS.items()})
+_CEL_FLAG_KEY = (
+    "[w.split('=')[0]].map(k, [k.split('.')[0]].map(o, (w.startsWith('--') ? o.replace('_', '-') : o)"
+    " + k.substring(o.size()))[0])[0]"
+)
+_CEL_FLAG_KEYS = (
+    f"self.filter(w, w.matches(r'^{FLAG_WORD_PATTERN}')).map(w, {_CEL_FLAG_KEY})"
+    f".filter(k, !(k in {cel_list(REPEATABLE_FLAGS)}))"
+)
+
+NEEDS_GPU = "vLLM needs at least 1 GPU per replica; set resources.gpus to 1 or more, or use engine ollama"
+NEEDS_GPU_GOT = NEEDS_GPU + " (got gpus {})"
+TP_MUST_DIVIDE_GPUS = (
+    "tensorParallelSize must divide resources.gpus (the GPUs per replica, 1 when unset); use a divisor of the GPU count"
+)
+TP_MUST_DIVIDE_GPUS_GOT = TP_MUST_DIVIDE_GPUS + " (got tensorParallelSize {}, gpus {})"
 
 _GPUS = "(has(self.resources) && has(self.resources.gpus) ? self.resources.gpus : 1)"
 CRD_RULES = (
-    Rule(("spec",), f"self.engine != 'vllm' || {_GPUS} >= 1", NEEDS_GPU, ".resources.gpus"),
+    Rule(
+        ("spec",),
+        f"self.engine != 'vllm' || {_GPUS} >= 1",
+        NEEDS_GPU,
+        ".resources.gpus",
+        cel_format(NEEDS_GPU_GOT, _GPUS),
+    ),
     Rule(
         ("spec",),
         "self.engine != 'vllm' || !has(self.vllm) || !has(self.vllm.tensorParallelSize) "
         f"|| {_GPUS} % self.vllm.tensorParallelSize == 0",
         TP_MUST_DIVIDE_GPUS,
         ".vllm.tensorParallelSize",
+        cel_format(TP_MUST_DIVIDE_GPUS_GOT, "self.vllm.tensorParallelSize", _GPUS),
     ),
-    Rule(("spec", "vllm", "extraArgs", "*"), f"!self.matches(r'{_EXACT_OWNED_FLAG_PATTERN}')", OWNED_FLAG),
     Rule(
         ("spec", "vllm", "extraArgs", "*"),
-        f"!self.startsWith('--') || self.size() < {MIN_ABBREVIATION} "
-        f"|| !{cel_list(_OWNED_FLAG_SPELLINGS)}.exists(f, f.startsWith(self))",
+        f"!self.matches(r'^{FLAG_WORD_PATTERN}') || [{_CEL_OPTION}].all(n, !({_CEL_OWNED}))",
         OWNED_FLAG,
+        message_expression=(
+            f"[{_CEL_OPTION}].map(n, [{_CEL_OWNED_FLAG}].map(f, n == f"
+            f" ? {cel_format(OWNED_FLAG_AS_GIVEN, 'f', _CEL_ADVICE + '[f]')}"
+            f" : {cel_format(OWNED_FLAG_ABBREVIATED, 'n', 'f', _CEL_ADVICE + '[f]')})[0])[0]"
+        ),
     ),
     Rule(
         ("spec", "vllm", "extraArgs", "*"),
-        "!self.startsWith('-') || !self.split('=')[0].matches(r'\\s')",
+        # A flag word with whitespace before any '='.
+        f"!self.matches(r'^{FLAG_WORD_PATTERN}[^={WHITESPACE_CLASS}]*[{WHITESPACE_CLASS}]')",
         ONE_ARGV_WORD,
+    ),
+    Rule(
+        ("spec", "vllm", "extraArgs"),
+        f"[{_CEL_FLAG_KEYS}].all(ks, ks.distinct().size() == ks.size())",
+        REPEATED_FLAG,
+        message_expression=cel_format(
+            REPEATED_FLAG_GOT,
+            # Sorted, each flag at its second place in the list.
+            cel_join(f"{_CEL_FLAG_KEYS}.sort()", "i > 0 && s[i - 1] == x && (i == 1 || s[i - 2] != x)"),
+        ),
     ),
 )
 
@@ -131,32 +251,6 @@ def vllm_env(backend: Backend) -> list[KubeObject]:
     return env
 
 
-def _extra_args_problems(extra_args: list[str]) -> list[str]:
-    found = []
-    seen: dict[str, int] = {}
-    for index, arg in enumerate(extra_args):
-        where = f"spec.vllm.extraArgs[{index}]"
-        if not arg.startswith("-"):
-            continue  # a flag's value
-        flag = arg.split("=", 1)[0]
-        normalized = flag.replace("_", "-")  # vLLM reads --max_num_seqs as --max-num-seqs
-        if _is_owned_flag(arg):
-            found.append(f"{where}: {OWNED_FLAG} (got {flag})")
-        elif any(character.isspace() for character in flag):
-            found.append(f"{where}: {ONE_ARGV_WORD} (got {arg!r})")
-        elif normalized in seen:
-            # argparse keeps the last one silently; too costly to check in CEL over long strings.
-            found.append(f"{where}: {flag} is already given in extraArgs[{seen[normalized]}]; keep one")
-        else:
-            seen[normalized] = index
-    return found
-
-
-def _is_owned_flag(arg: str) -> bool:
-    """`--max-model-len=4096`, `--max_model_len`, or an abbreviation vLLM expands to it (`--max-model`)."""
-    return OWNED_FLAG_PATTERN.match(arg) is not None
-
-
 class VllmProfile:
     """vLLM's `EngineProfile`: the OpenAI server of `vllm/vllm-openai`, on GPUs."""
 
@@ -178,18 +272,18 @@ class VllmProfile:
         return backend.spec.vllm.tensor_parallel_size or max(backend.gpus, 1)
 
     def problems(self, backend: Backend) -> list[str]:
-        """GPUs for vLLM, a tensor parallelism that divides them, and extra arguments turnout can pass."""
-        found: list[str] = []
-        options = backend.spec.vllm
+        """GPUs for vLLM, and a tensor parallelism that divides them.
+
+        Extra arguments are checked by `spec.vllm`'s own validation, whichever engine runs: see
+        `owned_flag_problem`, `splits_a_flag` and `repeated_flags`.
+        """
+        tensor_parallel_size = backend.spec.vllm.tensor_parallel_size
         if backend.gpus < 1:
-            found.append(f"spec.resources.gpus: {NEEDS_GPU}")
-        elif options.tensor_parallel_size and backend.gpus % options.tensor_parallel_size:
-            found.append(
-                f"spec.vllm.tensorParallelSize: {TP_MUST_DIVIDE_GPUS} "
-                f"(got tensorParallelSize {options.tensor_parallel_size}, gpus {backend.gpus})"
-            )
-        found.extend(_extra_args_problems(options.extra_args))
-        return found
+            return [f"spec.resources.gpus: {NEEDS_GPU_GOT.format(backend.gpus)}"]
+        if tensor_parallel_size and backend.gpus % tensor_parallel_size:
+            got = TP_MUST_DIVIDE_GPUS_GOT.format(tensor_parallel_size, backend.gpus)
+            return [f"spec.vllm.tensorParallelSize: {got}"]
+        return []
 
     def container(self, backend: Backend, color: Color) -> EngineContainer:
         """`vllm serve`, its environment, probes, and shared memory for tensor parallelism; alike for both colors."""

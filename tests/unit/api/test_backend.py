@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
 
 from tests.unit.api.invalid_specs import VALID_OLLAMA_SPEC, VALID_SPEC, ollama, vllm
 from turnout.api.backend import Backend
-from turnout.api.spec import AccessMode, Dtype, Engine, ServiceType, Strategy
+from turnout.api.spec import WHITESPACE, AccessMode, Dtype, Engine, ServiceType, Strategy
 from turnout.engines.ollama import OLLAMA
 from turnout.engines.vllm import VLLM
 
@@ -210,3 +212,12 @@ def test_each_engine_serves_its_own_model_so_switching_engine_is_one_setting() -
     assert on_vllm.served_name == on_ollama.served_name == "bot"
     assert on_vllm.revision != on_ollama.revision
     assert parse({**spec, "vllm": {"model": "/data/models/qwen"}}).model_name == "/data/models/qwen"
+
+
+def test_whitespace_is_unicodes_white_space() -> None:
+    """WHITESPACE holds what WHITESPACE_CLASS names in both layers' regexes, as Python sees it."""
+    characters = (chr(code) for code in range(sys.maxunicode + 1))
+    separators = {character for character in characters if unicodedata.category(character) in {"Zs", "Zl", "Zp"}}
+    assert separators | set("\t\n\v\f\r\x85") == WHITESPACE
+    # Python's str.isspace() takes these for whitespace too; Unicode does not, nor do the patterns.
+    assert not WHITESPACE & set("\x1c\x1d\x1e\x1f")

@@ -90,7 +90,7 @@ def test_schema_is_structural(root: dict[str, Any]) -> None:
 
 def test_only_free_form_fields_keep_unknown_fields(root: dict[str, Any]) -> None:
     free_form = {path for path, node in nodes(root) if node.get("x-kubernetes-preserve-unknown-fields")}
-    assert free_form == {".spec.template.affinity", ".spec.template.env[*].valueFrom", ".status.kopf"}
+    assert free_form == {".spec.template.env[*].valueFrom", ".status.kopf"}
 
 
 def test_every_field_is_documented_for_kubectl_explain(root: dict[str, Any]) -> None:
