@@ -38,6 +38,28 @@ class Answer:
     """False when the body went on past `MAX_BODY_BYTES` and was not read to its end."""
 
 
+def bearer_token_problem(value: bytes) -> str | None:
+    """Why `value` cannot be sent as a Bearer token (`Authorization` is printable ASCII), None when it can.
+
+    The words describe the value and never quote it: they end up in status, Events and logs.
+    """
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    if not text:
+        return "is empty"
+    if text != text.strip():
+        return "starts or ends with whitespace (a trailing newline, as `echo` writes, is the usual cause)"
+    if any(character.isspace() for character in text):
+        return "contains whitespace"
+    if _CONTROL.search(text):
+        return "contains control characters"
+    if not text.isascii():
+        return "contains non-ASCII characters"
+    return None
+
+
 class PodProbe:
     """HTTP requests to one pod, each bounded by the timeout, every failure turned into `CheckFailed`."""
 
