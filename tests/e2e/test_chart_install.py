@@ -309,7 +309,7 @@ def test_cluster_scope_operator_runs_backends_anywhere_but_reads_secrets_only_wh
         # RBAC answers before existence: a 403 for a name that is not there is a 403 for every name.
         for namespace in (installed.elsewhere, installed.watched, installed.namespace, "default", "kube-system"):
             assert refused(lambda where=namespace: secrets.read_namespaced_secret("vllm-key", where)), namespace
-        forbidden = "cannot read Secret vllm-key (spec.vllm.apiKeySecretRef): Forbidden"  # observe.run_checks
+        forbidden = "cannot read Secret vllm-key (spec.vllm.apiKeySecretRef): forbidden: grant get on secrets in"
         process = ChartOperator(installed, workdir)
         try:
             process.start()

@@ -8,16 +8,56 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+MAX_BODY_BYTES = 1024 * 1024
+"""The most of an answer a check reads; an engine's answer to a check is kilobytes, a longer one fails."""
+MAX_NAME_CHARS = 80
+"""A model name in a message is cut to this many characters."""
 # Enough of an engine's error body to name the cause, short enough for a condition message.
 _BODY_EXCERPT_CHARS = 200
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class CheckFailed(Exception):
     """A check of a pod failed; the argument is the message the user reads."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A pod's answer to one request: its status code and its body (at most `MAX_BODY_BYTES`)."""
+
+    status_code: int
+    body: bytes
+    complete: bool
+    """False when the body went on past `MAX_BODY_BYTES` and was not read to its end."""
+
+
+def bearer_token_problem(value: bytes) -> str | None:
+    """Why `value` cannot be sent as a Bearer token (`Authorization` is printable ASCII), None when it can.
+
+    The words describe the value and never quote it: they end up in status, Events and logs.
+    """
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not valid UTF-8"
+    if not text:
+        return "is empty"
+    if text != text.strip():
+        return "starts or ends with whitespace (a trailing newline, as `echo` writes, is the usual cause)"
+    if any(character.isspace() for character in text):
+        return "contains whitespace"
+    if _CONTROL.search(text):
+        return "contains control characters"
+    if not text.isascii():
+        return "contains non-ASCII characters"
+    return None
 
 
 class PodProbe:
@@ -40,37 +80,45 @@ class PodProbe:
         self._api_key_field = api_key_field
         self._timeout = timeout_seconds
 
-    async def request(self, method: str, path: str, json: dict[str, Any] | None = None) -> httpx.Response:
-        """The response to `method path` when it is 200; raises `CheckFailed` otherwise."""
-        headers = {}
+    async def request(self, method: str, path: str, json: dict[str, Any] | None = None) -> Answer:
+        """The answer to `method path` when it is 200 with a body of at most `MAX_BODY_BYTES`; raises `CheckFailed`.
+
+        No text of the HTTP client's errors reaches the message: it can quote the request's headers.
+        """
+        # A compressed body would be inflated before it is counted: ask for none, and refuse one.
+        headers = {"Accept-Encoding": "identity"}
         if self._api_key and path.startswith("/v1/"):
             headers["Authorization"] = f"Bearer {self._api_key}"
         try:
             # httpx's timeout is per phase (connect, each read); the engine gets one budget overall.
-            async with asyncio.timeout(self._timeout):
-                response = await self._client.request(
+            async with (
+                asyncio.timeout(self._timeout),
+                self._client.stream(
                     method, self._base + path, json=json, headers=headers, timeout=self._timeout
-                )
+                ) as response,
+            ):
+                encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+                answer = await _read_bounded(response)
         except (TimeoutError, httpx.TimeoutException):
             raise CheckFailed(f"{path}: no answer within {self._timeout:g}s") from None
-        except httpx.ConnectError as error:
-            raise CheckFailed(f"{path}: {_connect_failure(error)}") from None
-        except (httpx.HTTPError, httpx.InvalidURL, OSError) as error:
-            raise CheckFailed(f"{path}: {type(error).__name__}: {error}") from None
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as error:
+            raise CheckFailed(f"{path}: {_failure(error)}") from None
         if response.status_code == 401:
             raise CheckFailed(f"{path} answered 401: {self._refusal()}")
-        if response.status_code != 200:
-            excerpt = _error_excerpt(response)
-            raise CheckFailed(f"{path} answered {response.status_code}" + (f": {excerpt}" if excerpt else ""))
-        return response
+        if encoding not in ("", "identity"):
+            raise CheckFailed(f"{path} answered with a compressed body, which turnout did not ask for")
+        if answer.status_code != 200:
+            excerpt = self._error_excerpt(answer)
+            raise CheckFailed(f"{path} answered {answer.status_code}" + (f": {excerpt}" if excerpt else ""))
+        if not answer.complete:
+            raise CheckFailed(f"{path} answered with more than {MAX_BODY_BYTES // 1024} KiB, more than a check reads")
+        return answer
 
     async def json_object(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         """The JSON object of a 200 answer to `method path` (sending `payload` as JSON); raises `CheckFailed`."""
-        response = await self.request(method, path, json=payload)
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckFailed(f"{path} answered 200 with something other than JSON") from None
+        body = _parsed(await self.request(method, path, json=payload))
+        if body is None:
+            raise CheckFailed(f"{path} answered 200 with something other than JSON")
         if not isinstance(body, dict):
             raise CheckFailed(f"{path} answered 200 with JSON that is not an object")
         return body
@@ -85,11 +133,34 @@ class PodProbe:
             raise CheckFailed(f'{path} answered JSON without a "{list_key}" list')
         names = [item[name_key] for item in items if isinstance(item, dict) and isinstance(item.get(name_key), str)]
         if wanted not in names:
-            raise CheckFailed(f'{path} lacks "{wanted}" ({_listing(verb, names)})')
+            raise CheckFailed(f'{path} lacks "{self.shown(wanted)}" ({self._listing(verb, names)})')
 
     def redact(self, message: str) -> str:
         """The message with the API key masked, should an engine ever echo it back."""
         return message.replace(self._api_key, "***") if self._api_key else message
+
+    def shown(self, text: str, limit: int = MAX_NAME_CHARS) -> str:
+        """Text from an engine as a message quotes it: key masked, then on one line, cut at `limit` with "…"."""
+        # Masked before the cut: a key cut in half would no longer be recognised.
+        text = " ".join(_CONTROL.sub(" ", self.redact(text)).split())
+        return text if len(text) <= limit else text[:limit] + "…"
+
+    def _listing(self, verb: str, names: list[str]) -> str:
+        if not names:
+            return f"{verb} no model yet"
+        return f"{verb} " + ", ".join(f'"{self.shown(n)}"' for n in names[:5]) + (" …" if len(names) > 5 else "")
+
+    def _error_excerpt(self, answer: Answer) -> str:
+        """The engine's own error message when its body has one (vLLM, Ollama, OpenAI shapes), else the text."""
+        body = _parsed(answer)
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            text = error["message"]
+        elif isinstance(error, str):
+            text = error
+        else:
+            text = answer.body[: _BODY_EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+        return self.shown(text, _BODY_EXCERPT_CHARS)
 
     def _refusal(self) -> str:
         if self._api_key:
@@ -99,6 +170,48 @@ class PodProbe:
         return "the engine wants an API key, and turnout has none to send to this engine"
 
 
+async def _read_bounded(response: httpx.Response) -> Answer:
+    """The body as it comes off the wire, stopped after `MAX_BODY_BYTES`."""
+    body = bytearray()
+    async for chunk in _raw_chunks(response):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return Answer(response.status_code, bytes(body[:MAX_BODY_BYTES]), complete=False)
+    return Answer(response.status_code, bytes(body), complete=True)
+
+
+async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    if response.is_stream_consumed:
+        yield response.content  # a transport that read the body itself (httpx.MockTransport)
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
+def _parsed(answer: Answer) -> Any:
+    """The body as JSON, or None when it is not JSON (or too deeply nested to read)."""
+    if not answer.complete:
+        return None
+    try:
+        return json.loads(answer.body)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def _failure(error: Exception) -> str:
+    """A fixed sentence for a request that got no answer; the error's own text is never shown."""
+    if isinstance(error, httpx.ConnectError):
+        return _connect_failure(error)
+    if isinstance(error, httpx.RemoteProtocolError):
+        return "the answer was not valid HTTP"
+    if isinstance(error, httpx.ReadError):
+        return "the connection broke while reading the answer"
+    if isinstance(error, httpx.WriteError):
+        return "the connection broke while sending the request"
+    # The class name says what kind of failure it was, and cannot hold what was sent.
+    return f"the request failed ({type(error).__name__})"
+
+
 def _connect_failure(error: httpx.ConnectError) -> str:
     cause: BaseException | None = error
     # httpx wraps the socket's error twice ("All connection attempts failed"); the cause says why.
@@ -106,28 +219,4 @@ def _connect_failure(error: httpx.ConnectError) -> str:
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused (the engine is not listening yet, or has died)"
         cause = cause.__cause__ or cause.__context__
-    return f"cannot connect ({error})" if str(error) else "cannot connect"
-
-
-def _error_excerpt(response: httpx.Response) -> str:
-    """The engine's own error message when its body has one (vLLM, Ollama, OpenAI shapes), else the text."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        text = response.text.strip()
-    else:
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            text = error["message"]
-        elif isinstance(error, str):
-            text = error
-        else:
-            text = response.text.strip()
-    text = " ".join(text.split())
-    return text if len(text) <= _BODY_EXCERPT_CHARS else text[:_BODY_EXCERPT_CHARS] + "…"
-
-
-def _listing(verb: str, names: list[str]) -> str:
-    if not names:
-        return f"{verb} no model yet"
-    return f"{verb} " + ", ".join(f'"{n}"' for n in names[:5]) + (" …" if len(names) > 5 else "")
+    return "cannot connect"

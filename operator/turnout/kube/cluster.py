@@ -21,6 +21,8 @@ from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from turnout.api.backend import GROUP, KIND, VERSION
 
 FIELD_MANAGER = "turnout"
+# A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
+SECRET_READ_TIMEOUT_SECONDS = 10.0
 KubeObject = dict[str, Any]
 T = TypeVar("T")
 
@@ -53,7 +55,7 @@ class ClusterApi(Protocol):
     def list_pods(self, namespace: str, selector: str) -> list[KubeObject]: ...
     def get_service(self, namespace: str, name: str) -> KubeObject | None: ...
     def get_claim(self, namespace: str, name: str) -> KubeObject | None: ...
-    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None: ...
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None: ...
     def apply(self, obj: KubeObject) -> None: ...
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
     def create_claim(self, obj: KubeObject) -> None: ...
@@ -116,16 +118,14 @@ class Cluster:
     def get_backend(self, namespace: str, name: str) -> KubeObject | None:
         return _get(lambda: self._backends.get(namespace=namespace, name=name))
 
-    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
-        """One key of one Secret, decoded; None when the Secret or the key is missing."""
-        try:
-            secret = self._core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        """One key of one Secret, as stored (any bytes); None when the Secret has no such key.
+
+        Raises ApiException as the API server answers: 404 when there is no such Secret.
+        """
+        secret = self._core.read_namespaced_secret(name, namespace, _request_timeout=SECRET_READ_TIMEOUT_SECONDS)
         encoded = (secret.data or {}).get(key)
-        return base64.b64decode(encoded).decode() if encoded is not None else None
+        return base64.b64decode(encoded) if encoded is not None else None
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -7,17 +7,21 @@ pod counts as Ready, which container state is a failure) are unit-tested on plai
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
 
+import httpx
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
 from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PROMOTE_ANNOTATION, REVISION_LABEL
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
+from turnout.engines.probe import bearer_token_problem
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
 from turnout.render import render_service
 from turnout.render.deployment import deployment_name
@@ -25,8 +29,20 @@ from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
 from turnout.rollout.plan import check_due
 
-Checker = Callable[[ClusterApi, Backend, Sequence[KubeObject], Color], Awaitable[CheckOutcome]]
-"""One round of checks over the pods of a color, given the backend and its pods: `run_checks`, or a test's."""
+log = logging.getLogger("turnout")
+
+Checker = Callable[[ClusterApi, Backend, Sequence[KubeObject], Color], Awaitable[CheckOutcome | None]]
+"""One round of checks over the pods of a color, given the backend and its pods: `run_checks`, or a test's.
+None when no round could be run this time: nothing is counted, and the next reconcile tries again."""
+
+
+class ApiKeyUnusable(Exception):
+    """The API key cannot be read or sent; the message says why and names the Secret, never the value."""
+
+
+class RoundSkipped(Exception):
+    """The API server could not answer now (throttled, overloaded, unreachable): no round this time."""
+
 
 _WAITING_FAILURES = {
     "ImagePullBackOff": FailureReason.IMAGE_PULL_BACK_OFF,
@@ -252,38 +268,85 @@ async def api_key_digest(cluster: ClusterApi, backend: Backend) -> str | None:
     except ApiException as error:
         if error.status in (401, 403):
             return "unreadable"
+        if error.status == 404:
+            return "missing"
         raise
-    except ValueError:  # not UTF-8
-        return "undecodable"
     if value is None:
         return "missing"
-    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+    return "sha256:" + hashlib.sha256(value).hexdigest()[:16]
 
 
-async def run_checks(cluster: ClusterApi, backend: Backend, pods: Sequence[KubeObject], color: Color) -> CheckOutcome:
-    """One round of engine-aware checks over the Ready pods of `color` that run the spec's revision."""
-    targets = check_targets(pods, color, backend.revision, backend.engine_port)
-    api_key = None
-    profile = backend.profile
-    key_ref = profile.api_key_ref(backend.spec)
-    if key_ref is not None:
-        try:
-            api_key = await in_thread(lambda: cluster.read_secret_key(backend.namespace, key_ref.name, key_ref.key))
-        except ApiException as error:
-            # Most likely RBAC: say so where the user looks, not only in the operator's log.
-            return CheckOutcome(False, f"cannot read Secret {key_ref.name} ({profile.api_key_field}): {error.reason}")
-        if api_key is None:
-            return CheckOutcome(False, f"Secret {key_ref.name} has no key {key_ref.key} ({profile.api_key_field})")
+async def run_checks(
+    cluster: ClusterApi,
+    backend: Backend,
+    pods: Sequence[KubeObject],
+    color: Color,
+    *,
+    client: httpx.AsyncClient | None = None,
+) -> CheckOutcome | None:
+    """One round of engine-aware checks over the Ready pods of `color` that run the spec's revision.
+
+    None when the API server could not give the API key now: a busy API server must not count
+    as a failing revision. `client` is the HTTP client to use (default: one for the round).
+    """
+    try:
+        api_key = await read_api_key(cluster, backend)
+    except ApiKeyUnusable as unusable:
+        return CheckOutcome(False, str(unusable))
+    except RoundSkipped as skipped:
+        log.warning("%s/%s: no check round this time: %s", backend.namespace, backend.name, skipped)
+        return None
     checks = backend.spec.rollout.checks
     result: CheckRound = await check_round(
         backend.engine,
         backend.served_name,
-        targets,
+        check_targets(pods, color, backend.revision, backend.engine_port),
         api_key=api_key,
         timeout_seconds=checks.timeout_seconds,
         smoke_request=checks.smoke_request,
+        client=client,
     )
     return CheckOutcome(result.passed, result.message)
+
+
+async def read_api_key(cluster: ClusterApi, backend: Backend) -> str | None:
+    """The API key the checks send, from the Secret the spec names; None when the engine takes none.
+
+    Raises `ApiKeyUnusable` (the message names the Secret, its key and the spec field), or
+    `RoundSkipped` when the API server is throttling, failing or out of reach.
+    """
+    profile = backend.profile
+    ref = profile.api_key_ref(backend.spec)
+    if ref is None:
+        return None
+    secret, field = f"Secret {ref.name}", profile.api_key_field
+    try:
+        value = await in_thread(lambda: cluster.read_secret_key(backend.namespace, ref.name, ref.key))
+    except ApiException as error:
+        status = error.status
+        if status is None or status == 429 or status >= 500:
+            raise RoundSkipped(f"the API server answered {status} reading {secret}") from None
+        if status == 403:
+            raise ApiKeyUnusable(
+                f"cannot read {secret} ({field}): forbidden: grant get on secrets in {backend.namespace} "
+                "to turnout's ServiceAccount"
+            ) from None
+        if status == 404:
+            raise ApiKeyUnusable(
+                f"{secret} ({field}) does not exist in namespace {backend.namespace}: create it, or name another"
+            ) from None
+        raise ApiKeyUnusable(f"cannot read {secret} ({field}): the API server answered {status}") from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:  # timeouts, refused or broken connections
+        raise RoundSkipped(f"no answer from the API server reading {secret} ({type(error).__name__})") from None
+    if value is None:
+        raise ApiKeyUnusable(f"{secret} has no key {ref.key} ({field}): add it, or name the key that holds the API key")
+    problem = bearer_token_problem(value)
+    if problem is not None:
+        raise ApiKeyUnusable(
+            f"the API key in {secret}, key {ref.key} ({field}), {problem}: store it as printable ASCII without "
+            f"whitespace, e.g. kubectl create secret generic {ref.name} --from-literal={ref.key}=<key>"
+        )
+    return value.decode()
 
 
 def _color_of(obj: Mapping[str, Any]) -> Color | None:

@@ -294,9 +294,7 @@ class BlueGreen(Step):
                 return self.fail(FailureReason.APPLY_FAILED, text)
             # A first revision has nothing to go back to: it waits for a spec the API server takes.
             status.preview_color = status.preview_revision = status.preview_started_at = None
-            status.last_failed_revision = self.revision
-            status.last_failure_reason = FailureReason.APPLY_FAILED.value
-            status.last_failure_message = text
+            self.remember_failure(self.revision, FailureReason.APPLY_FAILED, text)
         return self.degrade(FailureReason.APPLY_FAILED, text)
 
     def abort(self) -> Plan:

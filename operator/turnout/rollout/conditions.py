@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 
 from turnout.api.status import Condition, ConditionType
+
+MAX_MESSAGE_BYTES = 1024
+"""What one message (a condition's, `lastFailureMessage`, an Event's) may take in a status patch, as JSON."""
+
+# Control characters say nothing to a reader and cost six bytes each as JSON escapes.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CUT = "…"
 
 
 def format_time(moment: datetime) -> str:
@@ -22,6 +31,27 @@ def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`message` with control characters as spaces, cut ("…") to take at most `limit` bytes as JSON.
+
+    Whatever an engine, a spec or the API server put into it, a status patch stays a few KiB.
+    """
+    text = _CONTROL.sub(" ", message)
+    if _json_size(text) <= limit:
+        return text
+    budget = limit - _json_size(_CUT)
+    for index, character in enumerate(text):
+        budget -= _json_size(character)
+        if budget < 0:
+            return text[:index] + _CUT
+    return text  # unreachable: the whole text did not fit
+
+
+def _json_size(text: str) -> int:
+    """Bytes of `text` inside a JSON string, escapes included (the API client writes ASCII JSON)."""
+    return len(json.dumps(text)) - 2
 
 
 def set_condition(
@@ -42,7 +72,7 @@ def set_condition(
         type=type_.value,
         status=value,
         reason=reason,
-        message=message,
+        message=bounded(message),
         observed_generation=generation,
         last_transition_time=transition or format_time(now),
     )

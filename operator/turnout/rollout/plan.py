@@ -20,7 +20,7 @@ from turnout.api.spec import Strategy
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
 from turnout.rollout.actions import Action, EventType, RecordEvent
 from turnout.rollout.bluegreen import BlueGreen, Recreate
-from turnout.rollout.conditions import condition_status, parse_time, set_condition
+from turnout.rollout.conditions import bounded, condition_status, parse_time, set_condition
 from turnout.rollout.observed import Observed
 from turnout.rollout.step import IDLE_RESYNC_SECONDS, Plan, Step
 
@@ -106,7 +106,7 @@ def _plan_invalid(error: InvalidSpec, observed: Observed) -> Plan:
     status.observed_generation = observed.generation
     actions: list[Action] = []
     if condition_status(status.conditions, ConditionType.INVALID_SPEC) != "True":
-        actions.append(RecordEvent(EventType.WARNING, "InvalidSpec", str(error)))
+        actions.append(RecordEvent(EventType.WARNING, "InvalidSpec", bounded(str(error))))
     status.conditions = set_condition(
         status.conditions,
         ConditionType.INVALID_SPEC,

@@ -26,7 +26,7 @@ from turnout.rollout.actions import (
     RecordEvent,
     ScaleDeployment,
 )
-from turnout.rollout.conditions import format_precise_time, parse_time, set_condition
+from turnout.rollout.conditions import bounded, format_precise_time, parse_time, set_condition
 from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
 
 IDLE_RESYNC_SECONDS = 60.0
@@ -214,9 +214,7 @@ class Step(ABC):
         and stop checking it."""
         status = self.status
         failed = revision or self.revision
-        status.last_failed_revision = failed
-        status.last_failure_reason = reason.value
-        status.last_failure_message = message
+        self.remember_failure(failed, reason, message)
         status.preview_started_at = None
         self.reset_checks(next_round_now=True)
         self.enter(Phase.DEGRADED)
@@ -230,6 +228,12 @@ class Step(ABC):
         self.condition(ConditionType.PROGRESSING, False, "RolledBack", text)
         self.requeue_after = IDLE_RESYNC_SECONDS
         return self.done()
+
+    def remember_failure(self, revision: str, reason: FailureReason, message: str) -> None:
+        """Record `revision` as failed, not to be tried again until the spec changes, and why."""
+        self.status.last_failed_revision = revision
+        self.status.last_failure_reason = reason.value
+        self.status.last_failure_message = bounded(message)
 
     def degrade(self, reason: FailureReason, message: str) -> Plan:
         """Report a failure that is not rolled back; the cutover keeps going if it can."""
@@ -378,7 +382,7 @@ class Step(ABC):
         self.finished = CutoverFinished(result=result, seconds=seconds, reason=reason)
 
     def event(self, type_: EventType, reason: str, message: str) -> None:
-        self.actions.append(RecordEvent(type_, reason, message))
+        self.actions.append(RecordEvent(type_, reason, bounded(message)))
 
     def condition(self, type_: ConditionType, status: bool, reason: str, message: str) -> None:
         self.status.conditions = set_condition(

@@ -4,7 +4,9 @@ simulators, and a few small apps for what a simulator never does (stall, fail on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -368,3 +370,104 @@ def test_each_pod_latency_is_recorded_per_engine() -> None:
     before = count()
     assert run(scenario()).passed
     assert count() == before + 2
+
+
+def streamed(total_bytes: int, prefix: bytes = b'{"object": "list", "data": [{"id": "') -> web.Application:
+    """vLLM whose /v1/models answers `total_bytes` of a model id, made as it is sent (nothing held)."""
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b"m" * 65536
+        await response.write(prefix)
+        with contextlib.suppress(ConnectionError):  # the check stops reading long before the end
+            for _ in range(total_bytes // len(chunk)):
+                await response.write(chunk)
+        return response
+
+    return answering({"/health": health, "/v1/models": models})
+
+
+def test_a_huge_answer_is_cut_and_fails_without_the_operator_holding_it() -> None:
+    tracemalloc.start()
+    try:
+        result = check_app(Engine.VLLM, streamed(400 * 1024 * 1024))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not result.passed
+    assert result.results[0].message == "/v1/models answered with more than 1024 KiB, more than a check reads"
+    assert peak < 50 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_long_model_id_is_cut_in_the_message() -> None:
+    async def models(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"data": [{"id": "m" * 900_000}, {"id": "other"}]})
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    result = check_app(Engine.VLLM, answering({"/health": health, "/v1/models": models}))
+    assert not result.passed
+    assert result.results[0].message == '/v1/models lacks "chat" (serves "' + "m" * 80 + '…", "other")'
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, {}, "/v1/models answered 200 with something other than JSON"),
+        (
+            '{"data": []}',
+            {"Content-Encoding": "gzip"},
+            "/v1/models answered with a compressed body, which turnout did not ask for",
+        ),
+    ],
+    ids=["nested-too-deep", "compressed"],
+)
+def test_answers_turnout_cannot_read_safely_fail_with_a_message(
+    body: str, headers: dict[str, str], message: str
+) -> None:
+    async def models(_: web.Request) -> web.StreamResponse:
+        return web.Response(text=body, headers=headers)
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    result = check_app(Engine.VLLM, answering({"/health": health, "/v1/models": models}))
+    assert not result.passed
+    assert result.results[0].message == message
+
+
+def test_a_key_echoed_where_the_excerpt_is_cut_leaves_no_part_of_it() -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        # Cut at 200 characters before masking, the message would end in the key's first 8.
+        text = "x" * 185 + request.headers["Authorization"]
+        return web.json_response({"error": {"message": text}}, status=500)
+
+    async def scenario() -> CheckRound:
+        async with serving(fake_vllm(echo)) as port:
+            return await check(Engine.VLLM, port, api_key=KEY, smoke_request=True)
+
+    result = run(scenario())
+    assert not result.passed
+    assert KEY[:6] not in repr(result)
+    assert result.results[0].message == "/v1/chat/completions answered 500: " + "x" * 185 + "Bearer ***"
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [(f"{KEY}\n", "LocalProtocolError"), (f"{KEY}é", "UnicodeEncodeError")],
+    ids=["newline", "non-ascii"],
+)
+def test_a_header_the_http_client_refuses_fails_without_quoting_it(key: str, error: str) -> None:
+    async def scenario() -> CheckRound:
+        async with serving(simulator("vllm", api_key=KEY)) as port:
+            return await check(Engine.VLLM, port, api_key=key)
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == f"/v1/models: the request failed ({error})"
+    assert KEY not in repr(result)

@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from kubernetes.client.exceptions import ApiException
+
 from turnout.kube.cluster import BackendRef, Cluster, ClusterApi, KubeObject
 
 T = TypeVar("T")
@@ -62,6 +64,8 @@ class FakeCluster:
         """How many of the next status patches are dropped, as if the operator died just before them."""
         self.status_writes_lost = 0
         """How many status patches were dropped so far."""
+        self.secret_read_errors: list[Exception] = []
+        """What the next Secret reads raise, one each, before Secrets are read again (e.g. an ApiException 503)."""
         self._crash: _Crash | None = None
         self._serial = 0
 
@@ -92,8 +96,10 @@ class FakeCluster:
         """`kubectl delete`: the backend stays, marked, until its finalizer is removed."""
         self._existing("InferenceBackend", namespace, name)["metadata"]["deletionTimestamp"] = TERMINATING_SINCE
 
-    def put_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
-        encoded = {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
+    def put_secret(self, namespace: str, name: str, data: dict[str, str | bytes]) -> None:
+        """A Secret whose keys hold `data`: text stored as UTF-8, bytes as they are."""
+        raw = {key: value.encode() if isinstance(value, str) else value for key, value in data.items()}
+        encoded = {key: base64.b64encode(value).decode() for key, value in raw.items()}
         self.objects["Secret", namespace, name] = {"metadata": {"name": name, "namespace": namespace}, "data": encoded}
 
     def crash_after(self, writes: int | None) -> None:
@@ -193,10 +199,14 @@ class FakeCluster:
     def get_claim(self, namespace: str, name: str) -> KubeObject | None:
         return _copy(self.objects.get(("PersistentVolumeClaim", namespace, name)))
 
-    def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        if self.secret_read_errors:
+            raise self.secret_read_errors.pop(0)
         secret = self.objects.get(("Secret", namespace, name))
-        encoded = (secret or {}).get("data", {}).get(key)
-        return base64.b64decode(encoded).decode() if encoded is not None else None
+        if secret is None:
+            raise ApiException(status=404, reason="Not Found")
+        encoded = secret.get("data", {}).get(key)
+        return base64.b64decode(encoded) if encoded is not None else None
 
     # -- ClusterApi: the writes ---------------------------------------------------------------
 

@@ -6,7 +6,7 @@ Nothing of the operator lives between two reconciles here either: a restart is j
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +17,7 @@ from tests.unit.fakes.cluster import FakeCluster, Write
 from turnout.api.backend import Backend
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.kube.cluster import ClusterApi, KubeObject
-from turnout.kube.observe import check_targets
+from turnout.kube.observe import Checker, check_targets
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 from turnout.rollout.observed import CheckOutcome
@@ -77,6 +77,8 @@ class InProcessOperator:
     def __init__(self, cluster: FakeCluster | None = None) -> None:
         self.cluster = cluster if cluster is not None else FakeCluster()
         self.checks = ScriptedChecks()
+        self.checker: Checker = self.checks
+        """What runs the check rounds: the scripted `checks`, or e.g. the real `run_checks` against a test's server."""
         self.now = START
         self.events: list[RecordEvent] = []
         self.last_writes: list[Write] = []
@@ -113,12 +115,16 @@ class InProcessOperator:
         try:
             return self._loop.run(
                 reconcile(
-                    self.cluster, NAMESPACE, NAME, self.events.append, checker=self.checks, clock=lambda: self.now
+                    self.cluster, NAMESPACE, NAME, self.events.append, checker=self.checker, clock=lambda: self.now
                 )
             )
         finally:
             self.last_writes = self.cluster.writes[writes:]
             self.last_events = self.events[events:]
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the operator's event loop, where a test's servers must live to be answered."""
+        return self._loop.run(work)
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
