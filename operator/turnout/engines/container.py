@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,10 @@ PORT_NAME = "http"
 # It does not follow the field itself: rollout settings must not change the pod template.
 STARTUP_BUDGET_SECONDS = 86_400
 
+# The kubelet expands `$(VAR)` in a container's command, args and env values, and reads `$$` as `$`:
+# a `$` that starts either is doubled, so a string reaches the engine as written.
+_KUBELET_SYNTAX = re.compile(r"\$(?=[$(])")
+
 # Kubernetes objects as the API takes them (an EnvVar, a Probe, a Volume, ...).
 KubeObject = dict[str, Any]
 
@@ -24,8 +29,10 @@ class EngineContainer:
 
     command: list[str]
     args: list[str]
+    """As the kubelet reads them: a user's string goes in through `kubelet_literal`."""
     env: list[KubeObject]
-    """turnout's own variables; the user's `template.env` is appended after them."""
+    """turnout's own variables, written plainly; the renderer escapes every value (see `kubelet_literal`)
+    and appends the user's `template.env`."""
     startup_probe: KubeObject
     readiness_probe: KubeObject
     liveness_probe: KubeObject
@@ -47,3 +54,12 @@ def http_probe(path: str, period_seconds: int, timeout_seconds: int, failure_thr
 def env_value(name: str, value: str) -> KubeObject:
     """A plain EnvVar."""
     return {"name": name, "value": value}
+
+
+def kubelet_literal(text: str) -> str:
+    """`text` as a container arg or env value that the kubelet passes on as written.
+
+    `$(VLLM_API_KEY)` in a model name would otherwise become the key itself in argv (and in vLLM's
+    start-up log). Only a `$` before `$` or `(` is doubled, so other text is left unchanged.
+    """
+    return _KUBELET_SYNTAX.sub("$$", text)

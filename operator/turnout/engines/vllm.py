@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 
 from turnout.api.cel import Rule, cel_format, cel_join, cel_list, cel_map
 from turnout.api.spec import WHITESPACE, WHITESPACE_CLASS, InferenceBackendSpec, SecretKeyRef, Vllm
-from turnout.engines.container import STARTUP_BUDGET_SECONDS, EngineContainer, KubeObject, env_value, http_probe
+from turnout.engines.container import (
+    STARTUP_BUDGET_SECONDS,
+    EngineContainer,
+    KubeObject,
+    env_value,
+    http_probe,
+    kubelet_literal,
+)
 
 if TYPE_CHECKING:
     from turnout.api.backend import Backend
@@ -226,10 +233,11 @@ def vllm_args(backend: Backend) -> list[str]:
     """The arguments after `vllm serve`: the model first, then one `--flag=value` word per option.
 
     The model is the positional argument `vllm serve` documents (`--model` is deprecated there).
-    Options are single words so a value starting with `-` cannot be taken for a flag.
+    Options are single words so a value starting with `-` cannot be taken for a flag. Every word
+    is a `kubelet_literal`: the model, the served name and extra arguments are the user's.
     """
     options = backend.spec.vllm
-    return [
+    words = [
         backend.model_name,
         f"--served-model-name={backend.served_name}",
         f"--tensor-parallel-size={VLLM.tensor_parallel_size(backend)}",
@@ -239,6 +247,7 @@ def vllm_args(backend: Backend) -> list[str]:
         f"--port={VLLM.port}",
         *options.extra_args,
     ]
+    return [kubelet_literal(word) for word in words]
 
 
 def vllm_env(backend: Backend) -> list[KubeObject]:

@@ -7,7 +7,7 @@ from typing import Any
 from turnout.api.backend import Backend
 from turnout.api.labels import color_selector, engine_labels, pod_labels
 from turnout.api.status import Color
-from turnout.engines.container import PORT_NAME, STARTUP_BUDGET_SECONDS, KubeObject
+from turnout.engines.container import PORT_NAME, STARTUP_BUDGET_SECONDS, KubeObject, kubelet_literal
 from turnout.render.templating import render_manifest
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -55,6 +55,14 @@ def model_volume(backend: Backend) -> KubeObject:
     return {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
 
 
+def literal_env(env: list[KubeObject]) -> list[KubeObject]:
+    """`env` with each value a `kubelet_literal`: a variable gets the value as written, never another's."""
+    return [
+        {**entry, "value": kubelet_literal(entry["value"])} if isinstance(entry.get("value"), str) else entry
+        for entry in env
+    ]
+
+
 def render_deployment(backend: Backend, color: Color, replicas: int) -> dict[str, Any]:
     """The Deployment `<name>-<color>` running `backend`'s current revision with `replicas` pods."""
     template = backend.spec.template
@@ -86,7 +94,7 @@ def render_deployment(backend: Backend, color: Color, replicas: int) -> dict[str
         args=container.args,
         port=backend.engine_port,
         port_name=PORT_NAME,
-        env=[*container.env, *template.env],
+        env=literal_env([*container.env, *template.env]),
         resources=compute_resources(backend),
         volume_mounts=[{"name": MODEL_VOLUME, "mountPath": backend.model_mount_path}, *container.volume_mounts],
         startup_probe=container.startup_probe,

@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.unit.render.kubelet import expand
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import InferenceBackendSpec
 from turnout.api.status import Color
-from turnout.engines.container import STARTUP_BUDGET_SECONDS
+from turnout.engines.container import STARTUP_BUDGET_SECONDS, kubelet_literal
 from turnout.render import render_backend, render_deployment, render_model_claim, render_service
 
 GPU = "nvidia.com/gpu"
@@ -265,3 +268,29 @@ def test_switching_the_fallback_example_to_ollama_keeps_what_clients_see() -> No
     assert env_of(on_ollama)["TURNOUT_SERVED_NAME"] == "support-bot"
     assert "--served-model-name=support-bot" in container(on_vllm)["args"]
     assert on_ollama.revision != on_vllm.revision
+
+
+def test_kubelet_variable_syntax_in_user_strings_never_reaches_the_engine_expanded() -> None:
+    """`$(VLLM_API_KEY)` in a model or an argument would be the key in argv and vLLM's start-up log."""
+    reference, escaped_reference = "$(VLLM_API_KEY)", "$$(VLLM_API_KEY)"
+    backend = vllm_backend(
+        model={"name": f"org/{reference}"},
+        vllm={
+            "apiKeySecretRef": {"name": "vllm-key", "key": "token"},
+            "extraArgs": [f"--chat-template={reference}", escaped_reference],
+        },
+        template={"env": [{"name": "SHOWN", "value": reference}, {"name": "ALSO", "value": escaped_reference}]},
+    )
+    found = container(backend)
+    secret = {"VLLM_API_KEY": "sk-canary-5e1d"}.get
+    args = [expand(word, secret) for word in found["args"]]
+    assert args[0] == f"org/{reference}"
+    assert args[-2:] == [f"--chat-template={reference}", escaped_reference]
+    env = {entry["name"]: expand(entry["value"], secret) for entry in found["env"] if "value" in entry}
+    assert (env["SHOWN"], env["ALSO"]) == (reference, escaped_reference)
+    assert "sk-canary-5e1d" not in repr([args, env])
+
+
+@given(st.text(st.sampled_from("$()ab"), max_size=12) | st.text(max_size=12))
+def test_a_kubelet_literal_expands_back_to_itself(text: str) -> None:
+    assert expand(kubelet_literal(text), lambda name: "<" + name + ">") == text

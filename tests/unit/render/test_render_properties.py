@@ -2,8 +2,9 @@
 
 For each spec, a twin is made with every user string replaced by a placeholder token. Both are
 rendered; putting the user's strings back in place of the tokens in the twin's output must give
-exactly the output of the original. So a user string changes no key, adds no key and no object,
-and lands verbatim where it belongs. Every object also passes Kubernetes' own OpenAPI schema,
+exactly the output of the original, as the container sees it after the kubelet's `$(VAR)`
+expansion. So a user string changes no key, adds no key and no object, and lands verbatim where
+it belongs, also in argv and the environment. Every object also passes Kubernetes' own OpenAPI schema,
 and `turnout render`'s YAML stream reads back to the same objects.
 """
 
@@ -19,9 +20,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.render.kubelet import as_the_container_sees_it
 from turnout.api.backend import Backend
 from turnout.api.status import Color
 from turnout.cli import render_stream
+from turnout.engines.container import kubelet_literal
 from turnout.render import render_backend
 
 # Pieces that break naive YAML or shell templating, glued together and mixed with random text.
@@ -252,7 +255,12 @@ def test_user_strings_change_no_key_and_land_verbatim(
 
     # The revision hashes the spec, so it differs between the twins by design.
     revisions = {placeholder.revision: original.revision}
-    assert rendered == put_strings_back(twin_rendered, twins.strings, revisions)
+    # Tokens hold no `$`: the twin expands as turnout's own text does, and the user's strings go back after.
+    seen = as_the_container_sees_it
+    assert seen(rendered) == put_strings_back(seen(twin_rendered), twins.strings, revisions)
+    if all(kubelet_literal(text) == text for text in twins.strings.values()):
+        # Strings without `$(` or `$$` are not even escaped.
+        assert rendered == put_strings_back(twin_rendered, twins.strings, revisions)
     assert tokens_in(twin_rendered) == set(twins.strings), "every user string reaches the output"
 
     for obj in rendered:
