@@ -471,3 +471,40 @@ def test_a_header_the_http_client_refuses_fails_without_quoting_it(key: str, err
     assert not result.passed
     assert result.results[0].message == f"/v1/models: the request failed ({error})"
     assert KEY not in repr(result)
+
+
+def tags(*names: str) -> web.Application:
+    """Ollama's /api/tags listing `names` as Ollama lists them."""
+
+    async def listing(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"models": [{"name": name, "model": name} for name in names]})
+
+    return answering({"/api/tags": listing})
+
+
+@pytest.mark.parametrize(
+    ("listed", "served_name"),
+    [
+        ("chat:latest", "library/chat:latest"),
+        ("chat:latest", "registry.ollama.ai/library/chat"),
+        ("Chat:latest", "chat"),
+        ("team/chat:v1", "Team/Chat:V1"),
+    ],
+)
+def test_ollama_names_are_compared_as_ollama_compares_them(listed: str, served_name: str) -> None:
+    async def scenario() -> CheckRound:
+        async with serving(tags("llama3:8b", listed)) as port:
+            return await check(Engine.OLLAMA, port, served_name=served_name)
+
+    result = run(scenario())
+    assert result.passed, result.message
+
+
+def test_ollama_lacking_the_model_names_it_as_ollama_lists_it() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(tags("chat:8b", "team/chat:latest")) as port:
+            return await check(Engine.OLLAMA, port, served_name="registry.ollama.ai/library/chat")
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == '/api/tags lacks "chat:latest" (has "chat:8b", "team/chat:latest")'
