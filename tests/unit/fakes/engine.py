@@ -66,3 +66,21 @@ def real_checks(operator: InProcessOperator, app: web.Application) -> Iterator[N
             operator.run(client.aclose())
     finally:
         operator.run(runner.cleanup())
+
+
+def cut_over_checked_for_real(
+    operator: InProcessOperator, app: web.Application, before: KubeObject, after: KubeObject, *, rounds: int = 10
+) -> None:
+    """Blue serves `before` (scripted checks); the spec becomes `after`, and green is checked for real,
+    against `app`, until the revision fails (or `rounds` rounds have passed: AssertionError)."""
+    operator.start_healthy(before)
+    with real_checks(operator, app):
+        operator.edit(after)
+        operator.reconcile()
+        operator.pods_ready(Color.GREEN)
+        for _ in range(rounds):
+            operator.advance(5)
+            operator.reconcile()
+            if operator.status().last_failed_revision is not None:
+                return
+    raise AssertionError(f"green never failed: {operator.status()}")
