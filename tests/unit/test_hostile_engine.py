@@ -3,15 +3,13 @@ operator's memory stays small, the failure is recorded, and no status patch pass
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from aiohttp import web
 
-from tests.unit.fakes.engine import cut_over_checked_for_real
+from tests.unit.fakes.engine import cut_over_checked_for_real, vllm_listing
 from tests.unit.fakes.operator import InProcessOperator
 from tests.unit.rollout.world import spec
 
@@ -23,29 +21,6 @@ NEW_MODEL = {"name": "meta-llama/Llama-3.2-3B-Instruct", "servedName": "chat"}
 def operator() -> Iterator[InProcessOperator]:
     with InProcessOperator() as running:
         yield running
-
-
-def vllm_listing(model_id_bytes: int) -> web.Application:
-    """vLLM whose /v1/models lists one model id of `model_id_bytes`, made as it is sent (nothing held)."""
-
-    async def health(_: web.Request) -> web.StreamResponse:
-        return web.Response()
-
-    async def models(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        chunk = b"m" * 65536
-        await response.write(b'{"object": "list", "data": [{"id": "')
-        with contextlib.suppress(ConnectionError):  # the check stops reading at its bound
-            for _ in range(model_id_bytes // len(chunk)):
-                await response.write(chunk)
-            await response.write(b"m" * (model_id_bytes % len(chunk)) + b'"}]}')
-        return response
-
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-    return app
 
 
 def status_patch_sizes(operator: InProcessOperator) -> list[int]:

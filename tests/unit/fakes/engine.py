@@ -7,6 +7,7 @@ changes where they connect. Everything else (headers, bodies, timeouts, errors) 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -84,3 +85,26 @@ def cut_over_checked_for_real(
             if operator.status().last_failed_revision is not None:
                 return
     raise AssertionError(f"green never failed: {operator.status()}")
+
+
+def vllm_listing(model_id_bytes: int) -> web.Application:
+    """vLLM whose /v1/models lists one model id of `model_id_bytes`, made as it is sent (nothing held)."""
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b"m" * 65536
+        await response.write(b'{"object": "list", "data": [{"id": "')
+        with contextlib.suppress(ConnectionError):  # the check stops reading at its bound
+            for _ in range(model_id_bytes // len(chunk)):
+                await response.write(chunk)
+            await response.write(b"m" * (model_id_bytes % len(chunk)) + b'"}]}')
+        return response
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    return app
