@@ -3,9 +3,12 @@ server refuses or cannot create comes back as a clear condition at once, never a
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, vllm_spec
@@ -80,3 +83,31 @@ def test_a_first_revision_the_api_server_refuses_is_reported_once(
     assert [r for _, r, _ in backends.events("chat")].count("ApplyFailed") == 1
     backends.replace_spec("chat", vllm_spec())
     assert backends.wait_phase("chat", "Healthy", timeout=60)["activeColor"] == "blue"
+
+
+def test_an_api_key_ending_in_a_newline_is_named_by_its_secret_and_shown_nowhere(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    canary = "canary-3f9c1d7e-never-print-me"
+    # As `echo canary | kubectl create secret generic vllm-key --from-file=token=/dev/stdin` stores it.
+    token = base64.b64encode(f"{canary}\n".encode()).decode()
+    backends.core.create_namespaced_secret(
+        backends.namespace, {"metadata": {"name": "vllm-key"}, "data": {"token": token}}
+    )
+    backends.create("chat", vllm_spec())
+    backends.wait_phase("chat", "Healthy", timeout=60)
+    backends.replace_spec("chat", vllm_spec(vllm={"apiKeySecretRef": {"name": "vllm-key", "key": "token"}}))
+    status = backends.wait_failure("chat", timeout=60)
+    assert status["lastFailureReason"] == "CheckFailed"
+    assert (
+        "Secret vllm-key, key token (spec.vllm.apiKeySecretRef), starts or ends with whitespace"
+        in (status["lastFailureMessage"])
+    )
+    assert backends.service_selector("chat")["turnout.dev/color"] == "blue"
+    readable = {
+        "backend": json.dumps(backends.get("chat")),
+        "events": json.dumps(backends.events("chat")),
+        "log": operator.log_tail(100_000),
+        "metrics": httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text,
+    }
+    assert [where for where, text in readable.items() if canary in text] == []
