@@ -3,6 +3,8 @@ server refuses or cannot create comes back as a clear condition at once, never a
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Any
 
@@ -180,3 +182,31 @@ def test_a_revision_that_fails_after_its_bake_is_not_left_healthy(
     assert "answered 503" in degraded["message"]
     assert [r for _, r, _ in backends.events("chat")].count("CheckFailed") == 1
     assert operator.metric("turnout_serving_failures_total", reason="CheckFailed") >= 1
+
+
+def test_an_api_key_ending_in_a_newline_is_named_by_its_secret_and_shown_nowhere(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    canary = "canary-3f9c1d7e-never-print-me"
+    # As `echo canary | kubectl create secret generic vllm-key --from-file=token=/dev/stdin` stores it.
+    token = base64.b64encode(f"{canary}\n".encode()).decode()
+    backends.core.create_namespaced_secret(
+        backends.namespace, {"metadata": {"name": "vllm-key"}, "data": {"token": token}}
+    )
+    backends.create("chat", vllm_spec())
+    backends.wait_phase("chat", "Healthy", timeout=60)
+    backends.replace_spec("chat", vllm_spec(vllm={"apiKeySecretRef": {"name": "vllm-key", "key": "token"}}))
+    status = backends.wait_failure("chat", timeout=60)
+    assert status["lastFailureReason"] == "CheckFailed"
+    assert (
+        "Secret vllm-key, key token (spec.vllm.apiKeySecretRef), starts or ends with whitespace"
+        in (status["lastFailureMessage"])
+    )
+    assert backends.service_selector("chat")["turnout.dev/color"] == "blue"
+    readable = {
+        "backend": json.dumps(backends.get("chat")),
+        "events": json.dumps(backends.events("chat")),
+        "log": operator.log_tail(100_000),
+        "metrics": httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text,
+    }
+    assert [where for where, text in readable.items() if canary in text] == []

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from testground.behaviour import Behaviour
 from testground.engines import EngineConfig, EngineState, build_app
-from tests.unit.fakes.engine import real_checks
+from tests.unit.fakes.engine import cut_over_checked_for_real, real_checks
 from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator
 from tests.unit.rollout.world import spec
 from turnout.api.status import Color
@@ -57,17 +57,7 @@ def vllm_echoing_the_key() -> web.Application:
 
 def cut_over_to_the_key(operator: InProcessOperator, app: web.Application) -> None:
     """Blue serves without a key; the spec then names the key, and green is checked for real until it fails."""
-    operator.start_healthy(spec())
-    with real_checks(operator, app):
-        operator.edit(spec(vllm=KEY_REF))
-        operator.reconcile()
-        operator.pods_ready(Color.GREEN)
-        for _ in range(10):
-            operator.advance(5)
-            operator.reconcile()
-            if operator.status().last_failed_revision is not None:
-                return
-    raise AssertionError(f"green never failed: {operator.status()}")
+    cut_over_checked_for_real(operator, app, spec(), spec(vllm=KEY_REF))
 
 
 def everything_readable(operator: InProcessOperator, caplog: pytest.LogCaptureFixture) -> dict[str, str]:

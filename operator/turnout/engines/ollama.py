@@ -7,6 +7,7 @@ Keep its Service internal and guard it with a NetworkPolicy or an authenticating
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from turnout.api.cel import Rule, cel_format
@@ -25,6 +26,21 @@ MODEL_NAME = (
 )
 MODEL_NAME_GOT = MODEL_NAME + " (got '{}')"
 _OWN_MODEL = "has(self.ollama) && has(self.ollama.model)"
+
+_DEFAULT_HOST, _DEFAULT_NAMESPACE, _DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
+_MISSING = "!MISSING!"
+# Ollama's parts: a letter, digit or '_' first; a namespace has no '.', only a host has ':'.
+_HOST = r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}"
+_NAMESPACE = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"
+_MODEL_OR_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,79}"
+SERVED_NAME_PATTERN = rf"^(({_HOST}/)?{_NAMESPACE}/)?{_MODEL_OR_TAG}(:{_MODEL_OR_TAG})?$"
+"""The served names Ollama can alias, without a URL scheme (which Ollama would drop): for the CRD to mirror."""
+SERVED_NAME = (
+    "with engine ollama, the served name must be a name Ollama can alias, [host/][namespace/]model[:tag]: "
+    "each part starts with a letter, digit or '_'; model and tag have at most 80 letters, digits, '_', '-' "
+    "or '.'; a namespace at most 80 letters, digits, '_' or '-'; a host at most 350 of those, '.' or ':'"
+)
+SERVED_NAME_GOT = SERVED_NAME + " (got '{}')"
 CRD_RULES = (
     # One rule per field, so that the error points at the field that holds the model.
     Rule(
@@ -40,6 +56,15 @@ CRD_RULES = (
         MODEL_NAME,
         ".model.name",
         cel_format(MODEL_NAME_GOT, "self.model.name"),
+    ),
+    # The default served name is metadata.name, a DNS label, which Ollama can always alias.
+    Rule(
+        ("spec",),
+        "self.engine != 'ollama' || !has(self.model.servedName) "
+        f"|| self.model.servedName.matches(r'{SERVED_NAME_PATTERN}')",
+        SERVED_NAME,
+        ".model.servedName",
+        cel_format(SERVED_NAME_GOT, "self.model.servedName"),
     ),
 )
 
@@ -100,10 +125,71 @@ def ollama_env(backend: Backend, color: Color) -> list[KubeObject]:
     return env
 
 
+@dataclass(frozen=True)
+class OllamaName:
+    """A model name as Ollama reads it (its `types/model` package): host, namespace, model, tag.
+
+    Ollama fills in `registry.ollama.ai`, `library` and `latest` where a name leaves them out,
+    compares names without regard to case, and lists them (`/api/tags`) without the default
+    host and namespace: the spec's `library/chat` is listed as `chat:latest`.
+    """
+
+    host: str
+    namespace: str
+    model: str
+    tag: str
+
+    @classmethod
+    def parse(cls, text: str) -> OllamaName:
+        """Ollama's reading of `text`; a part promised by a separator but empty is `_MISSING` (invalid)."""
+        rest, tag = text, ""
+        if text.rfind(":") > text.rfind("/"):  # '/' is no tag character: a ':' before it is a host's port
+            rest, tag = _cut_last(text, ":")
+        if "/" not in rest:
+            return cls(_DEFAULT_HOST, _DEFAULT_NAMESPACE, rest, tag or _DEFAULT_TAG)
+        rest, model = _cut_last(rest, "/")
+        if "/" not in rest:
+            return cls(_DEFAULT_HOST, rest, model, tag or _DEFAULT_TAG)
+        rest, namespace = _cut_last(rest, "/")
+        host = rest.partition("://")[2] if "://" in rest else rest  # Ollama drops a URL scheme
+        return cls(host or _DEFAULT_HOST, namespace, model, tag or _DEFAULT_TAG)
+
+    def is_valid(self) -> bool:
+        """Every part present, of Ollama's characters and lengths: a name `ollama cp` takes."""
+        return all(
+            re.fullmatch(pattern, part)
+            for pattern, part in (
+                (_HOST, self.host),
+                (_NAMESPACE, self.namespace),
+                (_MODEL_OR_TAG, self.model),
+                (_MODEL_OR_TAG, self.tag),
+            )
+        )
+
+    def same_as(self, other: OllamaName) -> bool:
+        """The same model for Ollama: every part equal, case aside."""
+        return self.key() == other.key()
+
+    def key(self) -> tuple[str, str, str, str]:
+        return (self.host.casefold(), self.namespace.casefold(), self.model.casefold(), self.tag.casefold())
+
+    def shortest(self) -> str:
+        """The name as `/api/tags` lists it: without the default host and namespace, always with a tag."""
+        if self.host.casefold() != _DEFAULT_HOST:
+            return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+        if self.namespace.casefold() != _DEFAULT_NAMESPACE:
+            return f"{self.namespace}/{self.model}:{self.tag}"
+        return f"{self.model}:{self.tag}"
+
+
+def _cut_last(text: str, separator: str) -> tuple[str, str]:
+    before, _, after = text.rpartition(separator)
+    return before or _MISSING, after or _MISSING
+
+
 def ollama_model_name(name: str) -> str:
-    """Ollama's spelling of a model name: `chat` is `chat:latest`; `llama3:8b`, `host:5000/m:q4` stay."""
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
+    """Ollama's spelling of a model name, as `/api/tags` lists it: `chat` and `library/chat` are `chat:latest`."""
+    return OllamaName.parse(name).shortest()
 
 
 class OllamaProfile:
@@ -126,11 +212,15 @@ class OllamaProfile:
         return None
 
     def problems(self, backend: Backend) -> list[str]:
-        """A model name Ollama can pull."""
-        if re.fullmatch(MODEL_PATTERN, backend.model_name):
-            return []
-        field = "spec.ollama.model" if backend.spec.ollama.model else "spec.model.name"
-        return [f"{field}: {MODEL_NAME_GOT.format(backend.model_name)}"]
+        """A model name Ollama can pull, and a served name it can alias."""
+        found = []
+        if not re.fullmatch(MODEL_PATTERN, backend.model_name):
+            field = "spec.ollama.model" if backend.spec.ollama.model else "spec.model.name"
+            found.append(f"{field}: {MODEL_NAME_GOT.format(backend.model_name)}")
+        if not re.fullmatch(SERVED_NAME_PATTERN, backend.served_name):
+            field = "spec.model.servedName" if backend.spec.model.served_name else "metadata.name (the served name)"
+            found.append(f"{field}: {SERVED_NAME_GOT.format(backend.served_name)}")
+        return found
 
     def container(self, backend: Backend, color: Color) -> EngineContainer:
         """The start script, its environment (models in a directory of `color`'s own), and probes."""
@@ -155,8 +245,16 @@ class OllamaProfile:
 
     async def check(self, probe: PodProbe, served_name: str) -> None:
         """`GET /api/tags` lists the served name, tagged (`chat:latest`); the root URL answers before any pull."""
-        wanted = ollama_model_name(served_name)
-        await probe.expect_listed("/api/tags", wanted, list_key="models", name_key="name", verb="has")
+        wanted = OllamaName.parse(served_name)
+        await probe.expect_listed(
+            "/api/tags",
+            wanted.shortest(),
+            list_key="models",
+            name_key="name",
+            verb="has",
+            # Listed as Ollama spells it: `library/Chat` is served as `chat:latest`.
+            same=lambda listed: OllamaName.parse(listed).same_as(wanted),
+        )
 
 
 OLLAMA = OllamaProfile()

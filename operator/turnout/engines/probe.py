@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,8 +123,18 @@ class PodProbe:
             raise CheckFailed(f"{path} answered 200 with JSON that is not an object")
         return body
 
-    async def expect_listed(self, path: str, wanted: str, *, list_key: str, name_key: str, verb: str) -> None:
-        """`GET path` lists `wanted`: its `list_key` list holds an object whose `name_key` is `wanted`.
+    async def expect_listed(
+        self,
+        path: str,
+        wanted: str,
+        *,
+        list_key: str,
+        name_key: str,
+        verb: str,
+        same: Callable[[str], bool] | None = None,
+    ) -> None:
+        """`GET path` lists `wanted`: its `list_key` list holds an object whose `name_key` is `wanted`
+        (or, with `same`, a name for which `same` is true: the engine's own idea of equal names).
 
         Raises `CheckFailed` naming what the pod lists instead ("serves", "has": the `verb` of that part).
         """
@@ -132,7 +142,7 @@ class PodProbe:
         if not isinstance(items, list):
             raise CheckFailed(f'{path} answered JSON without a "{list_key}" list')
         names = [item[name_key] for item in items if isinstance(item, dict) and isinstance(item.get(name_key), str)]
-        if wanted not in names:
+        if not any(same(name) if same else name == wanted for name in names):
             raise CheckFailed(f'{path} lacks "{self.shown(wanted)}" ({self._listing(verb, names)})')
 
     def redact(self, message: str) -> str:

@@ -4,7 +4,6 @@ simulators, and a few small apps for what a simulator never does (stall, fail on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +18,7 @@ from prometheus_client import REGISTRY
 from testground.behaviour import Behaviour
 from testground.engines import Engine as SimulatedEngine
 from testground.engines import EngineConfig, EngineState, build_app
+from tests.unit.fakes.engine import vllm_listing
 from turnout.api.spec import Engine
 from turnout.checks import CheckRound, CheckTarget, check_round
 
@@ -260,16 +260,24 @@ def test_smoke_request_without_choices_fails() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "message"),
+    ("body", "headers", "message"),
     [
-        ("<html>loading</html>", "/v1/models answered 200 with something other than JSON"),
-        ("[]", "/v1/models answered 200 with JSON that is not an object"),
-        ('{"object": "list"}', '/v1/models answered JSON without a "data" list'),
+        ("<html>loading</html>", {}, "/v1/models answered 200 with something other than JSON"),
+        ("[]", {}, "/v1/models answered 200 with JSON that is not an object"),
+        ('{"object": "list"}', {}, '/v1/models answered JSON without a "data" list'),
+        # Nested past what a JSON parser can follow, and compressed (inflated before it could be counted).
+        ("[" * 100_000 + "]" * 100_000, {}, "/v1/models answered 200 with something other than JSON"),
+        (
+            '{"data": []}',
+            {"Content-Encoding": "gzip"},
+            "/v1/models answered with a compressed body, which turnout did not ask for",
+        ),
     ],
+    ids=["html", "list", "no-data", "nested-too-deep", "compressed"],
 )
-def test_malformed_answers_fail_with_a_message(body: str, message: str) -> None:
+def test_malformed_answers_fail_with_a_message(body: str, headers: dict[str, str], message: str) -> None:
     async def models(_: web.Request) -> web.StreamResponse:
-        return web.Response(text=body)
+        return web.Response(text=body, headers=headers)
 
     async def health(_: web.Request) -> web.StreamResponse:
         return web.Response()
@@ -372,29 +380,10 @@ def test_each_pod_latency_is_recorded_per_engine() -> None:
     assert count() == before + 2
 
 
-def streamed(total_bytes: int, prefix: bytes = b'{"object": "list", "data": [{"id": "') -> web.Application:
-    """vLLM whose /v1/models answers `total_bytes` of a model id, made as it is sent (nothing held)."""
-
-    async def health(_: web.Request) -> web.StreamResponse:
-        return web.Response()
-
-    async def models(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        chunk = b"m" * 65536
-        await response.write(prefix)
-        with contextlib.suppress(ConnectionError):  # the check stops reading long before the end
-            for _ in range(total_bytes // len(chunk)):
-                await response.write(chunk)
-        return response
-
-    return answering({"/health": health, "/v1/models": models})
-
-
 def test_a_huge_answer_is_cut_and_fails_without_the_operator_holding_it() -> None:
     tracemalloc.start()
     try:
-        result = check_app(Engine.VLLM, streamed(400 * 1024 * 1024))
+        result = check_app(Engine.VLLM, vllm_listing(400 * 1024 * 1024))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -413,32 +402,6 @@ def test_a_long_model_id_is_cut_in_the_message() -> None:
     result = check_app(Engine.VLLM, answering({"/health": health, "/v1/models": models}))
     assert not result.passed
     assert result.results[0].message == '/v1/models lacks "chat" (serves "' + "m" * 80 + '…", "other")'
-
-
-@pytest.mark.parametrize(
-    ("body", "headers", "message"),
-    [
-        ("[" * 100_000 + "]" * 100_000, {}, "/v1/models answered 200 with something other than JSON"),
-        (
-            '{"data": []}',
-            {"Content-Encoding": "gzip"},
-            "/v1/models answered with a compressed body, which turnout did not ask for",
-        ),
-    ],
-    ids=["nested-too-deep", "compressed"],
-)
-def test_answers_turnout_cannot_read_safely_fail_with_a_message(
-    body: str, headers: dict[str, str], message: str
-) -> None:
-    async def models(_: web.Request) -> web.StreamResponse:
-        return web.Response(text=body, headers=headers)
-
-    async def health(_: web.Request) -> web.StreamResponse:
-        return web.Response()
-
-    result = check_app(Engine.VLLM, answering({"/health": health, "/v1/models": models}))
-    assert not result.passed
-    assert result.results[0].message == message
 
 
 def test_a_key_echoed_where_the_excerpt_is_cut_leaves_no_part_of_it() -> None:
@@ -471,3 +434,40 @@ def test_a_header_the_http_client_refuses_fails_without_quoting_it(key: str, err
     assert not result.passed
     assert result.results[0].message == f"/v1/models: the request failed ({error})"
     assert KEY not in repr(result)
+
+
+def tags(*names: str) -> web.Application:
+    """Ollama's /api/tags listing `names` as Ollama lists them."""
+
+    async def listing(_: web.Request) -> web.StreamResponse:
+        return web.json_response({"models": [{"name": name, "model": name} for name in names]})
+
+    return answering({"/api/tags": listing})
+
+
+@pytest.mark.parametrize(
+    ("listed", "served_name"),
+    [
+        ("chat:latest", "library/chat:latest"),
+        ("chat:latest", "registry.ollama.ai/library/chat"),
+        ("Chat:latest", "chat"),
+        ("team/chat:v1", "Team/Chat:V1"),
+    ],
+)
+def test_ollama_names_are_compared_as_ollama_compares_them(listed: str, served_name: str) -> None:
+    async def scenario() -> CheckRound:
+        async with serving(tags("llama3:8b", listed)) as port:
+            return await check(Engine.OLLAMA, port, served_name=served_name)
+
+    result = run(scenario())
+    assert result.passed, result.message
+
+
+def test_ollama_lacking_the_model_names_it_as_ollama_lists_it() -> None:
+    async def scenario() -> CheckRound:
+        async with serving(tags("chat:8b", "team/chat:latest")) as port:
+            return await check(Engine.OLLAMA, port, served_name="registry.ollama.ai/library/chat")
+
+    result = run(scenario())
+    assert not result.passed
+    assert result.results[0].message == '/api/tags lacks "chat:latest" (has "chat:8b", "team/chat:latest")'

@@ -7,6 +7,7 @@ changes where they connect. Everything else (headers, bodies, timeouts, errors) 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -66,3 +67,44 @@ def real_checks(operator: InProcessOperator, app: web.Application) -> Iterator[N
             operator.run(client.aclose())
     finally:
         operator.run(runner.cleanup())
+
+
+def cut_over_checked_for_real(
+    operator: InProcessOperator, app: web.Application, before: KubeObject, after: KubeObject, *, rounds: int = 10
+) -> None:
+    """Blue serves `before` (scripted checks); the spec becomes `after`, and green is checked for real,
+    against `app`, until the revision fails (or `rounds` rounds have passed: AssertionError)."""
+    operator.start_healthy(before)
+    with real_checks(operator, app):
+        operator.edit(after)
+        operator.reconcile()
+        operator.pods_ready(Color.GREEN)
+        for _ in range(rounds):
+            operator.advance(5)
+            operator.reconcile()
+            if operator.status().last_failed_revision is not None:
+                return
+    raise AssertionError(f"green never failed: {operator.status()}")
+
+
+def vllm_listing(model_id_bytes: int) -> web.Application:
+    """vLLM whose /v1/models lists one model id of `model_id_bytes`, made as it is sent (nothing held)."""
+
+    async def health(_: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    async def models(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b"m" * 65536
+        await response.write(b'{"object": "list", "data": [{"id": "')
+        with contextlib.suppress(ConnectionError):  # the check stops reading at its bound
+            for _ in range(model_id_bytes // len(chunk)):
+                await response.write(chunk)
+            await response.write(b"m" * (model_id_bytes % len(chunk)) + b'"}]}')
+        return response
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    return app
