@@ -168,14 +168,15 @@ def test_a_revision_that_fails_after_its_bake_is_not_left_healthy(
     rollout = {**FAST_ROLLOUT, "checks": {**FAST_ROLLOUT["checks"], "healthyIntervalSeconds": 5}}
     backends.create("chat", vllm_spec(rollout=rollout))
     backends.wait_phase("chat", "Healthy", timeout=60)
-    # Green serves for 20 s, then answers 503: long after its 6 s bake and blue's 2 s scale-down delay.
-    failing = vllm_spec(rollout=rollout, template={"podAnnotations": {"sim.turnout.dev/behaviour": "fail-after:20"}})
+    # Green serves for 40 s (time to be switched to on a busy machine), then answers 503: long after its
+    # 6 s bake and blue's 2 s scale-down delay.
+    failing = vllm_spec(rollout=rollout, template={"podAnnotations": {"sim.turnout.dev/behaviour": "fail-after:40"}})
     backends.replace_spec("chat", failing)
     backends.wait(
         "chat", lambda s: s.get("activeColor") == "green" and s.get("phase") == "Healthy", timeout=60, what="green"
     )
     wait_for(lambda: backends.deployment_replicas("chat-blue") == 0, timeout=30, what="blue retired")
-    status = backends.wait_phase("chat", "Degraded", timeout=60)
+    status = backends.wait_phase("chat", "Degraded", timeout=90)
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "CheckFailed")
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
