@@ -198,16 +198,21 @@ def test_the_serving_color_is_not_checked_against_a_spec_it_does_not_run() -> No
     assert check_due(world.status, 5, world.now, other.revision) is None
 
 
-def test_a_lost_rollback_record_then_a_spec_change_never_retemplates_the_serving_color() -> None:
-    world, new = baking_world()
+def roll_back_and_lose_the_record(world: World, new: object) -> None:
+    """Green fails its rounds until the Service goes back to blue, and that reconcile's status write is lost."""
     for _ in range(2):
         world.advance(5)
-        world.step(new, fail())
+        world.step(new, fail())  # type: ignore[arg-type]
     before = world.status.model_copy(deep=True)
     world.advance(5)
-    world.step(new, fail())
+    world.step(new, fail())  # type: ignore[arg-type]
     assert world.service_color == BLUE
-    world.status = before  # the Service went back to blue, but the status write was lost
+    world.status = before
+
+
+def test_a_lost_rollback_record_then_a_spec_change_never_retemplates_the_serving_color() -> None:
+    world, new = baking_world()
+    roll_back_and_lose_the_record(world, new)
     newer = backend(vllm={"dtype": "bfloat16"})
     world.step(newer)
     assert all(not (isinstance(a, ApplyDeployment) and a.color == BLUE) for a in world.changes())
@@ -222,14 +227,7 @@ def test_a_rollback_after_the_bake_whose_record_was_lost_is_not_undone() -> None
     world.advance(121)
     world.step(new, PASS)
     assert world.status.phase == Phase.HEALTHY
-    for _ in range(2):
-        world.advance(5)
-        world.step(new, fail())
-    before = world.status.model_copy(deep=True)
-    world.advance(5)
-    world.step(new, fail())
-    assert world.service_color == BLUE
-    world.status = before
+    roll_back_and_lose_the_record(world, new)
     world.step(new)
     assert ApplyService(GREEN) not in world.changes()
     assert world.status.active_color == BLUE
