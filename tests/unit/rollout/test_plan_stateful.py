@@ -266,6 +266,8 @@ class BackendLife(RuleBasedStateMachine):
             self.cluster.crash_after(None)
             self.cluster.lose_status_writes = 0
         self.learn_from_check_rounds()
+        # After every single reconcile, not only after each rule: a rule may run many reconciles.
+        self.the_service_selects_only_proven_revisions()
         self.the_service_was_written_only_to_move_it(selectors, served)
         status = self.status()
         event(f"phase {status.phase}")
