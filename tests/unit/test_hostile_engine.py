@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,12 +14,6 @@ from tests.unit.rollout.world import spec
 
 MiB = 1024 * 1024
 NEW_MODEL = {"name": "meta-llama/Llama-3.2-3B-Instruct", "servedName": "chat"}
-
-
-@pytest.fixture
-def operator() -> Iterator[InProcessOperator]:
-    with InProcessOperator() as running:
-        yield running
 
 
 def status_patch_sizes(operator: InProcessOperator) -> list[int]:

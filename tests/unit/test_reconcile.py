@@ -5,10 +5,6 @@ The stories of a backend's life as the operator lives them, with the checks and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.unit.fakes.operator import NAME, NAMESPACE, PASS, InProcessOperator
 from tests.unit.rollout.world import backend, spec
 from turnout.api.status import Color, InferenceBackendStatus, Phase
@@ -19,12 +15,6 @@ from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 BLUE, GREEN = Color.BLUE, Color.GREEN
 NEW_MODEL = {"name": "meta-llama/Llama-3.2-3B-Instruct", "servedName": "chat"}
 LACKS_CHAT = CheckOutcome(passed=False, message='pod chat-green-x (10.244.0.9): /v1/models lacks "chat"')
-
-
-@pytest.fixture
-def operator() -> Iterator[InProcessOperator]:
-    with InProcessOperator() as running:
-        yield running
 
 
 def condition(status: InferenceBackendStatus, type_: str) -> tuple[str, str, str]:

@@ -3,10 +3,6 @@ reported as a Conflict, and nothing of the backend is written until it is gone."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.unit.fakes.operator import NAMESPACE, InProcessOperator
 from tests.unit.rollout.world import spec
 from turnout.api.status import Color
@@ -17,12 +13,6 @@ FOREIGN_SERVICE = {
     "metadata": {"name": "chat", "namespace": NAMESPACE, "labels": {"app": "legacy-chat"}},
     "spec": {"selector": {"app": "legacy-chat"}, "ports": [{"port": 80}]},
 }
-
-
-@pytest.fixture
-def operator() -> Iterator[InProcessOperator]:
-    with InProcessOperator() as running:
-        yield running
 
 
 def conflict(operator: InProcessOperator) -> tuple[str, str, str]:

@@ -6,10 +6,6 @@ without excluding any of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator
 from tests.unit.rollout.world import backend, spec
 from turnout.api.labels import REVISION_LABEL
@@ -21,12 +17,6 @@ BLUE, GREEN = Color.BLUE, Color.GREEN
 NEW_MODEL = {"name": "meta-llama/Llama-3.2-3B-Instruct", "servedName": "chat"}
 OTHER_MODEL = {"name": "Qwen/Qwen2.5-7B-Instruct", "servedName": "chat"}
 WRONG = CheckOutcome(passed=False, message='/v1/models lacks "chat"')
-
-
-@pytest.fixture
-def operator() -> Iterator[InProcessOperator]:
-    with InProcessOperator() as running:
-        yield running
 
 
 def served_revision(operator: InProcessOperator) -> str | None:
