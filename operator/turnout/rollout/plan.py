@@ -86,36 +86,33 @@ def check_target(status: InferenceBackendStatus, revision: str | None = None) ->
 
 def _plan_conflict(observed: Observed) -> Plan:
     """Objects of this backend's names belong to someone else: nothing is written, it is said once."""
-    status = observed.status.model_copy(deep=True)
-    status.observed_generation = observed.generation
-    message = "; ".join(observed.conflicts)
-    actions: list[Action] = []
-    if condition_status(status.conditions, ConditionType.CONFLICT) != "True":
-        actions.append(RecordEvent(EventType.WARNING, "Conflict", message))
-    for type_ in (ConditionType.CONFLICT, ConditionType.DEGRADED):
-        status.conditions = set_condition(
-            status.conditions, type_, True, "Conflict", message, generation=observed.generation, now=observed.now
-        )
-    status.phase = Phase.DEGRADED
-    return Plan(actions=tuple(actions), status=status, requeue_after=IDLE_RESYNC_SECONDS)
+    plan = _report_and_wait(
+        observed, ConditionType.CONFLICT, "; ".join(observed.conflicts), also=(ConditionType.DEGRADED,)
+    )
+    plan.status.phase = Phase.DEGRADED
+    return plan
 
 
 def _plan_invalid(error: InvalidSpec, observed: Observed) -> Plan:
     """An invalid spec changes nothing in the cluster; it is reported, once, and waited out."""
+    plan = _report_and_wait(observed, ConditionType.INVALID_SPEC, str(error))
+    if plan.status.active_color is None:
+        plan.status.phase = Phase.PENDING
+    return plan
+
+
+def _report_and_wait(
+    observed: Observed, type_: ConditionType, message: str, also: tuple[ConditionType, ...] = ()
+) -> Plan:
+    """No write but the status: condition `type_` (and `also`) True with reason `type_`, a Warning
+    Event the first time, and a look again at the idle pace."""
     status = observed.status.model_copy(deep=True)
     status.observed_generation = observed.generation
     actions: list[Action] = []
-    if condition_status(status.conditions, ConditionType.INVALID_SPEC) != "True":
-        actions.append(RecordEvent(EventType.WARNING, "InvalidSpec", bounded(str(error))))
-    status.conditions = set_condition(
-        status.conditions,
-        ConditionType.INVALID_SPEC,
-        True,
-        "InvalidSpec",
-        str(error),
-        generation=observed.generation,
-        now=observed.now,
-    )
-    if status.active_color is None:
-        status.phase = Phase.PENDING
+    if condition_status(status.conditions, type_) != "True":
+        actions.append(RecordEvent(EventType.WARNING, type_.value, bounded(message)))
+    for each in (type_, *also):
+        status.conditions = set_condition(
+            status.conditions, each, True, type_.value, message, generation=observed.generation, now=observed.now
+        )
     return Plan(actions=tuple(actions), status=status, requeue_after=IDLE_RESYNC_SECONDS)

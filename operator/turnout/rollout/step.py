@@ -26,7 +26,7 @@ from turnout.rollout.actions import (
     RecordEvent,
     ScaleDeployment,
 )
-from turnout.rollout.conditions import bounded, format_precise_time, parse_time, set_condition
+from turnout.rollout.conditions import bounded, condition_status, format_precise_time, parse_time, set_condition
 from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
 
 IDLE_RESYNC_SECONDS = 60.0
@@ -323,7 +323,7 @@ class Step(ABC):
         spec = self.backend.spec
         profile = self.backend.profile
         open_to_all = spec.service.type is ServiceType.LOAD_BALANCER and profile.api_key_ref(spec) is None
-        was = any(c.type == ConditionType.EXPOSED.value and c.status == "True" for c in self.status.conditions)
+        was = condition_status(self.status.conditions, ConditionType.EXPOSED) == "True"
         if not open_to_all:
             if was:
                 self.condition(ConditionType.EXPOSED, False, "NotExposed", "")
@@ -344,7 +344,7 @@ class Step(ABC):
 
     def clear_conflict(self) -> None:
         """A conflict reported earlier is over (the Conflict condition exists only once there was one)."""
-        if any(c.type == ConditionType.CONFLICT.value and c.status == "True" for c in self.status.conditions):
+        if condition_status(self.status.conditions, ConditionType.CONFLICT) == "True":
             self.condition(ConditionType.CONFLICT, False, "Resolved", "")
             self.condition(ConditionType.DEGRADED, False, "AsExpected", "")
 
