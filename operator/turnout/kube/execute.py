@@ -26,6 +26,7 @@ from turnout.rollout.actions import (
     RecordEvent,
     ScaleDeployment,
 )
+from turnout.rollout.conditions import bounded
 from turnout.rollout.observed import ApplyRejection
 
 EventSink = Callable[[RecordEvent], None]
@@ -33,8 +34,8 @@ EventSink = Callable[[RecordEvent], None]
 # The API server's verdict on the object itself: asking again with the same spec changes nothing.
 # (409 conflicts and 5xx are transient: they propagate and the reconcile is retried with backoff.)
 REFUSALS = frozenset({400, 403, 404, 413, 422})
-# The API server's message names the field and the value; more than this is noise in a condition.
-MAX_REFUSAL_CHARS = 1000
+# The API server's message names the field and the value; more than this is noise in a log line.
+MAX_REFUSAL_BYTES = 1000
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def refusal_message(error: ApiException) -> str:
         message = str(json.loads(error.body or "")["message"])
     except (ValueError, KeyError, TypeError):
         message = f"{error.status} {error.reason}"
-    return message if len(message) <= MAX_REFUSAL_CHARS else message[: MAX_REFUSAL_CHARS - 1] + "…"
+    return bounded(message, MAX_REFUSAL_BYTES)
 
 
 def owned(obj: KubeObject, ref: BackendRef) -> KubeObject:
