@@ -87,10 +87,7 @@ def test_model_change_switches_the_service_once_after_green_is_proven(operator: 
 
 def test_a_failing_check_rolls_back_with_a_warning_event(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
-    operator.edit(spec(model=NEW_MODEL))
-    operator.reconcile()
-    operator.pods_ready(GREEN)
-    operator.reconcile()
+    operator.start_verifying(spec(model=NEW_MODEL))
     operator.checks.answer = LACKS_CHAT
     for _ in range(3):
         operator.advance(5)
@@ -171,10 +168,7 @@ def test_a_backend_that_is_gone_is_left_alone(operator: InProcessOperator) -> No
 
 def test_a_switch_whose_status_was_lost_is_not_made_twice(operator: InProcessOperator) -> None:
     operator.start_healthy(spec())
-    operator.edit(spec(model=NEW_MODEL))
-    operator.reconcile()
-    operator.pods_ready(GREEN)
-    operator.reconcile()
+    operator.start_verifying(spec(model=NEW_MODEL))
     operator.checks.answer = PASS
     for _ in range(2):
         operator.advance(5)

@@ -146,6 +146,15 @@ class InProcessOperator:
         self.cluster.run_controllers()
         self.cluster.pods_fail(NAMESPACE, f"{NAME}-{color.value}", reason, message)
 
+    def start_verifying(self, spec: KubeObject) -> None:
+        """A healthy backend gets `spec`: the idle color takes it, its pods become Ready, phase Verifying."""
+        preview = Color.GREEN if self.status().active_color is Color.BLUE else Color.BLUE
+        self.edit(spec)
+        self.reconcile()
+        self.pods_ready(preview)
+        self.reconcile()
+        assert self.status().phase == "Verifying", self.status()
+
     def start_healthy(self, spec: KubeObject) -> None:
         """Create the backend with `spec` and carry it to Healthy on blue: Ready pods, passing checks."""
         self.create(spec)
