@@ -14,6 +14,7 @@ from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 
 BLUE, GREEN = Color.BLUE, Color.GREEN
 NEW_MODEL = {"name": "meta-llama/Llama-3.2-3B-Instruct", "servedName": "chat"}
+THIRD_MODEL = {"name": "meta-llama/Llama-3.2-1B-Instruct", "servedName": "chat"}
 LACKS_CHAT = CheckOutcome(passed=False, message='pod chat-green-x (10.244.0.9): /v1/models lacks "chat"')
 
 
@@ -208,5 +209,10 @@ def test_every_phase_is_reached_through_the_real_reconcile(operator: InProcessOp
     reconcile()  # Baking
     operator.checks.answer = LACKS_CHAT
     reconcile(3)  # Degraded: rolled back to blue
-    assert set(seen) == {phase.value for phase in Phase}, seen
     assert operator.service_color() == "blue"
+    operator.checks.answer = PASS
+    operator.edit(spec(rollout={"strategy": "Canary", "canary": {"steps": [{"setWeight": 50}]}}, model=THIRD_MODEL))
+    reconcile()
+    operator.pods_ready(GREEN)
+    reconcile(5)  # Verifying, then Canary: half the Ready pods behind the Service are green's
+    assert set(seen) == {phase.value for phase in Phase}, seen

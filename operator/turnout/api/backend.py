@@ -8,6 +8,7 @@ whatever it lets through can be rendered and rolled out; whatever it refuses is 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ class Backend:
             *_name_problems(self.name, self.spec),
             *self.profile.problems(self),
             *_storage_problems(self.spec),
+            *_canary_problems(self.spec),
             *_template_problems(self.spec),
         ]
 
@@ -227,6 +229,30 @@ def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
         return []
     got = rules.RWOP_NEEDS_ONE_POD_GOT.format(spec.rollout.strategy.value, spec.replicas)
     return [f"spec.model.storage.accessModes: {got}"]
+
+
+def _canary_problems(spec: InferenceBackendSpec) -> list[str]:
+    """The rules of `turnout.api.rules` on strategy Canary and its steps."""
+    found = []
+    canary = spec.rollout.canary
+    if spec.rollout.strategy is Strategy.CANARY:
+        if canary is None:
+            found.append(f"spec.rollout.strategy: {rules.CANARY_NEEDS_STEPS}")
+        elif spec.replicas == 1 and canary.max_surge == 0:
+            found.append(f"spec.rollout.canary: {rules.CANARY_NEEDS_TWO_PODS}")
+    if canary is None:
+        return found
+    service = spec.service.name or ""
+    if canary.traffic.http_route is not None and len(service) > rules.MAX_ROUTED_SERVICE_NAME_LENGTH:
+        found.append(f"spec.service.name: {rules.ROUTED_SERVICE_NAME_TOO_LONG_GOT.format(len(service))}")
+    for index, step in enumerate(canary.steps):
+        if (step.set_weight is None) == (step.pause is None):
+            found.append(f"spec.rollout.canary.steps[{index}]: {rules.CANARY_STEP_ONE_KIND}")
+    weights = [step.set_weight for step in canary.steps if step.set_weight is not None]
+    if any(later <= earlier for earlier, later in itertools.pairwise(weights)):
+        got = ", ".join(map(str, weights))
+        found.append(f"spec.rollout.canary.steps: {rules.CANARY_WEIGHTS_INCREASING_GOT.format(got)}")
+    return found
 
 
 def _template_problems(spec: InferenceBackendSpec) -> list[str]:

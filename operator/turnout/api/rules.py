@@ -57,10 +57,30 @@ RESERVED_LABEL_GOT = RESERVED_LABEL + " (got {})"
 TOLERATION_EXISTS_WITH_VALUE = "a toleration with operator Exists matches any value; leave value empty"
 TOLERATION_EXISTS_WITH_VALUE_GOT = TOLERATION_EXISTS_WITH_VALUE + " (got '{}')"
 TOLERATION_WITHOUT_KEY = "a toleration without a key matches every taint and needs operator Exists"
+CANARY_NEEDS_STEPS = "strategy Canary needs rollout.canary.steps, e.g. [{setWeight: 10}, {pause: {}}, {setWeight: 50}]"
+CANARY_STEP_ONE_KIND = "each canary step is either setWeight or pause: set exactly one"
+CANARY_WEIGHTS_INCREASING = "the setWeight steps must increase from one to the next"
+CANARY_WEIGHTS_INCREASING_GOT = CANARY_WEIGHTS_INCREASING + " (got {})"
+CANARY_NEEDS_TWO_PODS = (
+    "a canary runs both revisions at once: with replicas 1 it needs canary.maxSurge 1 or more; "
+    "use strategy Recreate to replace a single replica without a spare GPU"
+)
+# The HTTPRoute refers to one Service per color, `<service>-blue` and `<service>-green`.
+MAX_ROUTED_SERVICE_NAME_LENGTH = 63 - len("-green")
+ROUTED_SERVICE_NAME_TOO_LONG = (
+    f"with canary.traffic.httpRoute, turnout names the colors' Services <service>-blue and <service>-green: "
+    f"service.name must be at most {MAX_ROUTED_SERVICE_NAME_LENGTH} characters"
+)
+ROUTED_SERVICE_NAME_TOO_LONG_GOT = ROUTED_SERVICE_NAME_TOO_LONG + " (got {} characters)"
 
 _STORAGE = "self.model.storage"
 _STRATEGY = "(has(self.rollout) && has(self.rollout.strategy) ? self.rollout.strategy : 'BlueGreen')"
 _REPLICAS = "(has(self.replicas) ? self.replicas : 1)"
+_CANARY = "self.rollout.canary"
+_HAS_CANARY = f"(has(self.rollout) && has({_CANARY}))"
+_MAX_SURGE = f"({_HAS_CANARY} && has({_CANARY}.maxSurge) ? {_CANARY}.maxSurge : 1)"
+_HAS_ROUTE = f"({_HAS_CANARY} && has({_CANARY}.traffic) && has({_CANARY}.traffic.httpRoute))"
+_WEIGHTS = "self.filter(s, has(s.setWeight)).map(s, s.setWeight)"
 _RESERVED = f"k in {cel_list(RESERVED_LABELS)} || k.startsWith('{RESERVED_LABEL_PREFIX}')"
 
 RULES: tuple[Rule, ...] = (
@@ -89,6 +109,30 @@ RULES: tuple[Rule, ...] = (
         RWOP_NEEDS_ONE_POD,
         ".model.storage.accessModes",
         cel_format(RWOP_NEEDS_ONE_POD_GOT, _STRATEGY, _REPLICAS),
+    ),
+    Rule(("spec",), f"{_STRATEGY} != 'Canary' || {_HAS_CANARY}", CANARY_NEEDS_STEPS, ".rollout.strategy"),
+    Rule(
+        ("spec",),
+        f"{_STRATEGY} != 'Canary' || {_REPLICAS} != 1 || {_MAX_SURGE} > 0",
+        CANARY_NEEDS_TWO_PODS,
+        ".rollout.canary",
+    ),
+    Rule(
+        ("spec",),
+        f"!{_HAS_ROUTE} || !has(self.service) || !has(self.service.name) "
+        f"|| self.service.name.size() <= {MAX_ROUTED_SERVICE_NAME_LENGTH}",
+        ROUTED_SERVICE_NAME_TOO_LONG,
+        ".service.name",
+        cel_format(ROUTED_SERVICE_NAME_TOO_LONG_GOT, "self.service.name.size()"),
+    ),
+    Rule(("spec", "rollout", "canary", "steps", "*"), "has(self.setWeight) != has(self.pause)", CANARY_STEP_ONE_KIND),
+    Rule(
+        ("spec", "rollout", "canary", "steps"),
+        f"{_WEIGHTS}.isSorted() && {_WEIGHTS}.all(w, {_WEIGHTS}.indexOf(w) == {_WEIGHTS}.lastIndexOf(w))",
+        CANARY_WEIGHTS_INCREASING,
+        message_expression=cel_format(
+            CANARY_WEIGHTS_INCREASING_GOT, cel_join("self.filter(s, has(s.setWeight)).map(s, string(s.setWeight))")
+        ),
     ),
     Rule(
         ("spec", "template", "env", "*"),

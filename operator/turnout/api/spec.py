@@ -144,6 +144,7 @@ class Strategy(StrEnum):
 
     BLUE_GREEN = "BlueGreen"
     RECREATE = "Recreate"
+    CANARY = "Canary"
 
 
 class Storage(Model):
@@ -311,15 +312,79 @@ class Checks(Model):
     """Also send one tiny chat completion (`max_tokens: 1`) with the served name."""
 
 
+class CanaryPause(Model):
+    """Wait at the weight in effect; the analysis keeps judging meanwhile."""
+
+    seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    """Seconds to wait. Unset: wait until promoted with
+    `kubectl annotate ib NAME turnout.dev/promote=<status.previewRevision>`."""
+
+
+class CanaryStep(Model):
+    """One step of a canary: either `setWeight` or `pause`."""
+
+    set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    """Percent of the traffic the new revision takes from this step on."""
+    pause: CanaryPause | None = None
+    """Wait here, for `seconds` or until promoted."""
+
+
+class Analysis(Model):
+    """How each canary step is judged on real traffic, from the engines' own metrics (vLLM's
+    `/metrics`; an engine without metrics, such as Ollama, is judged by the checks alone)."""
+
+    max_error_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
+    """Largest share of the canary's requests that may fail with a 5xx answer."""
+    max_latency_ratio: Annotated[float, Field(ge=1, le=100)] | None = None
+    """Largest p95 end-to-end latency of the canary as a multiple of the stable revision's. Unset: not compared."""
+    min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
+    """Requests the canary must have served in a step before a verdict: with fewer, the step waits."""
+
+
+class HttpRouteRef(Model):
+    """A Gateway API HTTPRoute in the backend's namespace."""
+
+    name: DnsSubdomain
+    """The HTTPRoute's name. One of its rules must refer to both Services `<service>-blue` and
+    `<service>-green`; turnout sets those two weights and nothing else."""
+
+
+class CanaryTraffic(Model):
+    """How traffic is split between the two revisions."""
+
+    http_route: HttpRouteRef | None = None
+    """Split by the weights of an HTTPRoute's backendRefs (exact weights). Unset: the stable Service
+    selects both revisions and the weight is the share of Ready pods."""
+
+
+class Canary(Model):
+    """Traffic moved to the new revision in steps, each judged before the next."""
+
+    steps: Annotated[list[CanaryStep], Field(min_length=1, max_length=32)]
+    """The steps, in order, e.g. `[{setWeight: 10}, {pause: {seconds: 300}}, {setWeight: 50}, {pause: {}}]`;
+    after the last one the new revision takes all traffic."""
+    max_surge: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Replicas that may run above `replicas` during the canary. 0: a stable replica is scaled down
+    before a canary replica starts, for clusters without a spare GPU."""
+    analysis: Analysis = Field(default_factory=Analysis)
+    """How each step is judged on real traffic."""
+    traffic: CanaryTraffic = Field(default_factory=CanaryTraffic)
+    """How traffic is split."""
+
+
 class Rollout(Model):
     """How a new revision is proven and switched to. Changing these never starts a cutover."""
 
     strategy: Strategy = Strategy.BLUE_GREEN
     """BlueGreen keeps the old revision serving until the new one is proven. Recreate scales the
-    old one down first, for clusters without spare GPUs (clients see an outage)."""
+    old one down first, for clusters without spare GPUs (clients see an outage). Canary moves
+    traffic in the steps of `canary`."""
+    canary: Canary | None = None
+    """The steps of strategy Canary (required with it; kept while another strategy runs)."""
     auto_promote: bool = True
     """false: a proven revision waits in phase Paused until promoted with
-    `kubectl annotate ib NAME turnout.dev/promote=<status.previewRevision>`."""
+    `kubectl annotate ib NAME turnout.dev/promote=<status.previewRevision>` (BlueGreen, Recreate;
+    a canary pauses where its steps say)."""
     ready_timeout_seconds: Annotated[int, Field(ge=30, le=86_400)] = 1800
     """Seconds the new revision may take to become Ready (weights load slowly) before rollback."""
     checks: Checks = Field(default_factory=Checks)

@@ -27,6 +27,7 @@ class Phase(StrEnum):
     PROGRESSING = "Progressing"
     VERIFYING = "Verifying"
     PAUSED = "Paused"
+    CANARY = "Canary"
     BAKING = "Baking"
     HEALTHY = "Healthy"
     DEGRADED = "Degraded"
@@ -70,6 +71,24 @@ class Condition(StatusModel):
     """RFC 3339 time the status last changed (not the reason or message)."""
 
 
+class CanaryStatus(StatusModel):
+    """Where a canary stands: its step, the weight it sets, and the share of traffic in effect."""
+
+    step: int = 0
+    """Index of the step in progress in `rollout.canary.steps`."""
+    weight: int = 0
+    """Percent of the traffic the steps so far give the new revision."""
+    traffic_share: int | None = None
+    """Percent of the traffic in effect on the new revision: its Ready pods among all Ready pods the
+    Service selects, or its weight on the HTTPRoute. None until traffic is split."""
+    step_started_at: str | None = None
+    """RFC 3339 time the step's weight took effect; a pause counts from here."""
+    analysis: str | None = None
+    """The last verdict on the step's traffic, with its numbers."""
+    analysis_passed: bool = False
+    """The step's traffic was judged and passed."""
+
+
 class InferenceBackendStatus(StatusModel):
     """What turnout observed and decided."""
 
@@ -96,6 +115,8 @@ class InferenceBackendStatus(StatusModel):
     """Passing check rounds in a row in the current phase."""
     check_failures: int = 0
     """Failing check rounds in a row in the current phase."""
+    canary: CanaryStatus | None = None
+    """The canary in flight (strategy Canary), from the moment its pods proved they serve the model."""
     last_check_time: str | None = None
     """RFC 3339 time (to the millisecond) of the last check round; rounds are checks.intervalSeconds apart."""
     last_failed_revision: str | None = None

@@ -25,6 +25,7 @@ from turnout.rollout.actions import (
     ApplyService,
     RecordEvent,
     ScaleDeployment,
+    SplitService,
 )
 from turnout.rollout.conditions import bounded
 from turnout.rollout.observed import ApplyRejection
@@ -96,6 +97,8 @@ async def _write(cluster: ClusterApi, ref: BackendRef, backend: Backend, action:
             write = partial(cluster.scale_deployment, ref.namespace, deployment_name(backend, color), replicas)
         case ApplyService(color=color):
             write = partial(cluster.apply, owned(render_service(backend, color), ref))
+        case SplitService():
+            write = partial(cluster.apply, owned(render_service(backend, None), ref))
         case ApplyClaim():
             claim = render_model_claim(backend)
             if claim is None:
@@ -120,7 +123,7 @@ def _object_of(backend: Backend, action: Action) -> str:
     match action:
         case ApplyDeployment(color=color) | ScaleDeployment(color=color):
             return f"Deployment {deployment_name(backend, color)}"
-        case ApplyService():
+        case ApplyService() | SplitService():
             return f"Service {backend.service_name}"
         case _:
             return f"PersistentVolumeClaim {backend.claim_name}"

@@ -176,6 +176,14 @@ def service_color(service: Mapping[str, Any] | None) -> Color | None:
     return Color(value) if value in (Color.BLUE.value, Color.GREEN.value) else None
 
 
+def service_splits(service: Mapping[str, Any] | None) -> bool:
+    """The Service selects the pods of both colors of its backend (a canary without a mesh)."""
+    if service is None:
+        return False
+    selector = (service.get("spec") or {}).get("selector") or {}
+    return BACKEND_LABEL in selector and COLOR_LABEL not in selector
+
+
 def check_targets(pods: Sequence[KubeObject], color: Color, revision: str, port: int) -> list[CheckTarget]:
     """Ready pods of `color` running `revision`, with an IP."""
     return [
@@ -241,6 +249,7 @@ async def observe(
         service_current=backend is None
         or service_is_current(service, render_service(backend, service_color(service) or Color.BLUE)),
         service_color=service_color(service),
+        service_split=service_splits(service),
         claim_exists=claim_exists,
         check=check,
         promote=annotations.get(PROMOTE_ANNOTATION),

@@ -32,6 +32,12 @@ class ApplyService:
 
 
 @dataclass(frozen=True)
+class SplitService:
+    """Server-side apply the stable Service selecting the pods of both colors: a canary's traffic
+    split without a mesh, where each color's share is its share of the Ready pods."""
+
+
+@dataclass(frozen=True)
 class ApplyClaim:
     """Create the model volume's claim (never updated: a bound claim's spec is immutable)."""
 
@@ -68,4 +74,4 @@ class CutoverFinished:
     """The failure reason when rolled back."""
 
 
-Action = ApplyDeployment | ScaleDeployment | ApplyService | ApplyClaim | RecordEvent
+Action = ApplyDeployment | ScaleDeployment | ApplyService | SplitService | ApplyClaim | RecordEvent

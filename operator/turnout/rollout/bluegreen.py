@@ -16,7 +16,15 @@ from datetime import timedelta
 
 from turnout.api.labels import ABORT_ANNOTATION, PROMOTE_ANNOTATION
 from turnout.api.status import Color, ConditionType, Phase
-from turnout.rollout.actions import ApplyClaim, ApplyDeployment, ApplyService, CutoverResult, EventType, ScaleDeployment
+from turnout.rollout.actions import (
+    ApplyClaim,
+    ApplyDeployment,
+    ApplyService,
+    CutoverResult,
+    EventType,
+    ScaleDeployment,
+    SplitService,
+)
 from turnout.rollout.conditions import format_time, parse_time
 from turnout.rollout.observed import ApplyRejection, ColorState, FailureReason
 from turnout.rollout.step import IDLE_RESYNC_SECONDS, Plan, Step
@@ -60,13 +68,7 @@ class BlueGreen(Step):
     def cutover(self) -> Plan:
         """Move toward the spec's revision: start, continue or restart the preview."""
         status = self.status
-        if status.switched_at is not None:
-            # The spec changed during a bake: the baking revision stays, the newest spec wins,
-            # and the previous color is the only one free to carry it.
-            self.event(EventType.NORMAL, "BakeInterrupted", f"spec changed to revision {self.revision}")
-            self.finish(CutoverResult.SUPERSEDED)
-            status.switched_at = None
-            status.preview_started_at = None
+        self.interrupt_bake()
         if self.observed.abort == self.revision:
             return self.abort()
         if status.preview_color is not None and status.preview_revision != self.revision:
@@ -107,6 +109,17 @@ class BlueGreen(Step):
             return self.verify()
         return self.wait_for_ready(state)
 
+    def interrupt_bake(self) -> None:
+        """The spec changed during a bake: the baking revision stays, the newest spec wins, and the
+        previous color is the only one free to carry it."""
+        status = self.status
+        if status.switched_at is None:
+            return
+        self.event(EventType.NORMAL, "BakeInterrupted", f"spec changed to revision {self.revision}")
+        self.finish(CutoverResult.SUPERSEDED)
+        status.switched_at = None
+        status.preview_started_at = None
+
     def abandon_preview(self) -> Plan:
         """The spec is back at the revision that serves: the preview in flight is dropped, nothing moves."""
         status = self.status
@@ -120,7 +133,7 @@ class BlueGreen(Step):
         self.finish(CutoverResult.SUPERSEDED)
         if self.observed.color(preview).replicas > 0:
             self.actions.append(ScaleDeployment(preview, 0))
-        status.preview_color = status.preview_revision = status.preview_started_at = None
+        self.end_preview()
         self.reset_checks(next_round_now=True)
         return self.steady()
 
@@ -130,7 +143,7 @@ class BlueGreen(Step):
         preview = status.preview_color
         if preview is not None and self.observed.color(preview).replicas > 0:
             self.actions.append(ScaleDeployment(preview, 0))
-        status.preview_color = status.preview_revision = status.preview_started_at = None
+        self.end_preview()
         self.reset_checks(next_round_now=True)
         self.enter(Phase.PENDING)
         self.condition(
@@ -146,20 +159,28 @@ class BlueGreen(Step):
         return True
 
     def wait_for_ready(self, state: ColorState) -> Plan:
+        failure = self.pods_failed(state, self.status.preview_started_at, self.replicas)
+        if failure is not None:
+            return failure
+        self.enter(Phase.PROGRESSING)
+        self.reset_checks()
+        return self.done()
+
+    def pods_failed(self, state: ColorState, since: str | None, wanted: int) -> Plan | None:
+        """The failing plan when the preview's pods fail, or are not `wanted` Ready within the ready
+        timeout counted from `since`; None while they may still come."""
         # Failures of pods from an older template say nothing about this revision.
         failure = self.fatal_pod_failure(state.failures) if state.revision == self.revision else None
         if failure is not None:
             return self.fail(failure.reason, f"{failure.kind} {failure.pod}: {failure.message}")
-        started = parse_time(self.status.preview_started_at) or self.now
+        started = parse_time(since) or self.now
         timeout = self.rollout.ready_timeout_seconds
-        if (self.now - started).total_seconds() >= timeout:
+        if state.ready < wanted and (self.now - started).total_seconds() >= timeout:
             return self.fail(
                 FailureReason.READY_TIMEOUT,
-                f"{state.ready}/{self.replicas} pods Ready after {timeout} s (rollout.readyTimeoutSeconds)",
+                f"{state.ready}/{wanted} pods Ready after {timeout} s (rollout.readyTimeoutSeconds)",
             )
-        self.enter(Phase.PROGRESSING)
-        self.reset_checks()
-        return self.done()
+        return None
 
     def verify(self) -> Plan:
         status = self.status
@@ -173,6 +194,11 @@ class BlueGreen(Step):
             return self.fail(FailureReason.CHECK_FAILED, self.check_message())
         if status.check_passes < self.rollout.checks.success_threshold:
             return self.done()
+        return self.proven()
+
+    def proven(self) -> Plan:
+        """The preview passed its checks: switch, or wait for a promotion."""
+        status = self.status
         # As in Argo Rollouts, the first revision has nothing to wait beside: it is promoted at once.
         promoted = self.rollout.auto_promote or self.observed.promote == self.revision or status.active_color is None
         if not promoted:
@@ -206,6 +232,7 @@ class BlueGreen(Step):
         status.active_color, status.active_revision = preview, revision
         status.previous_color, status.previous_revision = old_color, old_revision
         status.preview_color = status.preview_revision = None
+        status.canary = None
         status.switched_at = format_time(self.now)
         self.reset_checks(next_round_now=True)
         self.condition(ConditionType.ROLLED_BACK, False, "Promoted", f"revision {revision} promoted")
@@ -268,17 +295,17 @@ class BlueGreen(Step):
             return self.degrade(reason, message)
         # Before the switch the Service never moved: a failed preview is always scaled down (an
         # abort can come before any preview started).
-        preview = status.preview_color
-        if preview is not None:
-            self.actions = [a for a in self.actions if a != ApplyDeployment(preview, self.replicas)]
-            if self.observed.color(preview).exists and self.observed.color(preview).replicas > 0:
-                self.actions.append(ScaleDeployment(preview, 0))
-        active = status.active_color
-        if self.observed.color(active).replicas != self.replicas:
-            # Recreate scaled the old color down; bring it back.
-            self.actions.append(ScaleDeployment(active, self.replicas))
-        if self.observed.service_color != active:
+        preview, active = status.preview_color, status.active_color
+        # What this reconcile meant to write for the cutover is dropped: it is undone instead.
+        writes = ApplyDeployment | ScaleDeployment | ApplyService | SplitService
+        self.actions = [a for a in self.actions if not isinstance(a, writes)]
+        if self.observed.service_color != active or self.observed.service_split:
             self.actions.append(ApplyService(active))
+        if preview is not None and self.observed.color(preview).exists and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))
+        if self.observed.color(active).replicas != self.replicas:
+            # Recreate, or a canary, scaled the old color down; bring it back.
+            self.actions.append(ScaleDeployment(active, self.replicas))
         status.preview_color = status.preview_revision = None
         return self.record_rollback(reason, message)
 
@@ -327,7 +354,7 @@ class BlueGreen(Step):
             and status.preview_revision is not None
             and self.observed.service_color == preview
             and self.observed.color(preview).revision == status.preview_revision
-            and status.phase in (Phase.VERIFYING, Phase.PAUSED)
+            and status.phase in (Phase.VERIFYING, Phase.PAUSED, Phase.CANARY)
         )
 
 

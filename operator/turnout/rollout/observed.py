@@ -20,6 +20,7 @@ class FailureReason(StrEnum):
     CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
     FAILED_CREATE = "FailedCreate"
     CHECK_FAILED = "CheckFailed"
+    ANALYSIS_FAILED = "AnalysisFailed"
     APPLY_FAILED = "ApplyFailed"
     ABORTED = "Aborted"
 
@@ -85,7 +86,9 @@ class Observed:
     colors: dict[Color, ColorState] = field(default_factory=dict)
     service_exists: bool = False
     service_color: Color | None = None
-    """The color the Service selects, None when it selects none (or does not exist)."""
+    """The color the Service selects, None when it selects none or both (or does not exist)."""
+    service_split: bool = False
+    """The Service selects the pods of both colors (a canary without a mesh)."""
     service_current: bool = True
     """The Service's type and ports are what the spec says (its selector aside)."""
     claim_exists: bool = False

@@ -6,7 +6,7 @@ status, the objects' labels and the Service's selector, so a restarted operator 
 it stopped, and a Service that was already moved is never moved again.
 
 `plan` dispatches on `rollout.strategy` to one module per strategy (`bluegreen.py` for BlueGreen
-and Recreate); what strategies share lives in `step.py`. An invalid spec is handled here, before
+and Recreate, `canary.py` for Canary); what strategies share lives in `step.py`. An invalid spec is handled here, before
 any strategy, because it changes nothing in the cluster.
 """
 
@@ -20,6 +20,7 @@ from turnout.api.spec import Strategy
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
 from turnout.rollout.actions import Action, EventType, RecordEvent
 from turnout.rollout.bluegreen import BlueGreen, Recreate
+from turnout.rollout.canary import Canary
 from turnout.rollout.conditions import bounded, condition_status, parse_time, set_condition
 from turnout.rollout.observed import Observed
 from turnout.rollout.step import IDLE_RESYNC_SECONDS, Plan, Step
@@ -44,6 +45,8 @@ def strategy_step(backend: Backend, observed: Observed) -> Step:
             return BlueGreen(backend, observed)
         case Strategy.RECREATE:
             return Recreate(backend, observed)
+        case Strategy.CANARY:
+            return Canary(backend, observed)
         case _:
             assert_never(strategy)
 
@@ -71,7 +74,7 @@ def check_target(status: InferenceBackendStatus, revision: str | None = None) ->
     served name, so they say nothing about a color that runs another revision (e.g. the serving
     color while the spec names a revision that failed).
     """
-    if status.phase in (Phase.VERIFYING, Phase.PAUSED):
+    if status.phase in (Phase.VERIFYING, Phase.PAUSED, Phase.CANARY):
         color, running = status.preview_color, status.preview_revision
     elif status.phase is Phase.BAKING:
         color, running = status.active_color, status.active_revision

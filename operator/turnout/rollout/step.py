@@ -216,6 +216,7 @@ class Step(ABC):
         failed = revision or self.revision
         self.remember_failure(failed, reason, message)
         status.preview_started_at = None
+        status.canary = None
         self.reset_checks(next_round_now=True)
         self.enter(Phase.DEGRADED)
         self.finish(
@@ -368,6 +369,12 @@ class Step(ABC):
         self.status.phase = phase
         if phase in _ANNOUNCED_PHASES and not announced:
             self.event(EventType.NORMAL, phase.value, message)
+
+    def end_preview(self) -> None:
+        """No revision is being proven any more (the spec went back, or to zero replicas)."""
+        status = self.status
+        status.preview_color = status.preview_revision = status.preview_started_at = None
+        status.canary = None
 
     def reset_checks(self, *, next_round_now: bool = False) -> None:
         """Start counting check rounds afresh; `next_round_now` makes the next round due at once."""

@@ -475,6 +475,53 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            vllm(rollout={"strategy": "Canary"}),
+            "spec.rollout.strategy: strategy Canary needs rollout.canary.steps",
+            ("spec.rollout.strategy", "strategy Canary needs rollout.canary.steps"),
+        ),
+        id="canary-without-steps",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"strategy": "Canary", "canary": {"steps": [{"setWeight": 50}], "maxSurge": 0}}),
+            "spec.rollout.canary: a canary runs both revisions at once: with replicas 1",
+            ("spec.rollout.canary", "a canary runs both revisions at once: with replicas 1"),
+        ),
+        id="canary-of-one-replica-without-surge",
+    ),
+    pytest.param(
+        Case(
+            vllm(
+                service={"name": "s" * 58},
+                rollout={"canary": {"steps": [{"setWeight": 50}], "traffic": {"httpRoute": {"name": "chat"}}}},
+            ),
+            "spec.service.name: with canary.traffic.httpRoute, turnout names the colors' Services",
+            (
+                "spec.service.name",
+                "with canary.traffic.httpRoute, turnout names the colors' Services",
+                "service.name must be at most 57 characters (got 58 characters)",
+            ),
+        ),
+        id="routed-service-name-too-long",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"canary": {"steps": [{"setWeight": 10, "pause": {}}]}}),
+            "spec.rollout.canary.steps[0]: each canary step is either setWeight or pause",
+            ("spec.rollout.canary.steps[0]", "each canary step is either setWeight or pause: set exactly one"),
+        ),
+        id="canary-step-of-two-kinds",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"canary": {"steps": [{"setWeight": 50}, {"pause": {}}, {"setWeight": 20}]}}),
+            "spec.rollout.canary.steps: the setWeight steps must increase from one to the next (got 50, 20)",
+            ("spec.rollout.canary.steps", "the setWeight steps must increase from one to the next (got 50, 20)"),
+        ),
+        id="canary-weights-decreasing",
+    ),
+    pytest.param(
+        Case(
             vllm(model={"name": "m", "storage": {"mountPath": "models"}}),
             "spec.model.storage.mountPath: must be an absolute directory path such as /data/models",
             ("spec.model.storage.mountPath", "must be an absolute directory path such as /data/models"),

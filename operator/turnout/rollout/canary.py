@@ -1,0 +1,340 @@
+"""Canary: the new revision takes the traffic in steps, each judged on real traffic before the next.
+
+Phases: Progressing (the canary's first pods start, within `canary.maxSurge`) -> Verifying (its
+pods are checked; no traffic yet) -> Canary (a step in effect, its traffic judged every check
+round) or Paused (a pause that waits for a promotion) -> Baking (all traffic on the new revision,
+the stable pods still warm) -> Healthy. A first revision has nothing to compare with: it is proven
+and promoted as in blue/green.
+
+Without a mesh the stable Service selects both colors, so a color's share of the traffic is its
+share of the Ready pods: a step's weight becomes pod counts (`pod_split`), reached without ever
+running more than `replicas + maxSurge` pods (`scale_toward`).
+
+Any failure (a pod, a check round, the analysis, the abort annotation) puts all traffic back on the
+stable color at once, scales the canary down and remembers the revision as failed, as blue/green
+does before its switch. A spec change restarts the canary from its first step; everything a step
+needs is in the status, so a restarted operator resumes at the step it was at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from turnout.api.labels import PROMOTE_ANNOTATION
+from turnout.api.spec import Canary as CanarySpec
+from turnout.api.spec import CanaryStep
+from turnout.api.status import CanaryStatus, Color, ConditionType, Phase
+from turnout.rollout.actions import (
+    ApplyDeployment,
+    ApplyService,
+    CutoverResult,
+    EventType,
+    ScaleDeployment,
+    SplitService,
+)
+from turnout.rollout.bluegreen import BlueGreen
+from turnout.rollout.conditions import format_time, parse_time
+from turnout.rollout.observed import ColorState, FailureReason
+from turnout.rollout.step import Plan
+
+FULL_WEIGHT = 100
+
+
+@dataclass(frozen=True)
+class Split:
+    """Pods of each color."""
+
+    canary: int
+    stable: int
+
+    def share(self) -> float:
+        """The canary's share of these pods, in percent."""
+        total = self.canary + self.stable
+        return 100.0 * self.canary / total if total else 0.0
+
+
+def pod_split(replicas: int, weight: int, max_surge: int) -> Split:
+    """Pods of each color whose canary share is closest to `weight` percent.
+
+    Both colors keep at least one pod below 100 %, together never fewer than `replicas` (the
+    capacity clients had) nor more than `replicas + max_surge` (the GPUs the cluster can spare).
+    Of equally close splits, the one with more pods serving wins. At 0 % the stable color has all
+    `replicas`; at 100 % the canary has them and the stable color keeps what the surge allows warm.
+    """
+    if weight <= 0:
+        return Split(0, replicas)
+    if weight >= FULL_WEIGHT:
+        return Split(replicas, min(replicas, max_surge))
+    capacity = replicas + max_surge
+    best: tuple[float, int, Split] | None = None
+    for canary in range(1, min(replicas, capacity - 1) + 1):
+        ideal = canary * (FULL_WEIGHT - weight) / weight
+        for stable in {int(ideal), int(ideal) + 1}:
+            stable = max(1, replicas - canary, min(stable, replicas, capacity - canary))
+            if stable > replicas or canary + stable > capacity:
+                continue
+            split = Split(canary, stable)
+            key = (round(abs(split.share() - weight), 9), -(canary + stable), split)
+            if best is None or key[:2] < best[:2]:
+                best = key
+    assert best is not None, (replicas, weight, max_surge)
+    return best[2]
+
+
+def scale_toward(target: Split, canary: ColorState, stable: ColorState, capacity: int) -> Split:
+    """The replicas to set now on each color on the way to `target`.
+
+    Never more than `capacity` pods at once, counting pods that still terminate: each color grows
+    only into room the other has left. The stable color shrinks once canary pods are Ready
+    to take its share, or, when there is no room for the next canary pod, to make that room.
+    """
+    stable_pods = max(stable.pods, stable.replicas)
+    if canary.replicas >= target.canary:
+        canary_now = target.canary
+    else:
+        canary_now = max(canary.replicas, min(target.canary, capacity - stable_pods))
+    if stable.replicas <= target.stable:
+        # A step can ask for one more stable pod (a closer share): it comes when there is room.
+        stable_now = max(stable.replicas, min(target.stable, capacity - max(canary.pods, canary_now)))
+    else:
+        next_canary = min(target.canary, canary.replicas + 1)
+        keep = target.canary + target.stable - min(canary.ready, target.canary)
+        stable_now = max(target.stable, min(stable.replicas, capacity - next_canary, keep))
+    return Split(canary_now, stable_now)
+
+
+class Canary(BlueGreen):
+    """One reconcile of a canary backend."""
+
+    @property
+    def spec(self) -> CanarySpec:
+        canary = self.rollout.canary
+        assert canary is not None, "strategy Canary without canary is refused by validation"
+        return canary
+
+    def cutover(self) -> Plan:
+        status = self.status
+        if status.active_color is None:
+            # A first revision has nothing to compare with, nor traffic to move.
+            return super().cutover()
+        self.interrupt_bake()
+        if self.observed.abort == self.revision:
+            return self.abort()
+        if status.preview_color is not None and status.preview_revision != self.revision:
+            return self.restart()
+        if self.replicas == 0:
+            self.route(0)
+            return self.wait_for_replicas()
+        if status.preview_color is None:
+            status.preview_color = status.active_color.other
+            status.previous_color = status.previous_revision = status.scale_down_at = None
+        status.preview_revision = self.revision
+        self.condition(
+            ConditionType.PROGRESSING, True, "NewRevision", f"revision {self.revision} on {status.preview_color}"
+        )
+        self.condition(ConditionType.DEGRADED, False, "AsExpected", "")
+        self.requeue_after = float(self.rollout.checks.interval_seconds)
+        if status.preview_started_at is None:
+            status.preview_started_at = format_time(self.now)
+            self.event(EventType.NORMAL, "Progressing", f"revision {self.revision} starting on {status.preview_color}")
+        if status.canary is None:
+            return self.before_traffic()
+        return self.run_step(status.canary)
+
+    # -- before any traffic -----------------------------------------------------------------
+
+    def before_traffic(self) -> Plan:
+        """Start the canary's first pods (as many as its first weight needs) and prove them, with
+        all traffic still on the stable color."""
+        self.route(0)
+        first = next((step.set_weight for step in self.spec.steps if step.set_weight), FULL_WEIGHT)
+        target = self.split(first)
+        state = self.scale(target)
+        failed = self.pods_failed(state, self.status.preview_started_at, target.canary)
+        if failed is not None:
+            return failed
+        if state.ready < target.canary or state.revision != self.revision:
+            self.enter(Phase.PROGRESSING)
+            self.reset_checks()
+            return self.done()
+        return self.verify()
+
+    def proven(self) -> Plan:
+        """The canary's pods serve the model: its first step starts."""
+        if self.status.active_color is None:
+            return super().proven()
+        self.event(EventType.NORMAL, "CanaryStarted", f"revision {self.revision} proven on {self.preview}")
+        return self.start_step(0)
+
+    # -- the steps --------------------------------------------------------------------------
+
+    def start_step(self, index: int) -> Plan:
+        """Enter step `index`, or promote when the steps are done."""
+        status = self.status
+        weight = status.canary.weight if status.canary else 0
+        steps = self.spec.steps
+        if index >= len(steps) or steps[index].set_weight == FULL_WEIGHT:
+            status.canary = CanaryStatus(step=index, weight=FULL_WEIGHT, step_started_at=format_time(self.now))
+            return self.promote_fully()
+        step = steps[index]
+        if step.set_weight is not None:
+            weight = step.set_weight
+        status.canary = CanaryStatus(step=index, weight=weight, step_started_at=format_time(self.now))
+        self.reset_checks(next_round_now=True)
+        self.event(EventType.NORMAL, "CanaryStep", f"step {index + 1}/{len(steps)}: {describe_step(step)}")
+        return self.run_step(status.canary)
+
+    def run_step(self, canary: CanaryStatus) -> Plan:
+        """Keep the step's weight in effect, judge its traffic, and move on when the step is done."""
+        steps = self.spec.steps
+        if canary.weight >= FULL_WEIGHT or canary.step >= len(steps):
+            return self.promote_fully()
+        step = steps[canary.step]
+        target = self.split(canary.weight)
+        state = self.scale(target)
+        failed = self.pods_failed(state, canary.step_started_at, target.canary)
+        if failed is not None:
+            return failed
+        in_effect = self.in_effect(target)
+        # Traffic goes to the canary's Ready pods only; it is split once they are proven.
+        self.route(canary.weight)
+        canary.traffic_share = self.traffic_share()
+        if not self.count_check():
+            return self.fail(FailureReason.CHECK_FAILED, self.check_message())
+        if not in_effect:
+            self.status.check_passes = 0  # a weight is judged once it is in effect
+        where = f"step {canary.step + 1}/{len(steps)} ({describe_step(step)})"
+        share = f"{canary.traffic_share}% of traffic on revision {self.revision}"
+        if in_effect and self.step_done(step, canary):
+            return self.start_step(canary.step + 1)
+        if step.pause is not None and step.pause.seconds is None and in_effect:
+            self.enter(
+                Phase.PAUSED,
+                f"revision {self.revision} at {share} in {where}; to continue: kubectl annotate ib "
+                f"{self.backend.name} {PROMOTE_ANNOTATION}={self.revision}/{canary.step} --overwrite",
+            )
+            self.condition(ConditionType.PROGRESSING, True, "Paused", f"{where}: {share}, waiting for promotion")
+            return self.done()
+        self.enter(Phase.CANARY)
+        self.condition(ConditionType.PROGRESSING, True, "CanaryStep", f"{where}: {share}")
+        if step.pause is not None and step.pause.seconds is not None:
+            started = parse_time(canary.step_started_at) or self.now
+            remaining = step.pause.seconds - (self.now - started).total_seconds()
+            self.requeue_after = min(self.requeue_after, max(remaining, 0.5))
+        return self.done()
+
+    def step_done(self, step: CanaryStep, canary: CanaryStatus) -> bool:
+        """The step's condition to move on holds: its weight judged, its pause over or promoted."""
+        if step.set_weight is not None:
+            return self.status.check_passes >= self.rollout.checks.success_threshold
+        assert step.pause is not None
+        if step.pause.seconds is None:
+            return self.observed.promote in (self.revision, f"{self.revision}/{canary.step}")
+        started = parse_time(canary.step_started_at) or self.now
+        return (self.now - started).total_seconds() >= step.pause.seconds
+
+    def promote_fully(self) -> Plan:
+        """After the last step: the canary grows to `replicas`, then takes all traffic (the switch)."""
+        target = self.split(FULL_WEIGHT)
+        state = self.scale(target)
+        assert self.status.canary is not None
+        failed = self.pods_failed(state, self.status.canary.step_started_at, target.canary)
+        if failed is not None:
+            return failed
+        if not self.in_effect(target):
+            self.route(self.status.canary.weight)
+            self.status.canary.traffic_share = self.traffic_share()
+            self.enter(Phase.CANARY)
+            self.condition(
+                ConditionType.PROGRESSING,
+                True,
+                "CanaryStep",
+                f"revision {self.revision} scaling to {self.replicas} replicas to take all traffic",
+            )
+            return self.done()
+        return self.switch()
+
+    # -- a spec change ----------------------------------------------------------------------
+
+    def restart(self) -> Plan:
+        """The spec changed mid-canary: all traffic back on stable, and the newest revision starts
+        from the first step on the same color."""
+        status = self.status
+        self.event(
+            EventType.NORMAL,
+            "Superseded",
+            f"revision {status.preview_revision} abandoned for {self.revision}; the canary starts again",
+        )
+        self.finish(CutoverResult.SUPERSEDED)
+        status.preview_revision = self.revision
+        status.preview_started_at = None
+        status.canary = None
+        self.reset_checks()
+        self.enter(Phase.PROGRESSING)
+        return self.cutover()
+
+    def abandon_preview(self) -> Plan:
+        self.route(0)  # traffic leaves the canary before its pods go
+        return super().abandon_preview()
+
+    # -- traffic and pods -------------------------------------------------------------------
+
+    @property
+    def preview(self) -> Color:
+        assert self.status.preview_color is not None
+        return self.status.preview_color
+
+    @property
+    def stable(self) -> Color:
+        assert self.status.active_color is not None
+        return self.status.active_color
+
+    def split(self, weight: int) -> Split:
+        return pod_split(self.replicas, weight, self.spec.max_surge)
+
+    def scale(self, target: Split) -> ColorState:
+        """Move both colors' replicas toward `target`; the canary's state as observed."""
+        canary, stable = self.observed.color(self.preview), self.observed.color(self.stable)
+        now = scale_toward(target, canary, stable, self.replicas + self.spec.max_surge)
+        if not canary.exists or canary.revision != self.revision:
+            self.actions.append(ApplyDeployment(self.preview, now.canary))
+        elif canary.replicas != now.canary:
+            self.actions.append(ScaleDeployment(self.preview, now.canary))
+        if stable.replicas != now.stable:
+            self.actions.append(ScaleDeployment(self.stable, now.stable))
+        return canary
+
+    def in_effect(self, target: Split) -> bool:
+        """Both colors run the target's pods, the canary's all Ready."""
+        canary, stable = self.observed.color(self.preview), self.observed.color(self.stable)
+        return (
+            canary.revision == self.revision
+            and canary.replicas == target.canary
+            and canary.ready >= target.canary
+            and stable.replicas == target.stable
+        )
+
+    def route(self, weight: int) -> None:
+        """Send `weight` percent of the traffic to the canary: 0 keeps the Service on the stable
+        color, more makes it select both colors' pods."""
+        if weight <= 0:
+            if self.observed.service_color != self.stable or self.observed.service_split:
+                self.actions.append(ApplyService(self.stable))
+        elif not self.observed.service_split:
+            self.actions.append(SplitService())
+
+    def traffic_share(self) -> int | None:
+        """Percent of the Service's Ready endpoints that are the canary's, as observed."""
+        if not self.observed.service_split:
+            return 0 if self.observed.service_color == self.stable else None
+        canary, stable = self.observed.color(self.preview).ready, self.observed.color(self.stable).ready
+        total = canary + stable
+        return round(100 * canary / total) if total else None
+
+
+def describe_step(step: CanaryStep) -> str:
+    """`setWeight 25`, `pause 300 s`, `pause until promoted`."""
+    if step.set_weight is not None:
+        return f"setWeight {step.set_weight}"
+    assert step.pause is not None
+    return f"pause {step.pause.seconds} s" if step.pause.seconds is not None else "pause until promoted"

@@ -1,0 +1,316 @@
+"""The canary strategy: its pod arithmetic, and its stories through the real reconcile on the fake cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator
+from tests.unit.rollout.world import backend, spec
+from turnout.api.status import Color
+from turnout.rollout.canary import Split, pod_split, scale_toward
+from turnout.rollout.observed import CheckOutcome, ColorState
+
+BLUE, GREEN = Color.BLUE, Color.GREEN
+NEW_MODEL = {"name": "meta-llama/Llama-3.2-3B-Instruct", "servedName": "chat"}
+OTHER_MODEL = {"name": "meta-llama/Llama-3.2-1B-Instruct", "servedName": "chat"}
+
+
+def canary_spec(steps: list[dict[str, Any]], replicas: int = 4, max_surge: int = 1, **more: Any) -> dict[str, Any]:
+    rollout = {"strategy": "Canary", "canary": {"steps": steps, "maxSurge": max_surge}}
+    return spec(replicas=replicas, rollout=rollout, **more)
+
+
+STEPS = [{"setWeight": 25}, {"setWeight": 50}, {"setWeight": 100}]
+
+
+# -- the arithmetic --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("replicas", "weight", "max_surge", "expected"),
+    [
+        (4, 25, 1, Split(1, 3)),
+        (4, 50, 1, Split(2, 2)),
+        (4, 25, 0, Split(1, 3)),
+        (10, 10, 1, Split(1, 9)),
+        (1, 10, 1, Split(1, 1)),  # one replica: both colors run one pod, half the traffic each
+        (4, 10, 1, Split(1, 4)),  # the closest to 10 % that 5 pods allow
+        (4, 33, 1, Split(2, 3)),  # never below the 4 pods clients had
+        (4, 0, 1, Split(0, 4)),
+        (4, 100, 1, Split(4, 1)),  # all on the canary, the surge keeps a stable pod warm
+        (4, 100, 0, Split(4, 0)),
+    ],
+)
+def test_pod_split(replicas: int, weight: int, max_surge: int, expected: Split) -> None:
+    assert pod_split(replicas, weight, max_surge) == expected
+
+
+@given(st.integers(1, 60), st.integers(1, 99), st.integers(0, 8))
+def test_a_split_keeps_the_capacity_within_the_surge_and_is_the_closest_possible(
+    replicas: int, weight: int, max_surge: int
+) -> None:
+    if replicas == 1 and max_surge == 0:
+        return  # refused by validation: a canary of one replica needs a surge
+    split = pod_split(replicas, weight, max_surge)
+    assert 1 <= split.canary <= replicas
+    assert 1 <= split.stable <= replicas
+    assert replicas <= split.canary + split.stable <= replicas + max_surge
+    closest = min(
+        abs(100 * c / (c + s) - weight)
+        for c in range(1, replicas + 1)
+        for s in range(1, replicas + 1)
+        if replicas <= c + s <= replicas + max_surge
+    )
+    assert abs(split.share() - weight) == pytest.approx(closest)
+
+
+class Controller:
+    """Pods of two Deployments: they start one turn after being asked for, are Ready the turn after,
+    and take a turn to terminate (while they still hold their GPU)."""
+
+    def __init__(self, canary: int, stable: int) -> None:
+        self.want = {"canary": canary, "stable": stable}
+        self.starting = {"canary": 0, "stable": 0}
+        self.ready = {"canary": canary, "stable": stable}
+        self.terminating = {"canary": 0, "stable": 0}
+
+    def state(self, side: str) -> ColorState:
+        pods = self.starting[side] + self.ready[side] + self.terminating[side]
+        return ColorState(exists=True, revision="r", replicas=self.want[side], ready=self.ready[side], pods=pods)
+
+    def pods(self) -> int:
+        return sum(self.state(side).pods for side in self.want)
+
+    def turn(self) -> None:
+        for side, wanted in self.want.items():
+            self.terminating[side] = 0
+            self.ready[side] += self.starting[side]
+            self.starting[side] = 0
+            have = self.ready[side]
+            if wanted > have:
+                self.starting[side] = wanted - have
+            elif wanted < have:
+                self.terminating[side] = have - wanted
+                self.ready[side] = wanted
+
+
+@given(st.integers(1, 12), st.integers(0, 3), st.lists(st.integers(1, 100), min_size=1, max_size=4))
+def test_scaling_toward_each_step_never_runs_more_pods_than_the_surge_allows(
+    replicas: int, max_surge: int, weights: list[int]
+) -> None:
+    if replicas == 1 and max_surge == 0:
+        return
+    capacity = replicas + max_surge
+    world = Controller(0, replicas)
+    for weight in sorted(set(weights)):
+        target = pod_split(replicas, weight, max_surge)
+        for _ in range(4 * replicas + 8):
+            now = scale_toward(target, world.state("canary"), world.state("stable"), capacity)
+            world.want = {"canary": now.canary, "stable": now.stable}
+            assert world.pods() <= capacity
+            world.turn()
+            assert world.pods() <= capacity
+        assert (world.want["canary"], world.want["stable"]) == (target.canary, target.stable), weight
+        assert world.ready == {"canary": target.canary, "stable": target.stable}
+
+
+# -- the stories ---------------------------------------------------------------------------
+
+
+def settle(operator: InProcessOperator, *, until: str | None = None, rounds: int = 40) -> None:
+    """Reconcile every 5 s while the controllers run and every pod becomes Ready, until the phase is
+    `until` (or `rounds` run out)."""
+    for _ in range(rounds):
+        for color in Color:
+            operator.pods_ready(color)
+        operator.advance(5)
+        operator.reconcile()
+        if until is not None and operator.status().phase == until:
+            return
+    assert until is None, f"never reached {until}: {operator.status()}"
+
+
+def service_selector(operator: InProcessOperator) -> dict[str, str]:
+    service = operator.cluster.service(NAMESPACE, NAME)
+    assert service is not None
+    return dict(service["spec"]["selector"])
+
+
+def pods(operator: InProcessOperator, color: Color) -> int:
+    """Pods of the color that exist, terminating ones included."""
+    return len(operator.cluster._pods_of(NAMESPACE, f"{NAME}-{color.value}"))
+
+
+def replicas(operator: InProcessOperator, color: Color) -> int:
+    found = operator.cluster.deployment(NAMESPACE, f"{NAME}-{color.value}")
+    return 0 if found is None else int(found["spec"]["replicas"])
+
+
+def test_a_canary_moves_traffic_in_its_steps_then_switches(operator: InProcessOperator) -> None:
+    operator.start_healthy(canary_spec(STEPS))
+    first_events = len(operator.events)
+    operator.edit(canary_spec(STEPS, model=NEW_MODEL))
+    shares: list[tuple[int, int | None, dict[str, str]]] = []
+    for _ in range(60):
+        for color in Color:
+            operator.pods_ready(color)
+        operator.advance(5)
+        operator.reconcile()
+        status = operator.status()
+        if status.canary is not None and status.phase == "Canary":
+            shares.append((status.canary.weight, status.canary.traffic_share, service_selector(operator)))
+        if status.phase == "Healthy":
+            break
+    status = operator.status()
+    assert (status.phase, status.active_color, status.active_revision) == (
+        "Healthy",
+        GREEN,
+        backend(model=NEW_MODEL).revision,
+    )
+    assert service_selector(operator) == {"turnout.dev/backend": NAME, "turnout.dev/color": "green"}
+    # Each step's share of Ready pods; then the canary grows to all replicas before the switch.
+    in_effect = {weight: share for weight, share, selector in shares if "turnout.dev/color" not in selector}
+    assert {weight: in_effect[weight] for weight in (25, 50)} == {25: 25, 50: 50}
+    assert set(in_effect) <= {25, 50, 100}
+    events = operator.events[first_events:]
+    assert [e.message for e in events if e.reason == "CanaryStep"] == [
+        "step 1/3: setWeight 25",
+        "step 2/3: setWeight 50",
+    ]
+    assert [e.reason for e in events if e.reason != "CanaryStep"] == [
+        "Progressing",
+        "Verifying",
+        "CanaryStarted",
+        "Switched",
+        "Healthy",
+    ]
+
+
+def test_max_surge_zero_never_runs_more_pods_than_replicas(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 25}, {"setWeight": 50}, {"setWeight": 75}]
+    operator.start_healthy(canary_spec(steps, max_surge=0))
+    operator.edit(canary_spec(steps, max_surge=0, model=NEW_MODEL))
+    most = 0
+    for _ in range(80):
+        for color in Color:
+            operator.pods_ready(color)
+            most = max(most, pods(operator, BLUE) + pods(operator, GREEN))
+        operator.advance(5)
+        operator.reconcile()
+        most = max(most, pods(operator, BLUE) + pods(operator, GREEN))
+        if operator.status().phase == "Healthy":
+            break
+    assert operator.status().active_color == GREEN
+    assert most == 4
+
+
+def test_a_pause_without_seconds_waits_for_a_promotion_of_that_step(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    revision = backend(model=NEW_MODEL).revision
+    settle(operator, until="Paused")
+    status = operator.status()
+    assert status.canary is not None
+    assert (status.canary.step, status.canary.weight) == (1, 25)
+    paused = next(e for e in operator.events if e.reason == "Paused")
+    assert f"turnout.dev/promote={revision}/1" in paused.message
+    settle(operator, rounds=5)
+    assert operator.status().phase == "Paused"  # time alone does not promote
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/promote", f"{revision}/1")
+    settle(operator, until="Paused")
+    status = operator.status()
+    assert status.canary is not None
+    assert (status.canary.step, status.canary.weight) == (3, 50)
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/promote", revision)  # every pause of it
+    settle(operator, until="Healthy")
+    assert operator.status().active_revision == revision
+
+
+def test_a_timed_pause_moves_on_by_itself(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 25}, {"pause": {"seconds": 60}}, {"setWeight": 50}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    settle(operator, until="Canary")
+    while (canary := operator.status().canary) is not None and canary.step < 1:
+        settle(operator, rounds=1)
+    entered = operator.now
+    while (canary := operator.status().canary) is not None and canary.step == 1:
+        settle(operator, rounds=1)
+    assert (operator.now - entered).total_seconds() >= 60
+
+
+def test_abort_mid_step_puts_all_traffic_back_on_stable(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    settle(operator, until="Paused")
+    assert "turnout.dev/color" not in service_selector(operator)
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/abort", backend(model=NEW_MODEL).revision)
+    operator.advance(1)
+    operator.reconcile()
+    assert service_selector(operator) == {"turnout.dev/backend": NAME, "turnout.dev/color": "blue"}
+    assert (replicas(operator, GREEN), replicas(operator, BLUE)) == (0, 4)
+    status = operator.status()
+    assert (status.phase, status.last_failure_reason, status.canary) == ("Degraded", "Aborted", None)
+    assert status.last_failed_revision == backend(model=NEW_MODEL).revision
+    # The write that took the traffic back came first.
+    assert (operator.last_writes[0].verb, operator.last_writes[0].kind) == ("apply", "Service")
+
+
+def test_failing_checks_during_a_step_roll_the_canary_back(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    settle(operator, until="Paused")
+    operator.checks.answer = CheckOutcome(passed=False, message="pod chat-green-x: 503")
+    settle(operator, until="Degraded")
+    status = operator.status()
+    assert (status.last_failure_reason, status.active_color) == ("CheckFailed", BLUE)
+    assert service_selector(operator)["turnout.dev/color"] == "blue"
+    assert "pod chat-green-x: 503" in (status.last_failure_message or "")
+
+
+def test_a_spec_change_mid_canary_restarts_it_from_the_first_step(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    settle(operator, until="Paused")
+    operator.edit(canary_spec(steps, model=OTHER_MODEL))
+    operator.advance(1)
+    operator.reconcile()
+    status = operator.status()
+    assert (status.phase, status.canary, status.preview_revision) == (
+        "Progressing",
+        None,
+        backend(model=OTHER_MODEL).revision,
+    )
+    assert service_selector(operator)["turnout.dev/color"] == "blue"
+    assert "Superseded" in [e.reason for e in operator.last_events]
+    settle(operator, until="Paused")
+    assert operator.status().canary is not None
+
+
+def test_an_operator_restarted_at_a_step_resumes_at_that_step(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    settle(operator, until="Paused")
+    operator.restart()
+    operator.advance(5)
+    operator.reconcile()
+    after = operator.status()
+    assert after.canary is not None
+    assert (after.phase, after.canary.step, after.canary.weight) == ("Paused", 1, 25)
+    assert [w for w in operator.last_writes if w.kind != "InferenceBackend"] == []
+
+
+def test_a_first_revision_is_promoted_as_in_blue_green(operator: InProcessOperator) -> None:
+    operator.start_healthy(canary_spec(STEPS))
+    status = operator.status()
+    assert (status.active_color, status.canary) == (BLUE, None)
+    assert "CanaryStep" not in [e.reason for e in operator.events]
