@@ -4,7 +4,7 @@ A hypothesis state machine drives the real reconcile on the fake cluster: spec e
 replicas including 0, rollout settings, engine, a revert to an older spec, an invalid spec), pods
 becoming Ready or failing, check rounds passing or failing, time passing, operator restarts (also
 in the middle of carrying out a plan), and lost status writes. After every step it checks what
-blue/green promises: the Service only ever selects proven revisions, moves at most once per
+blue/green and canary promise: the Service only ever selects proven revisions (a canary's, both colors' Ready pods), moves at most once per
 promotion, never goes back to a revision that failed until the spec changes, and an idle backend
 costs no writes.
 """
@@ -40,6 +40,11 @@ ROLLOUTS: dict[str, dict[str, Any]] = {
     "recreate": {"strategy": "Recreate"},
     "hasty": {"checks": {"successThreshold": 1, "failureThreshold": 1}, "bakeSeconds": 0, "scaleDownDelaySeconds": 0},
     "no rollback": {"autoRollback": False},
+    "canary": {"strategy": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+    "canary without surge": {
+        "strategy": "Canary",
+        "canary": {"steps": [{"setWeight": 25}, {"pause": {"seconds": 30}}, {"setWeight": 60}], "maxSurge": 0},
+    },
 }
 WRONG = CheckOutcome(passed=False, message='/v1/models lacks "chat"')
 
@@ -84,7 +89,7 @@ EDITS = st.one_of(
 )
 
 
-STARTS = [Phase.PROGRESSING, Phase.HEALTHY, Phase.VERIFYING, Phase.PAUSED, Phase.BAKING, Phase.DEGRADED]
+STARTS = [Phase.PROGRESSING, Phase.HEALTHY, Phase.VERIFYING, Phase.PAUSED, Phase.BAKING, Phase.DEGRADED, Phase.CANARY]
 
 
 class BackendLife(RuleBasedStateMachine):
@@ -126,6 +131,8 @@ class BackendLife(RuleBasedStateMachine):
         steps then begin in every phase, not only where short random walks get to."""
         if start == "Paused":
             wish = replace(wish, rollout="manual promotion", invalid=False)
+        elif start == "Canary":
+            wish = replace(wish, rollout="canary", invalid=False)
         elif start != "Progressing":
             wish = replace(wish, rollout="default", invalid=False)
         self.wish = wish
@@ -221,11 +228,14 @@ class BackendLife(RuleBasedStateMachine):
 
     @invariant()
     def the_service_selects_only_proven_revisions(self) -> None:
-        served = self.served_revision()
-        if served is None:
-            return
-        assert served in self.proven, f"the Service selects revision {served}, never proven; proven: {self.proven}"
         selector = self.service_selector()
+        if not selector:
+            return
+        served = self.served_revision()
+        # A canary's Service selects both colors: then every Ready pod it reaches must be proven.
+        assert served is None or served in self.proven, (
+            f"the Service selects revision {served}, never proven; proven: {self.proven}"
+        )
         for pod in self.cluster.list_pods(NAMESPACE, f"{BACKEND_LABEL}={NAME}"):
             labels = pod["metadata"]["labels"]
             if is_pod_ready(pod) and all(labels.get(k) == v for k, v in selector.items()):
