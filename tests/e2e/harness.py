@@ -297,6 +297,43 @@ class InBackground:
             self._error = error
 
 
+class EndpointClient(InBackground):
+    """A client that follows the Service's ready endpoints as kube-proxy would, sending chat requests."""
+
+    def __init__(self, backends: Backends, service: str, api_key: str | None = None) -> None:
+        super().__init__()
+        self.backends = backends
+        self.service = service
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.sent = 0
+        self.failures: list[str] = []
+        self.models: set[str] = set()
+        self.answered_by: dict[str, int] = {}
+        """Answers per pod IP."""
+
+    def loop(self, stop: threading.Event) -> None:
+        with httpx.Client(timeout=2, trust_env=False) as http:
+            turn = 0
+            while not stop.is_set():
+                endpoints = self.backends.ready_endpoints(self.service)
+                if not endpoints:
+                    self.failures.append("no ready endpoint")
+                    stop.wait(0.1)
+                    continue
+                ip, port = endpoints[turn % len(endpoints)]
+                turn += 1
+                body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+                try:
+                    answer = http.post(f"http://{ip}:{port}/v1/chat/completions", json=body, headers=self.headers)
+                    answer.raise_for_status()
+                    self.models.add(answer.json()["model"])
+                    self.answered_by[ip] = self.answered_by.get(ip, 0) + 1
+                except (httpx.HTTPError, KeyError, ValueError) as error:
+                    self.failures.append(f"{ip}:{port}: {error!r}")
+                self.sent += 1
+                stop.wait(0.05)
+
+
 Listing = Callable[[], dict[str, Any]]
 Watching = Callable[[str], Iterable[dict[str, Any]]]
 

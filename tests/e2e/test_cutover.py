@@ -6,18 +6,16 @@ Engines are the test ground's simulators, answering on the pods' IPs; a pod's be
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.e2e.harness import (
     FAST_ROLLOUT,
     Backends,
-    InBackground,
+    EndpointClient,
     OperatorProcess,
     ServiceMoves,
     ollama_spec,
@@ -50,40 +48,6 @@ def healthy(backends: Backends, name: str, spec: dict[str, Any], timeout: float 
 
 def active_color(backends: Backends, service: str) -> str:
     return backends.service_selector(service)["turnout.dev/color"]
-
-
-class EndpointClient(InBackground):
-    """A client that follows the Service's ready endpoints as kube-proxy would, sending chat requests."""
-
-    def __init__(self, backends: Backends, service: str, api_key: str | None = None) -> None:
-        super().__init__()
-        self.backends = backends
-        self.service = service
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.sent = 0
-        self.failures: list[str] = []
-        self.models: set[str] = set()
-
-    def loop(self, stop: threading.Event) -> None:
-        with httpx.Client(timeout=2, trust_env=False) as http:
-            turn = 0
-            while not stop.is_set():
-                endpoints = self.backends.ready_endpoints(self.service)
-                if not endpoints:
-                    self.failures.append("no ready endpoint")
-                    stop.wait(0.1)
-                    continue
-                ip, port = endpoints[turn % len(endpoints)]
-                turn += 1
-                body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-                try:
-                    answer = http.post(f"http://{ip}:{port}/v1/chat/completions", json=body, headers=self.headers)
-                    answer.raise_for_status()
-                    self.models.add(answer.json()["model"])
-                except (httpx.HTTPError, KeyError, ValueError) as error:
-                    self.failures.append(f"{ip}:{port}: {error!r}")
-                self.sent += 1
-                stop.wait(0.05)
 
 
 # -- 1. create ----------------------------------------------------------------------------------
