@@ -24,6 +24,7 @@ PINNED_EXAMPLES = {
     "vllm-single-gpu": "953f7976f6",
     "vllm-tp2-api-key": "37b7078c2d",
     "vllm-to-ollama-fallback": "3f9a657588",
+    "ollama-to-vllm-canary": "9b439b90ed",
 }
 
 PINNED_SPECS: dict[str, tuple[dict[str, Any], str]] = {
