@@ -1,12 +1,12 @@
 """plan() as the operator runs it, under whatever a cluster and its users do, in any order.
 
 A hypothesis state machine drives the real reconcile on the fake cluster: spec edits (model,
-replicas including 0, rollout settings, engine, a revert to an older spec, an invalid spec), pods
-becoming Ready or failing, check rounds passing or failing, time passing, operator restarts (also
-in the middle of carrying out a plan), and lost status writes. After every step it checks what
-blue/green and canary promise: the Service only ever selects proven revisions (a canary's, both colors' Ready pods), moves at most once per
-promotion, never goes back to a revision that failed until the spec changes, and an idle backend
-costs no writes.
+replicas including 0, rollout settings and strategies, engine, a revert to an older spec, an invalid
+spec), pods becoming Ready or failing, check rounds passing or failing, time passing, operator
+restarts (also in the middle of carrying out a plan), and lost status writes. After every step it
+checks what blue/green and canary promise: the Service only ever reaches proven revisions (a
+canary's Service, the Ready pods of both colors), moves at most once per promotion, never goes back
+to a revision that failed until the spec changes, and an idle backend costs no writes.
 """
 
 from __future__ import annotations
