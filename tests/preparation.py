@@ -39,6 +39,17 @@ def vllm_python(*, install: bool) -> str | None:
     return found.stdout.strip() if found.returncode == 0 else None
 
 
+def needed_vllm_python() -> str:
+    """The python of vLLM's cached virtualenv; installed first when the engine tests are required, else skip."""
+    required = engine_tests_required()
+    python = vllm_python(install=required)
+    if python is not None:
+        return python
+    if required:
+        pytest.fail(f"vLLM's virtualenv could not be created by hack/vllm-venv.sh ({REQUIRE_ENGINE_TESTS}=1)")
+    pytest.skip(f"vLLM's virtualenv is absent; `{RUN_ENGINE_TESTS}` creates it (about 5 minutes, 6 GB) and runs these")
+
+
 def prepare_for(items: Sequence[pytest.Item]) -> None:
     """Build or install what `items` need; a step that fails ends the session with its reason."""
     steps: dict[str, Callable[[], object]] = {}

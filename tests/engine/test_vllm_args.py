@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.preparation import REQUIRE_ENGINE_TESTS, RUN_ENGINE_TESTS, engine_tests_required, vllm_python
+from tests.preparation import needed_vllm_python
 from turnout.api.backend import Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color
@@ -36,17 +36,6 @@ PARSE_SCRIPT = Path(__file__).with_name("vllm_parse_args.py")
 # Flags a misspelling or a rename in vLLM would turn into an unknown argument.
 # (argparse takes an unambiguous prefix of a flag, so a shortened flag would still be accepted.)
 MISSPELT = ["--servd-model-name=chat", "--max-model-length=4096", "--tensor-paralel-size=2"]
-
-
-def needed_vllm_python() -> str:
-    """The python of vLLM's cached virtualenv; installed first when the engine tests are required, else skip."""
-    required = engine_tests_required()
-    python = vllm_python(install=required)
-    if python is not None:
-        return python
-    if required:
-        pytest.fail(f"vLLM's virtualenv could not be created by hack/vllm-venv.sh ({REQUIRE_ENGINE_TESTS}=1)")
-    pytest.skip(f"vLLM's virtualenv is absent; `{RUN_ENGINE_TESTS}` creates it (about 5 minutes, 6 GB) and runs these")
 
 
 def example_backends() -> list[Backend]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from turnout.api.cel import Rule, cel_format, cel_join, cel_list, cel_map
 from turnout.api.spec import WHITESPACE, WHITESPACE_CLASS, InferenceBackendSpec, SecretKeyRef, Vllm
+from turnout.api.traffic import TrafficCounters
 from turnout.engines.container import (
     STARTUP_BUDGET_SECONDS,
     EngineContainer,
@@ -21,6 +22,7 @@ from turnout.engines.container import (
     http_probe,
     kubelet_literal,
 )
+from turnout.engines.prometheus import Labels, counter_total, histogram, samples
 
 if TYPE_CHECKING:
     from turnout.api.backend import Backend
@@ -260,6 +262,61 @@ def vllm_env(backend: Backend) -> list[KubeObject]:
     return env
 
 
+# vLLM's own metrics on /metrics, as vLLM 0.32.0 (the image's version) serves them; tests/engine
+# reads them from that vLLM's metric code. The request count is prometheus-fastapi-instrumentator's
+# default metric, as vllm/entrypoints/serve/instrumentator/metrics.py installs it:
+# `http_requests_total{handler,method,status}`, the handler a route template, the status grouped
+# (`2xx`, `5xx`), nothing for /metrics, /health, /load, /ping, /version, /server_info, and nothing
+# for what the API key middleware refuses (it runs outside). The latencies are the engine's
+# (vllm/v1/metrics/loggers.py, buckets in vllm/v1/metrics/buckets.py), labelled {model_name, engine}
+# and observed for every request the engine finished, a failed one too (its
+# `vllm:request_success_total{finished_reason="error"}` is answered 500).
+HTTP_REQUESTS = "http_requests_total"
+E2E_LATENCY = "vllm:e2e_request_latency_seconds"
+TIME_TO_FIRST_TOKEN = "vllm:time_to_first_token_seconds"
+# The routes of vLLM 0.32.0 that run the model; the rest (models, tokenize, admin) says nothing of its answers.
+INFERENCE_HANDLERS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/audio/transcriptions",
+        "/v1/audio/translations",
+        "/v1/rerank",
+        "/v1/score",
+        "/v2/embed",
+        "/v2/rerank",
+        "/rerank",
+        "/score",
+        "/pooling",
+        "/classify",
+        "/inference/v1/generate",
+        "/invocations",
+    }
+)
+
+
+def vllm_traffic(metrics_text: str) -> TrafficCounters:
+    """vLLM's `/metrics` text as counters: inference requests and their 5xx, e2e latency and TTFT."""
+    found = samples(metrics_text)
+
+    def inference(labels: Labels) -> bool:
+        return labels.get("handler") in INFERENCE_HANDLERS
+
+    def failed(labels: Labels) -> bool:
+        # Grouped (`5xx`) as vLLM serves it; a plain `503` too, should the grouping ever be turned off.
+        return inference(labels) and labels.get("status", "").startswith("5")
+
+    return TrafficCounters(
+        requests=counter_total(found, HTTP_REQUESTS, inference),
+        errors=counter_total(found, HTTP_REQUESTS, failed),
+        latency=histogram(found, E2E_LATENCY),
+        ttft=histogram(found, TIME_TO_FIRST_TOKEN),
+    )
+
+
 class VllmProfile:
     """vLLM's `EngineProfile`: the OpenAI server of `vllm/vllm-openai`, on GPUs."""
 
@@ -327,6 +384,10 @@ class VllmProfile:
         """`GET /health` answers (the engine lives) and `GET /v1/models` lists `served_name` in `data[].id`."""
         await probe.request("GET", "/health")
         await probe.expect_listed("/v1/models", served_name, list_key="data", name_key="id", verb="serves")
+
+    def traffic(self, metrics_text: str) -> TrafficCounters:
+        """`vllm_traffic`."""
+        return vllm_traffic(metrics_text)
 
 
 VLLM = VllmProfile()
