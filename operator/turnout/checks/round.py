@@ -18,7 +18,7 @@ import httpx
 from turnout import metrics
 from turnout.api.spec import Engine
 from turnout.engines import profile_of
-from turnout.engines.probe import CheckFailed, PodProbe
+from turnout.engines.probe import CheckFailed, PodProbe, pod_client
 from turnout.engines.profile import EngineProfile
 
 
@@ -69,8 +69,7 @@ async def check_round(
     if not targets:
         return CheckRound(passed=False, message="no Ready pods to check", results=())
     if client is None:
-        # trust_env=False: an HTTP(S)_PROXY meant for the internet must not carry requests to pod IPs.
-        async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as own:
+        async with pod_client() as own:
             return await check_round(
                 engine,
                 served_name,
