@@ -12,16 +12,14 @@ skip and say how to run them.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.preparation import needed_vllm_python
+from tests.preparation import run_in_vllm
 from turnout.api.backend import Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color
@@ -126,21 +124,10 @@ def backends() -> list[Backend]:
 @pytest.fixture(scope="module")
 def parsed(backends: list[Backend]) -> dict[str, Any]:
     """vLLM's verdict on every backend's args, then on misspelt variants: one parser build for all."""
-    python = needed_vllm_python()
     cases = [rendered_args(backend) for backend in backends]
     cases += [[*rendered_args(backends[0]), flag] for flag in MISSPELT]
     cases.append([arg.replace("--tensor-parallel-size=", "--tensor-parallel-size=two-") for arg in cases[0]])
-    done = subprocess.run(
-        [python, str(PARSE_SCRIPT)],
-        input=json.dumps({"argument_lists": cases, "words": SPELLINGS}),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"},
-    )
-    assert done.returncode == 0, f"the vLLM parser script failed:\n{done.stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(run_in_vllm(PARSE_SCRIPT, {"argument_lists": cases, "words": SPELLINGS}))
     print(f"vLLM {result['vllm_version']}: parser built in {result['parser_seconds']:.1f} s")
     return result
 

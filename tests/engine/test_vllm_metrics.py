@@ -8,14 +8,11 @@ also the unit tests' fixture (tests/unit/engines/vllm_metrics.txt): it must stil
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.preparation import needed_vllm_python
+from tests.preparation import run_in_vllm
 from tests.unit.engines.vllm_metrics import VLLM_METRICS, VLLM_SCENARIO
 from turnout.engines.vllm import E2E_LATENCY, HTTP_REQUESTS, TIME_TO_FIRST_TOKEN, VLLM
 
@@ -27,17 +24,7 @@ METRICS_SCRIPT = Path(__file__).with_name("vllm_metrics_text.py")
 @pytest.fixture(scope="module")
 def served() -> str:
     """The /metrics text of vLLM's own metric code after VLLM_SCENARIO."""
-    done = subprocess.run(
-        [needed_vllm_python(), str(METRICS_SCRIPT)],
-        input=json.dumps(VLLM_SCENARIO),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"},
-    )
-    assert done.returncode == 0, f"the vLLM metrics script failed:\n{done.stderr[-4000:]}"
-    return done.stdout
+    return run_in_vllm(METRICS_SCRIPT, VLLM_SCENARIO)
 
 
 def declarations(text: str) -> list[str]:

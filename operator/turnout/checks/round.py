@@ -50,6 +50,25 @@ class CheckRound:
     results: tuple[CheckResult, ...]
 
 
+def target_probe(
+    client: httpx.AsyncClient,
+    profile: EngineProfile,
+    target: CheckTarget,
+    *,
+    api_key: str | None,
+    timeout_seconds: float,
+) -> PodProbe:
+    """Requests to `target` over `client`, each bounded by `timeout_seconds`, `api_key` sent to `/v1/*` when set."""
+    return PodProbe(
+        client,
+        target.ip,
+        target.port,
+        api_key=api_key,
+        api_key_field=profile.api_key_field,
+        timeout_seconds=timeout_seconds,
+    )
+
+
 async def check_round(
     engine: Engine,
     served_name: str,
@@ -114,14 +133,7 @@ async def _check_pod(
     timeout_seconds: float,
     smoke_request: bool,
 ) -> CheckResult:
-    probe = PodProbe(
-        client,
-        target.ip,
-        target.port,
-        api_key=api_key,
-        api_key_field=profile.api_key_field,
-        timeout_seconds=timeout_seconds,
-    )
+    probe = target_probe(client, profile, target, api_key=api_key, timeout_seconds=timeout_seconds)
     started = time.monotonic()
     try:
         await profile.check(probe, served_name)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import httpx
 
 from turnout.api.traffic import TrafficCounters
-from turnout.checks.round import CheckTarget
-from turnout.engines.probe import CheckFailed, PodProbe, pod_client
+from turnout.checks.round import CheckTarget, target_probe
+from turnout.engines.probe import CheckFailed, pod_client
 from turnout.engines.profile import EngineProfile
 
 # Enough of the reason a metrics text was refused to find the bad series, short enough for a status.
@@ -92,14 +92,7 @@ async def scrape_color(
 async def _scrape_pod(
     client: httpx.AsyncClient, profile: EngineProfile, path: str, target: CheckTarget, timeout_seconds: float
 ) -> TrafficCounters | ScrapeFailure:
-    probe = PodProbe(
-        client,
-        target.ip,
-        target.port,
-        api_key=None,
-        api_key_field=profile.api_key_field,
-        timeout_seconds=timeout_seconds,
-    )
+    probe = target_probe(client, profile, target, api_key=None, timeout_seconds=timeout_seconds)
     try:
         answer = await probe.request("GET", path)
         return profile.traffic(answer.body.decode("utf-8"))
