@@ -103,10 +103,9 @@ class Histogram(TrafficModel):
         if found == len(self.le):
             return self.le[-1]
         upper = self.le[found]
-        if found == 0 and upper <= 0:
-            return upper
         lower, below = (self.le[found - 1], self.counts[found - 1]) if found else (0.0, 0)
-        # min(): rounding must not carry the estimate past its bucket.
+        # min(): rounding must not carry the estimate past its bucket; and a first bucket whose
+        # bound is at or below 0 (so below the 0 it starts from) answers that bound, as in Prometheus.
         return min(lower + (upper - lower) * (rank - below) / (self.counts[found] - below), upper)
 
     def _at(self, bounds: tuple[float, ...]) -> tuple[int, ...]:
@@ -160,7 +159,7 @@ class TrafficCounters(TrafficModel):
         """
         latency, ttft = self.latency.since(base.latency), self.ttft.since(base.ttft)
         requests, errors = self.requests - base.requests, self.errors - base.errors
-        if latency is None or ttft is None or requests < 0 or errors < 0 or errors > requests:
+        if latency is None or ttft is None or not 0 <= errors <= requests:
             return None
         return TrafficCounters(requests=requests, errors=errors, latency=latency, ttft=ttft)
 
