@@ -82,12 +82,12 @@ def judge(
     failures: list[str] = []
     passes: list[str] = []
     if max_error_ratio is not None:
-        ratio = canary.errors / canary.requests
-        words = f"canary 5xx {ratio:.1%} of {canary.requests} requests"
+        ratio, limit = canary.errors / canary.requests, _written(max_error_ratio, 1, percent=True)
+        words = f"canary 5xx {_written(ratio, 1, percent=True, beside=max_error_ratio)} of {canary.requests} requests"
         if ratio > max_error_ratio:
-            failures.append(f"{words} > {max_error_ratio:.1%} (analysis.maxErrorRatio)")
+            failures.append(f"{words} > {limit} (analysis.maxErrorRatio)")
         else:
-            passes.append(f"{words} <= {max_error_ratio:.1%}")
+            passes.append(f"{words} <= {limit}")
 
     latency_ratio = None
     if max_latency_ratio is not None:
@@ -97,7 +97,8 @@ def judge(
         else:
             ours, theirs = compared
             latency_ratio = ours / theirs
-            words = f"canary p95 latency {ours:.2f} s vs stable {theirs:.2f} s (ratio {latency_ratio:.2f}"
+            shown = _written(latency_ratio, 2, beside=max_latency_ratio)
+            words = f"canary p95 latency {ours:.2f} s vs stable {theirs:.2f} s (ratio {shown}"
             if latency_ratio > max_latency_ratio:
                 failures.append(f"{words} > {max_latency_ratio:g}, analysis.maxLatencyRatio)")
             else:
@@ -120,3 +121,15 @@ def _p95_latencies(canary: Measurement, stable: Measurement | None, min_requests
     if not stable.p95_latency_seconds:
         return "the stable color's engine measured no latency"
     return canary.p95_latency_seconds, stable.p95_latency_seconds
+
+
+def _written(value: float, decimals: int, *, percent: bool = False, beside: float | None = None) -> str:
+    """`value` with `decimals` decimals (as a percentage with `percent`), more (up to 6) where fewer
+    would misread: a limit written as a different number, a value as its different limit `beside`."""
+    scale, unit = (100, "%") if percent else (1, "")
+    for places in range(decimals, 7):
+        text = f"{value * scale:.{places}f}"
+        read = float(text) / scale
+        if (read == value) if beside is None else (value == beside or read != beside):
+            break
+    return text + unit

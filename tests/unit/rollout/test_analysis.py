@@ -50,6 +50,25 @@ def test_a_canary_at_the_error_limit_passes() -> None:
     assert verdict.message.startswith("canary 5xx 5.0% of 200 requests <= 5.0%; ")
 
 
+@pytest.mark.parametrize(
+    ("errors", "max_error_ratio", "says"),
+    [
+        (1004, 0.05, "canary 5xx 5.02% of 20000 requests > 5.0%"),
+        (1, 0.0, "canary 5xx 0.01% of 20000 requests > 0.0%"),
+        (1500, 0.0725, "canary 5xx 7.5% of 20000 requests > 7.25%"),
+    ],
+    ids=["just-above", "any-error", "a-limit-with-more-decimals"],
+)
+def test_numbers_are_written_as_precisely_as_it_takes_to_tell_them_apart(
+    errors: int, max_error_ratio: float, says: str
+) -> None:
+    verdict = judge(
+        served(20000, errors=errors), None, max_error_ratio=max_error_ratio, max_latency_ratio=None, min_requests=20
+    )
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == f"{says} (analysis.maxErrorRatio)"
+
+
 def test_a_canary_much_slower_than_stable_fails() -> None:
     # p95: 2 s + 0.95 · 2 s on the canary, 1 s + 0.95 · 1 s on the stable color.
     verdict = judge(served(200, seconds_bucket=2), served(500, seconds_bucket=1), **LIMITS)
