@@ -262,19 +262,11 @@ def vllm_env(backend: Backend) -> list[KubeObject]:
     return env
 
 
-# vLLM's own metrics on /metrics, as vLLM 0.32.0 (the image's version) serves them; tests/engine
-# reads them from that vLLM's metric code. The request count is prometheus-fastapi-instrumentator's
-# default metric, as vllm/entrypoints/serve/instrumentator/metrics.py installs it:
-# `http_requests_total{handler,method,status}`, the handler a route template, the status grouped
-# (`2xx`, `5xx`), nothing for /metrics, /health, /load, /ping, /version, /server_info, and nothing
-# for what the API key middleware refuses (it runs outside). The latencies are the engine's
-# (vllm/v1/metrics/loggers.py, buckets in vllm/v1/metrics/buckets.py), labelled {model_name, engine}
-# and observed for every request the engine finished, a failed one too (its
-# `vllm:request_success_total{finished_reason="error"}` is answered 500).
+# The names vllm_traffic reads (see there for where they come from).
 HTTP_REQUESTS = "http_requests_total"
 E2E_LATENCY = "vllm:e2e_request_latency_seconds"
 TIME_TO_FIRST_TOKEN = "vllm:time_to_first_token_seconds"
-# The routes of vLLM 0.32.0 that run the model; the rest (models, tokenize, admin) says nothing of its answers.
+# The routes of vLLM 0.32.0 that run the model; the others (models, tokenize, admin) do not show how it answers.
 INFERENCE_HANDLERS = frozenset(
     {
         "/v1/chat/completions",
@@ -299,7 +291,21 @@ INFERENCE_HANDLERS = frozenset(
 
 
 def vllm_traffic(metrics_text: str) -> TrafficCounters:
-    """vLLM's `/metrics` text as counters: inference requests and their 5xx, e2e latency and TTFT."""
+    """vLLM's `/metrics` text as counters: inference requests and their 5xx, e2e latency and TTFT.
+
+    The names are vLLM 0.32.0's (the image's version; tests/engine/test_vllm_metrics.py reads them
+    from that vLLM's own metric code):
+
+    - `http_requests_total{handler,method,status}`: prometheus-fastapi-instrumentator's default
+      metric, installed by vllm/entrypoints/serve/instrumentator/metrics.py: the handler is the route
+      template, the status grouped (`2xx`, `5xx`); /metrics, /health, /load, /ping, /version and
+      /server_info are not counted, nor what the API key middleware refuses (it runs outside).
+      Requests are those of INFERENCE_HANDLERS, errors their `5xx`.
+    - `vllm:e2e_request_latency_seconds` and `vllm:time_to_first_token_seconds`: the engine's
+      histograms (vllm/v1/metrics/loggers.py, bounds in vllm/v1/metrics/buckets.py), labelled
+      `{model_name, engine}` and summed over them. The latency counts every request the engine
+      finished, a failed one too (`vllm:request_success_total{finished_reason="error"}`, answered 500).
+    """
     found = samples(metrics_text)
 
     def inference(labels: Labels) -> bool:
