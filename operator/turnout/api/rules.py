@@ -57,6 +57,13 @@ RESERVED_LABEL_GOT = RESERVED_LABEL + " (got {})"
 TOLERATION_EXISTS_WITH_VALUE = "a toleration with operator Exists matches any value; leave value empty"
 TOLERATION_EXISTS_WITH_VALUE_GOT = TOLERATION_EXISTS_WITH_VALUE + " (got '{}')"
 TOLERATION_WITHOUT_KEY = "a toleration without a key matches every taint and needs operator Exists"
+# Through an HTTPRoute, turnout adds one Service per color, `<service name>-green`: the service name
+# needs the same room for the suffix as a backend's own name.
+COLOR_SERVICE_NAME_TOO_LONG = (
+    f"must be at most {MAX_NAME_LENGTH} characters when an HTTPRoute carries the traffic: turnout adds "
+    "a Service per color, <name>-blue and <name>-green, and a Service name has at most 63"
+)
+COLOR_SERVICE_NAME_TOO_LONG_GOT = COLOR_SERVICE_NAME_TOO_LONG + " (got {} characters)"
 
 _STORAGE = "self.model.storage"
 _STRATEGY = "(has(self.rollout) && has(self.rollout.strategy) ? self.rollout.strategy : 'BlueGreen')"
@@ -121,3 +128,14 @@ RULES: tuple[Rule, ...] = (
         TOLERATION_WITHOUT_KEY,
     ),
 )
+
+
+def color_service_name_problem(service_name: str) -> str | None:
+    """Why `service_name` cannot name the color Services `<service_name>-blue` and `-green` (the
+    sentence for InvalidSpec, field path first), or None when it can.
+
+    Only `spec.service.name` can be too long: the default, the backend's name, has the room already.
+    """
+    if len(service_name) <= MAX_NAME_LENGTH:
+        return None
+    return f"spec.service.name: {COLOR_SERVICE_NAME_TOO_LONG_GOT.format(len(service_name))}"
