@@ -2,10 +2,13 @@
 # Builds the local control plane's binaries from their Go modules, pinned in hack/versions.env,
 # into a cache keyed by version outside the clone:
 #   ${TURNOUT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/turnout}/bin/<component>/<version>/<binary>
+# and copies the Gateway API's standard CRDs from its module (nothing to build) to
+#   .../turnout/crds/gateway-api/<version>/*.yaml
 # A second run with the cache present only checks that the files are there.
-# Prints the bin directory of each component on stdout as NAME=PATH lines; progress goes to stderr.
+# Prints the directory of each component on stdout as NAME=PATH lines; progress goes to stderr.
 #
-# Usage: hack/build-binaries.sh [component ...]   (default: all; components: kube etcd kwok helm)
+# Usage: hack/build-binaries.sh [component ...]
+#        (default: all; components: kube etcd kwok helm gateway-api)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -149,6 +152,28 @@ build_helm() {
   echo "HELM_BIN=$dest"
 }
 
+# The module zip holds the released CRDs; `go mod download` fetches it through the Go module proxy.
+fetch_gateway_api() {
+  local dest=$cache/crds/gateway-api/$GATEWAY_API_VERSION
+  lock_component gateway-api
+  if [ -s "$dest/gateway.networking.k8s.io_httproutes.yaml" ]; then echo "GATEWAY_API_CRDS=$dest"; return; fi
+  local scratch module
+  scratch=$(mktemp -d)
+  # Outside any module, so nothing's go.mod is touched.
+  module=$(cd "$scratch" && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" |
+    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  rmdir "$scratch"
+  [ -d "$module/config/crd/standard" ] || { log "gateway-api $GATEWAY_API_VERSION: no config/crd/standard in $module"; return 1; }
+  rm -rf "$dest.tmp"
+  mkdir -p "$dest.tmp"
+  cp "$module"/config/crd/standard/*.yaml "$dest.tmp/"
+  chmod -R u+w "$dest.tmp"  # the module cache is read-only
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
+  log "gateway-api $GATEWAY_API_VERSION: CRDs in $dest"
+  echo "GATEWAY_API_CRDS=$dest"
+}
+
 # Holds a per-component lock until the next call or exit: two runs on a cold cache (two test
 # sessions at once) would otherwise write the same files.
 lock_component() {
@@ -166,13 +191,14 @@ all_present() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube helm)
+[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube helm gateway-api)
 for c in "${components[@]}"; do
   case $c in
     kube) build_kube ;;
     etcd) build_etcd ;;
     kwok) build_kwok ;;
     helm) build_helm ;;
-    *) echo "unknown component: $c (kube etcd kwok helm)" >&2; exit 2 ;;
+    gateway-api) fetch_gateway_api ;;
+    *) echo "unknown component: $c (kube etcd kwok helm gateway-api)" >&2; exit 2 ;;
   esac
 done

@@ -1,4 +1,5 @@
-"""Locate the pinned control-plane binaries and helm, building them with hack/build-binaries.sh if missing."""
+"""Locate the pinned control-plane binaries, helm and the Gateway API CRDs, fetching them with
+hack/build-binaries.sh if missing."""
 
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ def ensure_binaries() -> Binaries:
 def ensure_helm() -> Path:
     """Build (or find in the cache) the pinned helm and return its path; a cold build takes minutes."""
     return _build("helm")["HELM_BIN"] / "helm"
+
+
+def ensure_gateway_api_crds() -> Path:
+    """The directory of the pinned Gateway API release's standard-channel CRD files (one YAML file
+    each), copied from its Go module on first use (a download of a few MB), then from the cache."""
+    return _build("gateway-api")["GATEWAY_API_CRDS"]
 
 
 def _build(*components: str) -> dict[str, Path]:

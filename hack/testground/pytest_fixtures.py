@@ -1,4 +1,5 @@
-"""pytest fixtures for e2e tests: ``kube_cluster`` is the local test ground or ``$KUBECONFIG``."""
+"""pytest fixtures for e2e tests: ``kube_cluster`` is the local test ground or ``$KUBECONFIG``;
+``gateway_api_crds`` installs the Gateway API's HTTPRoute there."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kubernetes import config
 
+from testground.binaries import ensure_gateway_api_crds, pinned_versions
 from testground.cluster import LocalCluster
+from testground.crds import install_gateway_api
 from testground.podnet import PodNetwork
 from testground.supervisor import PodSupervisor
 
 # With TURNOUT_E2E_KUBECONFIG=1 the e2e tests run against the cluster in $KUBECONFIG.
 EXTERNAL_VARIABLE = "TURNOUT_E2E_KUBECONFIG"
+# HTTPRoute's schema refers to no other Gateway API kind: a parentRef may name a Gateway that is not there.
+GATEWAY_API_KINDS = ("httproutes",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,20 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[KubeCluster]:
             print(f"\ntest ground logs kept in {destination}")
         ground.stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.fixture(scope="session")
+def gateway_api_crds(kube_cluster: KubeCluster) -> str:
+    """The Gateway API's HTTPRoute CRD (standard channel, GATEWAY_API_VERSION of hack/versions.env)
+    installed and served, with no Gateway controller; returns that version. A cluster that has the
+    CRD already keeps its own. The CRD files are fetched before the session (tests/preparation.py)."""
+    directory = ensure_gateway_api_crds()
+    api = config.new_client_from_config(config_file=kube_cluster.kubeconfig)
+    try:
+        install_gateway_api(api, directory, GATEWAY_API_KINDS, timeout=60.0)
+    finally:
+        api.close()
+    return pinned_versions()["GATEWAY_API_VERSION"]
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any] | None] = {
         "health": {"port": 9091},
     },
 }
+GATEWAY_GROUP = "gateway.networking.k8s.io"
 # Kinds kubernetes-validate has no schema for: the Prometheus Operator's CRD, not part of Kubernetes.
 NOT_IN_KUBERNETES = {"ServiceMonitor"}
 
@@ -247,6 +248,25 @@ def test_namespaces_scope_reads_secrets_in_each_watched_namespace_only(render: R
     assert secret_readers(objects) == {"ml": {"get"}, "ml-staging": {"get"}}
     for role in find(objects, "Role"):
         assert bound_to_the_operator(objects, role)
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_http_routes_are_read_and_replaced_wherever_backends_run_never_listed_or_created(
+    render: Render, name: str
+) -> None:
+    """A canary's HTTPRoute is named in the spec: get it, update (PUT) its weights; nothing more."""
+    objects = render(VALUE_SETS[name])
+    granting = {
+        (role["kind"], role["metadata"].get("namespace")): granted(rules_of(role), GATEWAY_GROUP, "httproutes")
+        for role in roles(objects)
+        if granted(rules_of(role), GATEWAY_GROUP, "httproutes")
+    }
+    values = VALUE_SETS[name] or {}
+    watched = values.get("watch", {}).get("namespaces")
+    expected = [("Role", namespace) for namespace in watched] if watched else [("ClusterRole", None)]
+    assert granting == dict.fromkeys(expected, frozenset({"get", "update"}))
+    for role in roles(objects):
+        assert all(group != GATEWAY_GROUP or resource == "httproutes" for group, resource, _ in rules_of(role))
 
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))

@@ -30,6 +30,9 @@ from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
 from tests.chart.helm import CHART, pinned_helm, run_helm
 from tests.e2e.harness import Backends, OperatorProcess, vllm_spec
+from turnout.api.status import Color
+from turnout.kube.cluster import GATEWAY_GROUP, GATEWAY_VERSION, HTTP_ROUTES, Cluster
+from turnout.render.route import RouteChange, route_weights, route_with_weights
 
 pytestmark = pytest.mark.e2e
 
@@ -283,6 +286,49 @@ def test_operator_identity_cannot_modify_deployments_it_does_not_own_elsewhere(
     )
     # Where it does work, it still deletes nothing: Deployments go with their backend, by garbage collection.
     assert refused(lambda: apps.delete_namespaced_deployment("chat-blue", release.watched))
+
+
+def test_operator_identity_sets_route_weights_where_it_watches_and_nothing_else_of_routes(
+    release: Release, api_client: client.ApiClient, as_operator: client.ApiClient, gateway_api_crds: str
+) -> None:
+    """A canary's HTTPRoute: read and replaced in the watched namespace; never listed, created or
+    deleted, and not even read elsewhere."""
+    route = {
+        "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "chat-route"},
+        "spec": {
+            "parentRefs": [{"name": "inference-gateway"}],
+            "rules": [{"backendRefs": [{"name": "chat-blue", "port": 8000}, {"name": "chat-green", "port": 8000}]}],
+        },
+    }
+    admin = client.CustomObjectsApi(api_client)
+    for namespace in (release.watched, release.elsewhere):
+        admin.create_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTP_ROUTES, route)
+    cluster = Cluster(as_operator)
+    names = {Color.BLUE: "chat-blue", Color.GREEN: "chat-green"}
+    read = cluster.get_http_route(release.watched, "chat-route")
+    assert read is not None
+    change = route_with_weights(read, names, {Color.BLUE: 80, Color.GREEN: 20})
+    assert isinstance(change, RouteChange)
+    stored = cluster.replace_http_route(release.watched, "chat-route", change.route)
+    assert route_weights(stored, names) == {Color.BLUE: 80, Color.GREEN: 20}
+
+    assert refused(lambda: cluster.get_http_route(release.elsewhere, "chat-route"))
+    custom = client.CustomObjectsApi(as_operator)
+    assert refused(
+        lambda: custom.list_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, release.watched, HTTP_ROUTES)
+    )
+    assert refused(
+        lambda: custom.create_namespaced_custom_object(
+            GATEWAY_GROUP, GATEWAY_VERSION, release.watched, HTTP_ROUTES, {**route, "metadata": {"name": "mine"}}
+        )
+    )
+    assert refused(
+        lambda: custom.delete_namespaced_custom_object(
+            GATEWAY_GROUP, GATEWAY_VERSION, release.watched, HTTP_ROUTES, "chat-route"
+        )
+    )
 
 
 def test_cluster_scope_operator_runs_backends_anywhere_but_reads_secrets_only_where_listed(

@@ -43,6 +43,11 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# The HTTPRoute a canary names: read by name, and replaced with only the weights of its refs to
+# the color Services changed (the resourceVersion read makes a concurrent edit a 409). No list, watch, create.
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, update]
 {{- end -}}
 
 {{- /* Where Secrets are read: each watched namespace (namespaces scope), else rbac.secretNamespaces only. */ -}}

@@ -1,7 +1,8 @@
 """The Kubernetes API as turnout uses it: a few typed reads and writes over the dynamic client.
 
 Every write is server-side apply under the field manager `turnout` (with force: turnout owns the
-objects it renders), a merge patch of one field, or a create that tolerates 409. The client is
+objects it renders), a merge patch of one field, a create that tolerates 409, or (an HTTPRoute, which
+turnout does not own) a replace that carries the resourceVersion it was read with. The client is
 synchronous; the async callers run it in a worker thread.
 """
 
@@ -11,7 +12,7 @@ import asyncio
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -23,6 +24,9 @@ from turnout.api.backend import GROUP, KIND, VERSION
 FIELD_MANAGER = "turnout"
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
+ROUTE_REQUEST_TIMEOUT_SECONDS = 10.0
+"""Seconds one read or replace of an HTTPRoute may take."""
+GATEWAY_GROUP, GATEWAY_VERSION, HTTP_ROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
 KubeObject = dict[str, Any]
 T = TypeVar("T")
 
@@ -56,6 +60,8 @@ class ClusterApi(Protocol):
     def get_service(self, namespace: str, name: str) -> KubeObject | None: ...
     def get_claim(self, namespace: str, name: str) -> KubeObject | None: ...
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None: ...
+    def get_http_route(self, namespace: str, name: str) -> KubeObject | None: ...
+    def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject: ...
     def apply(self, obj: KubeObject) -> None: ...
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
     def create_claim(self, obj: KubeObject) -> None: ...
@@ -73,6 +79,8 @@ class Cluster:
         self.configuration: client.Configuration = api_client.configuration
         self._dynamic = DynamicClient(api_client)
         self._core = client.CoreV1Api(api_client)
+        # Not through discovery: a cluster without the Gateway API must still run every other backend.
+        self._custom = client.CustomObjectsApi(api_client)
         self._deployments = self._dynamic.resources.get(api_version="apps/v1", kind="Deployment")
         self._services = self._dynamic.resources.get(api_version="v1", kind="Service")
         self._pods = self._dynamic.resources.get(api_version="v1", kind="Pod")
@@ -127,6 +135,20 @@ class Cluster:
         encoded = (secret.data or {}).get(key)
         return base64.b64decode(encoded) if encoded is not None else None
 
+    def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
+        """The HTTPRoute (gateway.networking.k8s.io/v1) as stored, resourceVersion included; None when
+        there is none of that name, or the API server serves no HTTPRoutes (no Gateway API CRDs): both 404."""
+        try:
+            found = self._custom.get_namespaced_custom_object(
+                GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTP_ROUTES, name,
+                _request_timeout=ROUTE_REQUEST_TIMEOUT_SECONDS,
+            )  # fmt: skip
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return cast(KubeObject, found)  # the custom objects API answers with the JSON object as a dict
+
     # -- writes ------------------------------------------------------------------------------
 
     def apply(self, obj: KubeObject) -> None:
@@ -159,6 +181,19 @@ class Cluster:
         except ApiException as error:
             if error.status != 409:
                 raise
+
+    def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject:
+        """Replace (PUT) the HTTPRoute with `body`, a route as read with its fields changed; return it as stored.
+
+        `body` keeps `metadata.resourceVersion` from the read, so the API server refuses the write with
+        409 Conflict when someone changed the route since (read again and recompute), instead of losing
+        their change; without one it answers 422. Raises ApiException as the API server answers (404: gone).
+        """
+        stored = self._custom.replace_namespaced_custom_object(
+            GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTP_ROUTES, name, body,
+            field_manager=FIELD_MANAGER, _request_timeout=ROUTE_REQUEST_TIMEOUT_SECONDS,
+        )  # fmt: skip
+        return cast(KubeObject, stored)
 
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
         """Merge-patch the status subresource; None values remove fields."""

@@ -4,7 +4,8 @@
 as the API server would: server-side apply replaces what turnout owns (spec, labels, owners) and
 keeps what the server owns (uid, generation, status, a Service's clusterIP); the scale path sets
 replicas only; a status merge patch removes the fields it sets to None; `metadata.generation`
-moves on every change of a spec. It records every write turnout makes, so a test can count them.
+moves on every change of a spec; an HTTPRoute (which a user creates) is replaced only by a body with
+its current resourceVersion. It records every write turnout makes, so a test can count them.
 
 Nothing happens by itself: `run_controllers()` is the Deployment and ReplicaSet controllers' turn
 (pods for the template, old pods terminating), and a test says when pods become Ready or fail.
@@ -39,7 +40,7 @@ class OperatorCrashed(Exception):
 
 @dataclass(frozen=True)
 class Write:
-    """One write turnout made: `verb` is apply, scale, create or patch-status."""
+    """One write turnout made: `verb` is apply, scale, create, replace or patch-status."""
 
     verb: str
     kind: str
@@ -101,6 +102,22 @@ class FakeCluster:
         raw = {key: value.encode() if isinstance(value, str) else value for key, value in data.items()}
         encoded = {key: base64.b64encode(value).decode() for key, value in raw.items()}
         self.objects["Secret", namespace, name] = {"metadata": {"name": name, "namespace": namespace}, "data": encoded}
+
+    def put_http_route(self, namespace: str, name: str, spec: KubeObject) -> KubeObject:
+        """`kubectl apply` of an HTTPRoute (gateway.networking.k8s.io/v1) with `spec`: created, or changed
+        as another writer would change it (a new resourceVersion). Returns it as stored."""
+        key = ("HTTPRoute", namespace, name)
+        route = self.objects.get(key)
+        if route is None:
+            route = {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": namespace, "uid": self._uid(), "generation": 0},
+                "spec": {},
+            }
+            self.objects[key] = route
+        self._store_route(route, _copy(spec))
+        return _copy(route)
 
     def crash_after(self, writes: int | None) -> None:
         """The operator dies at its write number `writes + 1` from now (0: at the next write); None: it does not."""
@@ -175,6 +192,9 @@ class FakeCluster:
     def service(self, namespace: str, name: str) -> KubeObject | None:
         return _copy(self.objects.get(("Service", namespace, name)))
 
+    def http_route(self, namespace: str, name: str) -> KubeObject | None:
+        return _copy(self.objects.get(("HTTPRoute", namespace, name)))
+
     def writes_since(self, mark: int) -> list[Write]:
         """The writes after the first `mark` (take `len(cluster.writes)` as the mark)."""
         return self.writes[mark:]
@@ -207,6 +227,9 @@ class FakeCluster:
             raise ApiException(status=404, reason="Not Found")
         encoded = secret.get("data", {}).get(key)
         return base64.b64decode(encoded) if encoded is not None else None
+
+    def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
+        return self.http_route(namespace, name)
 
     # -- ClusterApi: the writes ---------------------------------------------------------------
 
@@ -257,6 +280,26 @@ class FakeCluster:
             claim["metadata"]["uid"] = self._uid()
             self.objects[key] = claim
 
+    def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject:
+        """A PUT, as the API server answers it: 404 when there is no such route, 422 without a resourceVersion,
+        409 when the route changed since `body` was read; else `body`'s spec, labels and annotations are stored
+        (the server's metadata and the status stay) under a new resourceVersion."""
+        self._write(Write("replace", "HTTPRoute", name, _copy(body)))
+        route = self.objects.get(("HTTPRoute", namespace, name))
+        if route is None:
+            raise ApiException(status=404, reason="Not Found")
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if not version:
+            raise ApiException(status=422, reason="Unprocessable Entity")
+        if version != route["metadata"]["resourceVersion"]:
+            raise ApiException(status=409, reason="Conflict")
+        for field in ("labels", "annotations"):
+            route["metadata"].pop(field, None)
+            if field in body["metadata"]:
+                route["metadata"][field] = _copy(body["metadata"][field])
+        self._store_route(route, _copy(body.get("spec") or {}))
+        return _copy(route)
+
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
         """A merge patch of the status subresource: None removes a field; the generation stays."""
         if self.lose_status_writes > 0:
@@ -278,6 +321,13 @@ class FakeCluster:
                 raise OperatorCrashed(f"the operator died before {write.verb} {write.kind} {write.name}")
             self._crash.writes_left -= 1
         self.writes.append(write)
+
+    def _store_route(self, route: KubeObject, spec: KubeObject) -> None:
+        """`spec` becomes the route's; every write is a new resourceVersion, a changed spec a new generation."""
+        if route["spec"] != spec or route["metadata"]["generation"] == 0:
+            route["metadata"]["generation"] += 1
+        route["spec"] = spec
+        route["metadata"]["resourceVersion"] = str(self._next())
 
     def _list(self, kind: str, namespace: str, selector: str) -> list[KubeObject]:
         wanted = parse_selector(selector)

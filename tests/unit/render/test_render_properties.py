@@ -25,6 +25,7 @@ from turnout.api.backend import Backend
 from turnout.api.status import Color
 from turnout.cli import render_stream
 from turnout.engines.container import kubelet_literal
+from turnout.engines.ollama import SERVED_NAME_PATTERN
 from turnout.render import render_backend
 
 # Pieces that break naive YAML or shell templating, glued together and mixed with random text.
@@ -118,7 +119,10 @@ def twin_specs(draw: st.DrawFn) -> Twins:
         "template": draw(pod_templates()),
     }
     if draw(st.booleans()):
-        spec["model"]["servedName"] = draw(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,20}", fullmatch=True))
+        served = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,20}", fullmatch=True)
+        if engine == "ollama":  # only names Ollama can alias are valid there ("0:" is not)
+            served = served.filter(lambda name: re.fullmatch(SERVED_NAME_PATTERN, name) is not None)
+        spec["model"]["servedName"] = draw(served)
     if draw(st.booleans()):
         spec["model"]["storage"] = draw(storages())
     for resource in ("cpu", "memory"):
