@@ -119,6 +119,15 @@ class Backend:
         return self.spec.service.name or self.name
 
     @property
+    def http_route(self) -> str | None:
+        """The HTTPRoute whose weights move a canary's traffic (`rollout.canary.traffic.httpRoute`);
+        None unless the strategy is Canary and one is named."""
+        canary = self.spec.rollout.canary
+        if self.spec.rollout.strategy is not Strategy.CANARY or canary is None or canary.traffic.http_route is None:
+            return None
+        return canary.traffic.http_route.name
+
+    @property
     def image(self) -> str:
         if self.spec.template.image:
             return self.spec.template.image

@@ -54,13 +54,14 @@ class ConditionType(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     CONFLICT = "Conflict"
     EXPOSED = "Exposed"
+    ROUTED = "Routed"
 
 
 class Condition(StatusModel):
     """A Kubernetes API convention condition."""
 
     type: str
-    """Ready, Progressing, Degraded, RolledBack, InvalidSpec, Conflict or Exposed."""
+    """Ready, Progressing, Degraded, RolledBack, InvalidSpec, Conflict, Exposed or Routed."""
     status: str
     """True, False or Unknown."""
     reason: str
@@ -174,4 +175,5 @@ class InferenceBackendStatus(StatusModel):
     observed_generation: int | None = None
     """The spec generation turnout last acted on."""
     conditions: list[Condition] = Field(default_factory=list)
-    """Ready, Progressing, Degraded, RolledBack, InvalidSpec, Conflict and Exposed, by Kubernetes API conventions."""
+    """Ready, Progressing, Degraded, RolledBack, InvalidSpec, Conflict, Exposed and Routed, by Kubernetes API
+    conventions."""

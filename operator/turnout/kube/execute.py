@@ -18,13 +18,16 @@ from turnout.api.status import Color, InferenceBackendStatus
 from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject, in_thread
 from turnout.render import render_deployment, render_model_claim, render_service
 from turnout.render.deployment import deployment_name
+from turnout.render.route import RouteChange, color_service_names, render_color_service, route_with_weights
 from turnout.rollout.actions import (
     Action,
     ApplyClaim,
+    ApplyColorServices,
     ApplyDeployment,
     ApplyService,
     RecordEvent,
     ScaleDeployment,
+    SetRouteWeights,
     SplitService,
 )
 from turnout.rollout.conditions import bounded
@@ -99,6 +102,14 @@ async def _write(cluster: ClusterApi, ref: BackendRef, backend: Backend, action:
             write = partial(cluster.apply, owned(render_service(backend, color), ref))
         case SplitService():
             write = partial(cluster.apply, owned(render_service(backend, None), ref))
+        case ApplyColorServices():
+
+            def write() -> None:
+                for color in Color:
+                    cluster.apply(owned(render_color_service(backend, color), ref))
+
+        case SetRouteWeights(color=color, weight=weight):
+            write = partial(set_route_weights, cluster, backend, color, weight)
         case ApplyClaim():
             claim = render_model_claim(backend)
             if claim is None:
@@ -114,6 +125,28 @@ async def _write(cluster: ClusterApi, ref: BackendRef, backend: Backend, action:
     return isinstance(action, ApplyService)
 
 
+def set_route_weights(cluster: ClusterApi, backend: Backend, color: Color, weight: int) -> None:
+    """Read the HTTPRoute, set turnout's two weights on it, and write it back if they changed.
+
+    The write carries the resourceVersion read: a concurrent edit fails it with 409 (retried with the
+    reconcile), never overwritten. A route gone or changed into one turnout refuses is left alone:
+    the next observation reports it.
+    """
+    route_ref = _route_of(backend)
+    route = cluster.get_http_route(backend.namespace, route_ref)
+    if route is None:
+        return
+    change = route_with_weights(route, color_service_names(backend), {color: weight, color.other: 100 - weight})
+    if isinstance(change, RouteChange) and change.changed:
+        cluster.replace_http_route(backend.namespace, route_ref, change.route)
+
+
+def _route_of(backend: Backend) -> str:
+    name = backend.http_route
+    assert name is not None, "only a routed canary sets weights"
+    return name
+
+
 def _color_of(action: Action) -> Color | None:
     return action.color if isinstance(action, ApplyDeployment | ScaleDeployment) else None
 
@@ -125,6 +158,10 @@ def _object_of(backend: Backend, action: Action) -> str:
             return f"Deployment {deployment_name(backend, color)}"
         case ApplyService() | SplitService():
             return f"Service {backend.service_name}"
+        case ApplyColorServices():
+            return "Services " + " and ".join(color_service_names(backend).values())
+        case SetRouteWeights():
+            return f"HTTPRoute {_route_of(backend)}"
         case _:
             return f"PersistentVolumeClaim {backend.claim_name}"
 

@@ -27,8 +27,23 @@ from turnout.engines.probe import bearer_token_problem
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
 from turnout.render import render_service
 from turnout.render.deployment import deployment_name
+from turnout.render.route import (
+    RouteProblem,
+    color_service_names,
+    render_color_service,
+    route_weights,
+    route_with_weights,
+)
 from turnout.rollout.conditions import parse_time
-from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure, TrafficSample
+from turnout.rollout.observed import (
+    CheckOutcome,
+    ColorState,
+    FailureReason,
+    Observed,
+    PodFailure,
+    RouteState,
+    TrafficSample,
+)
 from turnout.rollout.plan import check_due
 
 log = logging.getLogger("turnout")
@@ -225,6 +240,7 @@ async def observe(
     claim_exists = False
     check: CheckOutcome | None = None
     traffic: TrafficSample | None = None
+    route: RouteState | None = None
     conflicts: list[str] = []
     if backend is not None:
         service = await in_thread(lambda: cluster.get_service(namespace, backend.service_name))
@@ -240,6 +256,7 @@ async def observe(
                 conflicts.append(conflict)
             elif found is not None:
                 deployments.append(found)
+        route = await read_route(cluster, backend, meta["uid"], conflicts)
         if conflicts:
             service = None
         claim = backend.claim_name
@@ -263,6 +280,7 @@ async def observe(
         claim_exists=claim_exists,
         check=check,
         traffic=traffic,
+        route=route,
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
         conflicts=tuple(conflicts),
@@ -327,6 +345,32 @@ async def run_checks(
         client=client,
     )
     return CheckOutcome(result.passed, result.message)
+
+
+async def read_route(cluster: ClusterApi, backend: Backend, uid: str, conflicts: list[str]) -> RouteState | None:
+    """The HTTPRoute a routed canary sets weights on, and its colors' Services (a color Service that is
+    someone else's joins `conflicts`); None when the backend names no route."""
+    name = backend.http_route
+    if name is None:
+        return None
+    names = color_service_names(backend)
+    current = True
+    for color, service_name in names.items():
+        found = await in_thread(partial(cluster.get_service, backend.namespace, service_name))
+        conflict = ownership_conflict(found, "Service", backend.name, uid)
+        if conflict is not None:
+            conflicts.append(conflict)
+        current = current and found is not None and service_is_current(found, render_color_service(backend, color))
+        current = current and service_color(found) == color
+    route = await in_thread(partial(cluster.get_http_route, backend.namespace, name))
+    if route is None:
+        problem = f"HTTPRoute {name} does not exist in namespace {backend.namespace}: create it, with a rule whose "
+        problem += f"backendRefs name Services {' and '.join(names.values())}"
+        return RouteState(problem=problem, color_services=current)
+    checked = route_with_weights(route, names, {Color.BLUE: 100, Color.GREEN: 0})
+    if isinstance(checked, RouteProblem):
+        return RouteState(problem=checked.message, color_services=current)
+    return RouteState(weights=route_weights(route, names), color_services=current)
 
 
 async def read_traffic(

@@ -38,6 +38,21 @@ class SplitService:
 
 
 @dataclass(frozen=True)
+class ApplyColorServices:
+    """Server-side apply one Service per color, `<service>-blue` and `<service>-green`, which the
+    HTTPRoute's backendRefs name."""
+
+
+@dataclass(frozen=True)
+class SetRouteWeights:
+    """Set the weights of the HTTPRoute's two backendRefs of turnout's: `weight` for `color`'s
+    Service, the rest of 100 for the other's. Nothing else of the route changes."""
+
+    color: Color
+    weight: int
+
+
+@dataclass(frozen=True)
 class ApplyClaim:
     """Create the model volume's claim (never updated: a bound claim's spec is immutable)."""
 
@@ -74,4 +89,13 @@ class CutoverFinished:
     """The failure reason when rolled back."""
 
 
-Action = ApplyDeployment | ScaleDeployment | ApplyService | SplitService | ApplyClaim | RecordEvent
+Action = (
+    ApplyDeployment
+    | ScaleDeployment
+    | ApplyService
+    | SplitService
+    | ApplyColorServices
+    | SetRouteWeights
+    | ApplyClaim
+    | RecordEvent
+)

@@ -23,6 +23,7 @@ from turnout.rollout.actions import (
     CutoverResult,
     EventType,
     ScaleDeployment,
+    SetRouteWeights,
     SplitService,
 )
 from turnout.rollout.conditions import format_time, parse_time
@@ -297,10 +298,9 @@ class BlueGreen(Step):
         # abort can come before any preview started).
         preview, active = status.preview_color, status.active_color
         # What this reconcile meant to write for the cutover is dropped: it is undone instead.
-        writes = ApplyDeployment | ScaleDeployment | ApplyService | SplitService
+        writes = ApplyDeployment | ScaleDeployment | ApplyService | SplitService | SetRouteWeights
         self.actions = [a for a in self.actions if not isinstance(a, writes)]
-        if self.observed.service_color != active or self.observed.service_split:
-            self.actions.append(ApplyService(active))
+        self.route_all_to(active)
         if preview is not None and self.observed.color(preview).exists and self.observed.color(preview).replicas > 0:
             self.actions.append(ScaleDeployment(preview, 0))
         if self.observed.color(active).replicas != self.replicas:

@@ -33,16 +33,17 @@ from turnout.api.status import (
     TrafficBaseline,
 )
 from turnout.rollout.actions import (
+    ApplyColorServices,
     ApplyDeployment,
-    ApplyService,
     CutoverResult,
     EventType,
     ScaleDeployment,
+    SetRouteWeights,
     SplitService,
 )
 from turnout.rollout.analysis import Measurement, Outcome, Verdict, judge
 from turnout.rollout.bluegreen import BlueGreen
-from turnout.rollout.conditions import format_precise_time, format_time, parse_time
+from turnout.rollout.conditions import condition_status, format_precise_time, format_time, parse_time
 from turnout.rollout.observed import ColorState, FailureReason
 from turnout.rollout.step import Plan
 
@@ -120,6 +121,21 @@ class Canary(BlueGreen):
         canary = self.rollout.canary
         assert canary is not None, "strategy Canary without canary is refused by validation"
         return canary
+
+    def decide(self) -> Plan:
+        self.report_route()
+        return super().decide()
+
+    def steady(self, *, failed_revision_pending: bool = False) -> Plan:
+        active = self.status.active_color
+        if active is not None and self.backend.http_route is not None and self.revision == self.status.active_revision:
+            self.set_route_weights(active, FULL_WEIGHT)
+        return super().steady(failed_revision_pending=failed_revision_pending)
+
+    def switch(self, revision: str | None = None) -> Plan:
+        if self.backend.http_route is not None:
+            self.set_route_weights(self.preview, FULL_WEIGHT)
+        return super().switch(revision)
 
     def cutover(self) -> Plan:
         status = self.status
@@ -204,9 +220,9 @@ class Canary(BlueGreen):
         failed = self.pods_failed(state, canary.step_started_at, target.canary)
         if failed is not None:
             return failed
-        in_effect = self.in_effect(target)
         # Traffic goes to the canary's Ready pods only; it is split once they are proven.
         self.route(canary.weight)
+        in_effect = self.in_effect(target) and self.traffic_in_effect(canary.weight)
         canary.traffic_share = self.traffic_share()
         round_failed = self.count_round(self.judge_traffic(canary, in_effect))
         if round_failed is not None:
@@ -394,21 +410,67 @@ class Canary(BlueGreen):
         )
 
     def route(self, weight: int) -> None:
-        """Send `weight` percent of the traffic to the canary: 0 keeps the Service on the stable
-        color, more makes it select both colors' pods."""
-        if weight <= 0:
-            if self.observed.service_color != self.stable or self.observed.service_split:
-                self.actions.append(ApplyService(self.stable))
+        """Send `weight` percent of the traffic to the canary. Without a route: 0 keeps the Service on
+        the stable color, more makes it select both colors' pods. With an HTTPRoute: the Service stays
+        on the stable color and the route's two weights say the split."""
+        if self.backend.http_route is not None:
+            self.select_only(self.stable)
+            self.set_route_weights(self.preview, weight)
+        elif weight <= 0:
+            self.select_only(self.stable)
         elif not self.observed.service_split:
             self.actions.append(SplitService())
 
+    def route_all_to(self, color: Color) -> None:
+        super().route_all_to(color)
+        if self.backend.http_route is not None:
+            self.set_route_weights(color, FULL_WEIGHT)
+
+    def set_route_weights(self, color: Color, weight: int) -> None:
+        """The route's weights to `weight` for `color` (the rest for the other), its colors' Services
+        in place; nothing while the route is one turnout cannot use (the Routed condition says why)."""
+        route = self.observed.route
+        if route is None or route.problem:
+            return
+        if not route.color_services:
+            self.actions.append(ApplyColorServices())
+        if route.weights != {color: weight, color.other: FULL_WEIGHT - weight}:
+            self.actions.append(SetRouteWeights(color, weight))
+
+    def traffic_in_effect(self, weight: int) -> bool:
+        """The traffic is split as `weight` asks, as observed (the pods aside)."""
+        route = self.observed.route
+        if self.backend.http_route is not None:
+            wanted = {self.preview: weight, self.stable: FULL_WEIGHT - weight}
+            return route is not None and route.weights == wanted
+        return self.observed.service_split if weight > 0 else self.observed.service_color == self.stable
+
     def traffic_share(self) -> int | None:
-        """Percent of the Service's Ready endpoints that are the canary's, as observed."""
+        """Percent of the traffic the canary takes, as observed: its weight on the route, or its share
+        of the Service's Ready endpoints."""
+        if self.backend.http_route is not None:
+            weights = self.observed.route.weights if self.observed.route else None
+            return weights.get(self.preview) if weights else None
         if not self.observed.service_split:
             return 0 if self.observed.service_color == self.stable else None
         canary, stable = self.observed.color(self.preview).ready, self.observed.color(self.stable).ready
         total = canary + stable
         return round(100 * canary / total) if total else None
+
+    def report_route(self) -> None:
+        """The Routed condition of a backend with an HTTPRoute: True while turnout can set its weights,
+        False (with a Warning Event when it turns so) with what the user must change."""
+        route = self.observed.route
+        if route is None:
+            return
+        name = self.backend.http_route
+        if route.problem:
+            if condition_status(self.status.conditions, ConditionType.ROUTED) != "False":
+                self.event(EventType.WARNING, "RouteUnusable", route.problem)
+            self.condition(ConditionType.ROUTED, False, "RouteUnusable", route.problem)
+        else:
+            weights = ", ".join(f"{color} {weight}" for color, weight in sorted((route.weights or {}).items()))
+            self.condition(ConditionType.ROUTED, True, "WeightsSet", f"HTTPRoute {name}: {weights}")
 
 
 def color_traffic(measured: Measurement) -> ColorTraffic:

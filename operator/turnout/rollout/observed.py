@@ -76,6 +76,18 @@ class TrafficSample:
 
 
 @dataclass(frozen=True)
+class RouteState:
+    """The HTTPRoute a canary moves traffic with, and the Services of each color its refs name."""
+
+    weights: dict[Color, int] | None = None
+    """The weights of turnout's two backendRefs now; None when they cannot be read."""
+    problem: str = ""
+    """Why turnout cannot set those weights (the route is missing, or has no refs of turnout's)."""
+    color_services: bool = False
+    """Both colors' Services exist as turnout renders them."""
+
+
+@dataclass(frozen=True)
 class ApplyRejection:
     """The API server refused a write of this reconcile for good (400, 403, 404, 413, 422)."""
 
@@ -107,6 +119,8 @@ class Observed:
     """The check round run for this reconcile, on the color `check_due()` named."""
     traffic: TrafficSample | None = None
     """A canary's traffic, read with the check round of a step (engines that serve metrics only)."""
+    route: RouteState | None = None
+    """The HTTPRoute of a canary with `canary.traffic.httpRoute`; None without one."""
     promote: str | None = None
     """The revision named by the `turnout.dev/promote` annotation, if any."""
     abort: str | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from turnout.api.backend import Backend
 from turnout.api.labels import color_selector
 from turnout.api.spec import ServiceType
-from turnout.api.status import ConditionType, InferenceBackendStatus, Phase
+from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
 from turnout.rollout.actions import (
     Action,
     ApplyDeployment,
@@ -189,6 +189,17 @@ class Step(ABC):
             return float(self.rollout.checks.interval_seconds)
         return float(self.rollout.checks.healthy_interval_seconds)
 
+    # -- traffic ----------------------------------------------------------------------------
+
+    def route_all_to(self, color: Color) -> None:
+        """All traffic to `color` (a strategy that routes otherwise adds its own)."""
+        self.select_only(color)
+
+    def select_only(self, color: Color) -> None:
+        """The stable Service selects the pods of `color` alone."""
+        if self.observed.service_color != color or self.observed.service_split or not self.observed.service_exists:
+            self.actions.append(ApplyService(color))
+
     # -- failure ----------------------------------------------------------------------------
 
     def roll_back_to_previous(self, reason: FailureReason, message: str) -> Plan:
@@ -197,8 +208,7 @@ class Step(ABC):
         failed, previous = status.active_color, status.previous_color
         assert failed is not None
         assert previous is not None
-        if self.observed.service_color != previous:
-            self.actions.append(ApplyService(previous))
+        self.route_all_to(previous)
         if self.observed.color(failed).replicas > 0:
             self.actions.append(ScaleDeployment(failed, 0))
         if self.observed.color(previous).replicas != self.replicas:

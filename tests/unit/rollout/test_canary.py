@@ -397,3 +397,101 @@ def test_an_ollama_canary_is_judged_by_its_checks_alone(operator: InProcessOpera
     assert status.canary.analysis is not None
     assert status.canary.analysis.outcome == "NotMeasured"
     assert "judged by turnout's checks alone" in status.canary.analysis.message
+
+
+# -- through an HTTPRoute --------------------------------------------------------------------
+
+ROUTE = "chat-route"
+OTHER_REF = {"name": "fallback", "port": 8000, "weight": 5}
+
+
+def routed(steps: list[dict[str, Any]], **more: Any) -> dict[str, Any]:
+    built = canary_spec(steps, **more)
+    built["rollout"]["canary"]["traffic"] = {"httpRoute": {"name": ROUTE}}
+    return built
+
+
+def put_route(operator: InProcessOperator) -> None:
+    """A route whose first rule holds both color Services and another ref; a second rule of its own."""
+    refs = [{"name": "chat-blue", "port": 8000}, {"name": "chat-green", "port": 8000, "weight": 0}, OTHER_REF]
+    rules = [{"backendRefs": refs}, {"matches": [{"path": {"value": "/admin"}}], "backendRefs": [OTHER_REF]}]
+    operator.cluster.put_http_route(NAMESPACE, ROUTE, {"parentRefs": [{"name": "gateway"}], "rules": rules})
+
+
+def weights(operator: InProcessOperator) -> dict[str, int | None]:
+    route = operator.cluster.http_route(NAMESPACE, ROUTE)
+    assert route is not None
+    return {ref["name"]: ref.get("weight") for ref in route["spec"]["rules"][0]["backendRefs"]}
+
+
+def test_a_routed_canary_sets_exactly_its_two_weights_step_by_step(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}]
+    put_route(operator)
+    operator.start_healthy(routed(steps))
+    assert weights(operator) == {"chat-blue": 100, "chat-green": 0, "fallback": 5}
+    assert operator.cluster.service(NAMESPACE, "chat-green") is not None
+    operator.edit(routed(steps, model=NEW_MODEL))
+    revision = backend(model=NEW_MODEL).revision
+    settle(operator, until="Paused")
+    status = operator.status()
+    assert status.canary is not None
+    assert (status.canary.step, status.canary.traffic_share) == (1, 10)
+    assert weights(operator) == {"chat-blue": 90, "chat-green": 10, "fallback": 5}
+    assert service_selector(operator)["turnout.dev/color"] == "blue"  # the stable Service stays on stable
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/promote", f"{revision}/1")
+    settle(operator, until="Paused")
+    assert weights(operator) == {"chat-blue": 40, "chat-green": 60, "fallback": 5}
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/promote", revision)
+    settle(operator, until="Healthy")
+    assert weights(operator) == {"chat-blue": 0, "chat-green": 100, "fallback": 5}
+    assert service_selector(operator)["turnout.dev/color"] == "green"
+    route = operator.cluster.http_route(NAMESPACE, ROUTE)
+    assert route is not None
+    assert route["spec"]["rules"][1] == {"matches": [{"path": {"value": "/admin"}}], "backendRefs": [OTHER_REF]}
+
+
+def test_abort_sets_the_canary_weight_to_zero(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    put_route(operator)
+    operator.start_healthy(routed(steps))
+    operator.edit(routed(steps, model=NEW_MODEL))
+    settle(operator, until="Paused")
+    assert weights(operator)["chat-green"] == 50
+    operator.cluster.annotate_backend(NAMESPACE, NAME, "turnout.dev/abort", backend(model=NEW_MODEL).revision)
+    operator.advance(1)
+    operator.reconcile()
+    assert weights(operator) == {"chat-blue": 100, "chat-green": 0, "fallback": 5}
+    assert operator.last_writes[0].kind == "HTTPRoute"
+    assert operator.status().last_failure_reason == "Aborted"
+
+
+def test_a_missing_route_is_reported_and_the_canary_waits_for_it(operator: InProcessOperator) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    operator.start_healthy(routed(steps))
+    routed_condition = next(c for c in operator.status().conditions if c.type == "Routed")
+    assert (routed_condition.status, routed_condition.reason) == ("False", "RouteUnusable")
+    assert "HTTPRoute chat-route does not exist in namespace ml" in routed_condition.message
+    assert [e.reason for e in operator.events].count("RouteUnusable") == 1
+    operator.edit(routed(steps, model=NEW_MODEL))
+    settle(operator, until="Canary")
+    settle(operator, rounds=5)
+    status = operator.status()
+    assert status.canary is not None
+    assert (status.phase, status.canary.step, status.canary.traffic_share) == ("Canary", 0, None)
+    put_route(operator)
+    settle(operator, until="Paused")
+    assert weights(operator)["chat-green"] == 50
+    routed_condition = next(c for c in operator.status().conditions if c.type == "Routed")
+    assert (routed_condition.status, routed_condition.message) == ("True", "HTTPRoute chat-route: blue 50, green 50")
+
+
+def test_a_route_without_refs_of_turnout_is_refused_with_what_to_change(operator: InProcessOperator) -> None:
+    operator.cluster.put_http_route(NAMESPACE, ROUTE, {"rules": [{"backendRefs": [OTHER_REF]}]})
+    operator.start_healthy(routed([{"setWeight": 50}]))
+    routed_condition = next(c for c in operator.status().conditions if c.type == "Routed")
+    assert routed_condition.status == "False"
+    assert "chat-blue" in routed_condition.message
+    assert "chat-green" in routed_condition.message
+    route = operator.cluster.http_route(NAMESPACE, ROUTE)
+    assert route is not None
+    assert route["spec"]["rules"] == [{"backendRefs": [OTHER_REF]}]  # untouched
