@@ -299,3 +299,114 @@ def test_a_canary_three_times_slower_is_aborted_with_both_latencies(
     assert "analysis.maxLatencyRatio" in message
     assert "vs stable" in message
     assert backends.service_selector("chat")["turnout.dev/color"] == "blue"
+
+
+# -- 5. through an HTTPRoute --------------------------------------------------------------------
+
+ROUTE = "chat-route"
+FALLBACK = {"name": "chat-fallback", "port": 8000, "weight": 1}
+ADMIN_RULE = {
+    "matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+    "backendRefs": [{"name": "chat-admin", "port": 9000}],
+}
+
+
+class GatewayClient(InBackground):
+    """Requests split as a Gateway would: each goes to a color with the probability of its weight on
+    the route (read afresh every 20 requests), then to one of that color Service's ready endpoints."""
+
+    def __init__(self, backends: Backends) -> None:
+        super().__init__()
+        self.backends = backends
+        self.failures: list[str] = []
+
+    def loop(self, stop: threading.Event) -> None:
+        custom = self.backends.custom
+        turn = 0
+        weights: dict[str, int] = {}
+        with httpx.Client(timeout=2, trust_env=False) as http:
+            while not stop.is_set():
+                if turn % 20 == 0:
+                    route = custom.get_namespaced_custom_object(
+                        *ROUTE_PATH, self.backends.namespace, "httproutes", ROUTE
+                    )
+                    refs = route["spec"]["rules"][0]["backendRefs"]
+                    weights = {r["name"]: r.get("weight", 1) for r in refs if r["name"] in ("chat-blue", "chat-green")}
+                turn += 1
+                total = sum(weights.values())
+                if not total:
+                    stop.wait(0.1)
+                    continue
+                # A deterministic spread: of every `total` requests, each color takes its weight.
+                service = "chat-green" if turn % total < weights.get("chat-green", 0) else "chat-blue"
+                endpoints = self.backends.ready_endpoints(service)
+                if not endpoints:
+                    stop.wait(0.1)
+                    continue
+                ip, port = endpoints[turn % len(endpoints)]
+                body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+                try:
+                    http.post(f"http://{ip}:{port}/v1/chat/completions", json=body).raise_for_status()
+                except httpx.HTTPError as error:
+                    self.failures.append(f"{service} {ip}: {error!r}")
+                stop.wait(0.02)
+
+
+ROUTE_PATH = ("gateway.networking.k8s.io", "v1")
+
+
+def route_refs(backends: Backends) -> list[dict[str, Any]]:
+    custom = backends.custom
+    route = custom.get_namespaced_custom_object(*ROUTE_PATH, backends.namespace, "httproutes", ROUTE)
+    return route["spec"]["rules"]  # type: ignore[no-any-return]
+
+
+def test_a_routed_canary_sets_the_weights_of_its_two_refs_only(
+    gateway_api_crds: str, operator: OperatorProcess, backends: Backends
+) -> None:
+    custom = backends.custom
+    user_rule = {
+        "backendRefs": [
+            {"name": "chat-blue", "port": 8000},
+            {"name": "chat-green", "port": 8000, "weight": 0},
+            FALLBACK,
+        ]
+    }
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": ROUTE},
+        "spec": {"parentRefs": [{"name": "inference-gateway"}], "rules": [user_rule, ADMIN_RULE]},
+    }
+    custom.create_namespaced_custom_object(*ROUTE_PATH, backends.namespace, "httproutes", route)
+    admin_rule = route_refs(backends)[1]  # as the API server stored it, its defaults filled in
+    steps = [{"setWeight": 25}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]
+    routed = {"traffic": {"httpRoute": {"name": ROUTE}}}
+    backends.create("chat", canary_spec(steps, canary=routed))
+    backends.wait_phase("chat", "Healthy", timeout=90)
+
+    def weights() -> dict[str, int]:
+        return {ref["name"]: ref.get("weight", 1) for ref in route_refs(backends)[0]["backendRefs"]}
+
+    wait_seconds(lambda: weights()["chat-blue"] == 100, timeout=30, what="blue takes all of the route")
+    new = canary_spec(steps, canary=routed, model=NEW_MODEL)
+    seen: dict[int, dict[str, int]] = {}
+    with GatewayClient(backends) as gateway:
+        backends.replace_spec("chat", new)
+        for step in (1, 3):
+            status = wait_step(backends, step, "Paused")
+            seen[status["canary"]["weight"]] = weights()
+            assert backends.service_selector("chat")["turnout.dev/color"] == "blue"
+            if step == 1:
+                backends.annotate("chat", {"turnout.dev/promote": f"{revision(backends, new)}/1"})
+        backends.annotate("chat", {"turnout.dev/abort": revision(backends, new)})
+        backends.wait_failure("chat", timeout=30)
+    assert seen == {
+        25: {"chat-blue": 75, "chat-green": 25, "chat-fallback": 1},
+        50: {"chat-blue": 50, "chat-green": 50, "chat-fallback": 1},
+    }
+    assert weights() == {"chat-blue": 100, "chat-green": 0, "chat-fallback": 1}
+    assert route_refs(backends)[1] == admin_rule
+    assert gateway.failures == [], gateway.failures[:5]
+    routed_condition = backends.condition("chat", "Routed")
+    assert routed_condition["status"] == "True"
