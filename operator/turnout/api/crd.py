@@ -45,6 +45,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Active", "type": "string", "jsonPath": ".status.activeColor"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Canary",
+        "type": "integer",
+        "jsonPath": ".status.canary.trafficShare",
+        "priority": 1,
+        "description": "Percent of the traffic on the new revision while a canary runs.",
+    },
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Revision", "type": "string", "jsonPath": ".status.activeRevision", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
