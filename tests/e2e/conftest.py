@@ -58,3 +58,19 @@ def operator(
     yield process
     process.stop()
     print(f"\noperator log tail ({process.log_path}):\n{process.log_tail(60)}")
+
+
+@pytest.fixture
+def simulated_engines(kube_cluster: KubeCluster) -> None:
+    """The test needs the local test ground: simulated engines on the pod IPs, fake GPU nodes, kwok's fault stages."""
+    if not kube_cluster.local:
+        pytest.skip("needs the local test ground: simulated engines on the pod IPs, fake GPU nodes, kwok fault stages")
+
+
+@pytest.fixture
+def own_operator(kube_cluster: KubeCluster, crd_installed: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """An operator of the test's own, which the test may kill and start again."""
+    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path)
+    process.start()
+    yield process
+    process.stop()

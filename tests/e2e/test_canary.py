@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,16 +28,10 @@ from tests.e2e.harness import (
 from turnout.api.backend import Backend
 from turnout.api.labels import BACKEND_LABEL
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("simulated_engines")]
 
 NEW_MODEL = "meta-llama/Llama-3.2-3B-Instruct"
 GPU = "nvidia.com/gpu"
-
-
-@pytest.fixture(autouse=True)
-def engines_are_simulated(kube_cluster: Any) -> None:
-    if not kube_cluster.local:
-        pytest.skip("needs the local test ground: simulated engines on the pod IPs")
 
 
 def canary_spec(steps: list[dict[str, Any]], *, replicas: int = 4, max_surge: int = 1, **more: Any) -> dict[str, Any]:
@@ -207,14 +200,6 @@ def test_abort_mid_step_puts_all_traffic_back_on_stable(operator: OperatorProces
     assert backends.service_selector("chat") == {"turnout.dev/backend": "chat", "turnout.dev/color": "blue"}
     wait_seconds(lambda: backends.deployment_replicas("chat-green") == 0, timeout=30, what="the canary scaled down")
     assert backends.deployment_replicas("chat-blue") == 4
-
-
-@pytest.fixture
-def own_operator(kube_cluster: Any, crd_installed: None, tmp_path: Any) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path)
-    process.start()
-    yield process
-    process.stop()
 
 
 def test_operator_killed_at_a_step_resumes_at_that_step(own_operator: OperatorProcess, backends: Backends) -> None:

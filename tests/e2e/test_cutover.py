@@ -24,17 +24,10 @@ from tests.e2e.harness import (
 )
 from turnout.api.backend import Backend
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("simulated_engines")]
 
 BEHAVIOUR = "sim.turnout.dev/behaviour"
 FAULT = "sim.turnout.dev/fault"
-
-
-@pytest.fixture(autouse=True)
-def engines_are_simulated(kube_cluster: Any) -> None:
-    """These stories need the test ground's simulated engines and fake GPU nodes."""
-    if not kube_cluster.local:
-        pytest.skip("needs the local test ground: simulated engines on the pod IPs, kwok fault stages")
 
 
 def with_pod_annotations(spec: dict[str, Any], **annotations: str) -> dict[str, Any]:
@@ -229,14 +222,6 @@ def test_spec_edited_mid_cutover_abandons_the_stale_preview(operator: OperatorPr
 
 
 # -- 11. restarts --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_operator(kube_cluster: Any, crd_installed: None, tmp_path: Any) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(kube_cluster.kubeconfig, tmp_path)
-    process.start()
-    yield process
-    process.stop()
 
 
 @pytest.fixture

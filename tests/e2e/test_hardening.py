@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -14,14 +13,7 @@ import pytest
 from testground.waiting import wait_for
 from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, vllm_spec
 
-pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(autouse=True)
-def engines_are_simulated(kube_cluster: Any) -> None:
-    """These stories need the test ground's simulated engines and fake GPU nodes."""
-    if not kube_cluster.local:
-        pytest.skip("needs the local test ground: simulated engines on the pod IPs")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("simulated_engines")]
 
 
 def test_pods_a_quota_forbids_fail_fast_with_the_api_servers_message(
