@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -127,6 +128,27 @@ def chat_completions_url(base_url: str) -> str:
     if path.endswith("/chat/completions"):
         return str(url.copy_with(path=path, query=None, fragment=None))
     return str(url.copy_with(path=(path or "/v1") + "/chat/completions", query=None, fragment=None))
+
+
+async def connect_problem(base_url: str, *, timeout_seconds: float = CONNECT_TIMEOUT_SECONDS) -> str | None:
+    """Why nothing answers HTTP at `base_url` (one line), or None when something does, whatever it says.
+
+    One `GET <base>/models` with no key: a run against an endpoint that cannot be reached would only
+    count connect errors, a time bound later.
+    """
+    url = chat_completions_url(base_url).removesuffix("/chat/completions") + "/models"
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=timeout_seconds) as client:
+            await client.get(url)
+    except httpx.ConnectTimeout:
+        return f"no connection within {timeout_seconds:g} s"
+    except httpx.ConnectError as error:
+        return _connect_failure(error)
+    except httpx.TimeoutException:
+        return None  # it accepted the connection: slow, not unreachable
+    except (httpx.HTTPError, OSError) as error:
+        return f"the request failed ({type(error).__name__})"
+    return None
 
 
 async def run_load(
@@ -286,3 +308,14 @@ async def _lines(response: httpx.Response) -> AsyncIterator[bytes]:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _connect_failure(error: httpx.ConnectError) -> str:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "unknown host"
+        cause = cause.__cause__ or cause.__context__
+    return "cannot connect"
