@@ -12,10 +12,11 @@ costs time (bounded) and no memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,13 +157,11 @@ async def run_load(
 ) -> BenchmarkResult:
     """Send the plan's load and sum its answers up; never raises for what the endpoint does.
 
-    A `client` given is used and left open (its connection limits should allow `concurrency`);
-    otherwise one is made for the run, ignoring proxy settings from the environment.
+    Each of the `concurrency` workers has a connection of its own, kept alive from one request to the
+    next (httpx's pool slows down with the connections it holds: one pool per connection costs least),
+    and ignores proxy settings from the environment. A `client` given is shared by all workers instead,
+    and left open.
     """
-    if client is None:
-        limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
-        async with httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits) as own:
-            return await run_load(plan, progress=progress, client=own)
     url = chat_completions_url(plan.base_url)
     headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
     if plan.api_key:
@@ -171,9 +170,9 @@ async def run_load(
     # One iterator shared by the workers: each takes the next request number until none is left.
     numbers = iter(range(plan.requests))
 
-    async def worker() -> None:
+    async def worker(connection: httpx.AsyncClient) -> None:
         for number in numbers:
-            request = _request(client, url, headers, plan.body(number))
+            request = _request(connection, url, headers, plan.body(number))
             if plan.request_timeout_seconds is not None:
                 samples.append(await _bounded(request, plan.request_timeout_seconds))
             else:
@@ -181,15 +180,28 @@ async def run_load(
             if progress is not None:
                 progress(len(samples), plan.requests)
 
-    timed_out = False
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(plan.timeout_seconds), asyncio.TaskGroup() as workers:
-            for _ in range(min(plan.concurrency, plan.requests)):
-                workers.create_task(worker())
-    except TimeoutError:
-        timed_out = True
-    duration = time.perf_counter() - started
+    async with contextlib.AsyncExitStack() as stack:
+        count = min(plan.concurrency, plan.requests)
+        if client is not None:
+            connections = [client] * count
+        else:
+            tls = httpx.create_ssl_context()  # made once: each client would otherwise load the CA bundle
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            connections = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(trust_env=False, follow_redirects=False, limits=limits, verify=tls)
+                )
+                for _ in range(count)
+            ]
+        timed_out = False
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(plan.timeout_seconds), asyncio.TaskGroup() as workers:
+                for connection in connections:
+                    workers.create_task(worker(connection))
+        except TimeoutError:
+            timed_out = True
+        duration = time.perf_counter() - started
     return summarise(samples, requests=plan.requests, duration_seconds=duration, timed_out=timed_out)
 
 
@@ -281,18 +293,27 @@ class _Answer:
 async def _read_stream(response: httpx.Response, started: float) -> RequestSample:
     answer = _Answer(started)
     try:
-        async for line in _lines(response):
-            # SSE: `data: <payload>`; comments (`:`), `event:`, `id:` and blank lines carry no token.
-            if line.startswith(b"data:"):
-                answer.read(line[5:].strip().decode("utf-8", errors="replace"))
-                if answer.done:
+        async with contextlib.aclosing(_lines(response)) as lines:
+            async for line in lines:
+                # SSE: `data: <payload>`; comments (`:`), `event:`, `id:` and blank lines carry no token.
+                if line.startswith(b"data:"):
+                    answer.read(line[5:].strip().decode("utf-8", errors="replace"))
+                    if answer.done:
+                        break
+            sample = answer.sample()
+            # The body's end must be read for the connection to be used again; what an engine sends
+            # after [DONE] is read up to a line's bound, then the connection is dropped instead.
+            left = MAX_LINE_BYTES
+            async for line in lines:
+                left -= len(line) + 1
+                if left < 0:
                     break
-        return answer.sample()
+            return sample
     except _StreamFailed as failed:
         return RequestSample(error=failed.kind)
 
 
-async def _lines(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _lines(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """The lines of the body, each at most `MAX_LINE_BYTES`; raises _StreamFailed on a longer one."""
     pending = b""
     async for chunk in response.aiter_bytes():

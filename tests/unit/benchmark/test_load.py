@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
-from testground.engines import EngineConfig
+from testground.behaviour import Behaviour
+from testground.engines import EngineConfig, EngineState, build_app
 from turnout.api.benchmark import BenchmarkResult, TokenCount
 from turnout.benchmark import load
 from turnout.benchmark.load import EndpointError, LoadPlan, chat_completions_url, run_load
@@ -351,3 +353,29 @@ def test_a_closed_port_is_connect_errors(free_port: Callable[[], int]) -> None:
     the_plan = LoadPlan(f"http://127.0.0.1:{free_port()}", "chat", built_in_requests(), requests=3, concurrency=3)
     result = asyncio.run(run_load(the_plan))
     assert result.errors_by_kind == {"connect": 3}
+
+
+def test_each_worker_keeps_its_connection_from_one_request_to_the_next() -> None:
+    peers: set[tuple[str, int]] = set()
+
+    @web.middleware
+    async def record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        assert request.transport is not None
+        peers.add(request.transport.get_extra_info("peername"))
+        return await handler(request)
+
+    async def scenario() -> BenchmarkResult:
+        app = build_app(EngineState(EngineConfig("vllm", ("chat",)), Behaviour()))
+        app.middlewares.append(record)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            port = runner.addresses[0][1]
+            the_plan = LoadPlan(f"http://127.0.0.1:{port}/v1", "chat", built_in_requests(), requests=40, concurrency=4)
+            return await run_load(the_plan)
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()).completed == 40
+    assert len(peers) == 4
