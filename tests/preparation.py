@@ -11,6 +11,7 @@ and each step is instant once its cache is warm:
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Callable, Sequence
@@ -37,6 +38,32 @@ def vllm_python(*, install: bool) -> str | None:
     command = [str(VLLM_VENV)] if install else [str(VLLM_VENV), "--path"]
     found = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     return found.stdout.strip() if found.returncode == 0 else None
+
+
+def needed_vllm_python() -> str:
+    """The python of vLLM's cached virtualenv; installed first when the engine tests are required, else skip."""
+    required = engine_tests_required()
+    python = vllm_python(install=required)
+    if python is not None:
+        return python
+    if required:
+        pytest.fail(f"vLLM's virtualenv could not be created by hack/vllm-venv.sh ({REQUIRE_ENGINE_TESTS}=1)")
+    pytest.skip(f"vLLM's virtualenv is absent; `{RUN_ENGINE_TESTS}` creates it (about 5 minutes, 6 GB) and runs these")
+
+
+def run_in_vllm(script: Path, payload: object) -> str:
+    """What `script` prints, run by vLLM's python with `payload` as JSON on its stdin; fails with its stderr."""
+    done = subprocess.run(
+        [needed_vllm_python(), str(script)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"},
+    )
+    assert done.returncode == 0, f"{script.name} failed in vLLM's virtualenv:\n{done.stderr[-4000:]}"
+    return done.stdout
 
 
 def prepare_for(items: Sequence[pytest.Item]) -> None:

@@ -17,11 +17,20 @@ Behaviours as each engine shows them:
 - `wrong-model`: both list only `other-model` (Ollama: `other-model:latest`).
 - `fail-after:N`: after N s every endpoint answers 503, like an engine whose worker died.
 
+Degradation (`behaviour.Degradation`, annotations `sim.turnout.dev/error-ratio` and
+`sim.turnout.dev/latency`) worsens the chat completions of either engine: each waits the added
+latency, then the given share of them answers 500 with the engine's error body.
+
+vLLM's `/metrics` counts what the simulator really served, as vLLM would (`vllm_metrics`): every
+request by route and status group, and for each chat completion its end-to-end latency, its time
+to first token and how it finished (`error` for a 500 of the error ratio).
+
 Binding (`slow-start`, `refuse`) is not the app's business: see `simulator`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -33,13 +42,15 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from testground.behaviour import WRONG_MODEL_NAME, Behaviour, Mode
+from testground.behaviour import WRONG_MODEL_NAME, Behaviour, Degradation, Mode
+from testground.vllm_metrics import VllmMetrics
 
 Engine = Literal["vllm", "ollama"]
 ENGINES: tuple[Engine, ...] = ("vllm", "ollama")
 
 OLLAMA_VERSION = "0.12.6"
 _REPLY = "Hello! This is a simulated reply from the turnout test ground."
+_FAILED = "The engine failed to finish the request (sim.turnout.dev/error-ratio)."
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -76,26 +87,40 @@ class EngineConfig:
 
 
 class EngineState:
-    """The mutable state behind one simulator: its behaviour, its models, its counters.
+    """The mutable state behind one simulator: its behaviour and degradation, its models, its counters.
 
     It outlives the aiohttp app, which is rebuilt on every bind (after `slow-start`, `refuse`).
     """
 
-    def __init__(self, config: EngineConfig, behaviour: Behaviour) -> None:
+    def __init__(self, config: EngineConfig, behaviour: Behaviour, degradation: Degradation | None = None) -> None:
         self.config = config
         self.behaviour = behaviour
         self.since = time.monotonic()
+        self.degradation = degradation or Degradation()
+        self.completions = 0  # chat completions since the degradation was set
         models = config.models
         self.models: list[str] = [ollama_tag(m) for m in models] if config.engine == "ollama" else list(models)
         self.created = int(time.time())
-        self.requests_ok = 0
-        self.prompt_tokens = 0
-        self.generation_tokens = 0
+        # Counted for either engine; only vLLM serves them (Ollama has no metrics endpoint).
+        self.metrics = VllmMetrics(self.models[0] if self.models else "")
 
     def set_behaviour(self, behaviour: Behaviour) -> None:
         """Switch behaviour now; `fail-after:N` counts N from this moment."""
         self.behaviour = behaviour
         self.since = time.monotonic()
+
+    def set_degradation(self, degradation: Degradation) -> None:
+        """Worsen (or mend) the chat completions from now on; the error ratio counts from this moment."""
+        self.degradation = degradation
+        self.completions = 0
+
+    async def degrade(self) -> bool:
+        """One chat completion: wait the added latency; True when it is one the error ratio fails."""
+        if self.degradation.latency_seconds:
+            await asyncio.sleep(self.degradation.latency_seconds)
+        self.completions += 1
+        errors = self.degradation.errors_among
+        return errors(self.completions) > errors(self.completions - 1)
 
     def failing(self) -> bool:
         """True once a `fail-after:N` simulator's N seconds have passed."""
@@ -127,14 +152,21 @@ def vllm_app(state: EngineState) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "none"
         if state.failing():
-            return _vllm_error("The engine is dead.", "ServiceUnavailableError", 503)
-        key = state.config.api_key
-        if key and request.path.startswith("/v1") and request.method != "OPTIONS":
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {key}".encode()):
-                return web.json_response({"error": "Unauthorized"}, status=401)
-        return await handler(request)
+            response: web.StreamResponse = _vllm_error("The engine is dead.", "ServiceUnavailableError", 503)
+        elif _refused(request, state.config.api_key):
+            # Not counted: vLLM's API key middleware runs outside its metrics middleware.
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as refused:
+                state.metrics.answered(request.method, route, refused.status)
+                raise
+        state.metrics.answered(request.method, route, response.status)
+        return response
 
     async def health(_: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
@@ -174,49 +206,18 @@ def vllm_app(state: EngineState) -> web.Application:
         requested = body.get("model") or (listed[0] if listed else "")
         if state.resolve(requested) is None:
             return _vllm_error(f"The model `{requested}` does not exist.", "NotFoundError", 404, "model")
-        return await _chat_completion(request, state, body, requested, fingerprint=None)
+        started = time.monotonic()
+        if await state.degrade():
+            state.metrics.finished(time.monotonic() - started, "error")
+            return _vllm_error(_FAILED, "InternalServerError", 500)
+        return await _chat_completion(request, state, body, requested, fingerprint=None, started=started)
 
     async def metrics(_: web.Request) -> web.StreamResponse:
-        name = state.models[0] if state.models else ""
-        labels = f'engine="0",model_name="{name}"'
-        lines = [
-            (
-                "vllm:num_requests_running",
-                "gauge",
-                "Number of requests in model execution batches.",
-                f"{{{labels}}}",
-                0,
-            ),
-            ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", f"{{{labels}}}", 0),
-            ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", f"{{{labels}}}", 0),
-            (
-                "vllm:request_success_total",
-                "counter",
-                "Count of successfully processed requests.",
-                f'{{{labels},finished_reason="stop"}}',
-                state.requests_ok,
-            ),
-            (
-                "vllm:prompt_tokens_total",
-                "counter",
-                "Number of prefill tokens processed.",
-                f"{{{labels}}}",
-                state.prompt_tokens,
-            ),
-            (
-                "vllm:generation_tokens_total",
-                "counter",
-                "Number of generation tokens processed.",
-                f"{{{labels}}}",
-                state.generation_tokens,
-            ),
-        ]
-        text = "".join(
-            f"# HELP {metric} {help_}\n# TYPE {metric} {kind}\n{metric}{lbl} {float(value)}\n"
-            for metric, kind, help_, lbl, value in lines
-        )
         return web.Response(
-            text=text, content_type="text/plain", charset="utf-8", headers={"X-Prometheus-Format": "0.0.4"}
+            body=state.metrics.text(),
+            content_type="text/plain",
+            charset="utf-8",
+            headers={"X-Prometheus-Format": "0.0.4"},
         )
 
     app = web.Application(middlewares=[guard])
@@ -301,7 +302,10 @@ def ollama_app(state: EngineState) -> web.Application:
         requested = body.get("model")
         if not isinstance(requested, str) or state.resolve(requested) is None:
             return _openai_error(f'model "{requested}" not found, try pulling it first', "not_found_error", 404)
-        return await _chat_completion(request, state, body, requested, fingerprint="fp_ollama")
+        started = time.monotonic()
+        if await state.degrade():
+            return _openai_error(_FAILED, "api_error", 500)
+        return await _chat_completion(request, state, body, requested, fingerprint="fp_ollama", started=started)
 
     app = web.Application(middlewares=[guard])
     app.router.add_get("/", root)
@@ -315,9 +319,12 @@ def ollama_app(state: EngineState) -> web.Application:
 
 
 async def _chat_completion(
-    request: web.Request, state: EngineState, body: dict[str, Any], model: str, fingerprint: str | None
+    request: web.Request, state: EngineState, body: dict[str, Any], model: str, fingerprint: str | None, started: float
 ) -> web.StreamResponse:
-    """An OpenAI chat completion of a fixed reply, cut to `max_tokens` words; SSE when `stream`."""
+    """An OpenAI chat completion of a fixed reply, cut to `max_tokens` words; SSE when `stream`.
+
+    Its time to first token and end-to-end latency count from `started` (`time.monotonic()`).
+    """
     words = _REPLY.split()
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(limit, int) and limit > 0:
@@ -328,9 +335,6 @@ async def _chat_completion(
         "completion_tokens": len(words),
         "total_tokens": prompt_tokens + len(words),
     }
-    state.requests_ok += 1
-    state.prompt_tokens += prompt_tokens
-    state.generation_tokens += len(words)
     finish = "length" if len(words) < len(_REPLY.split()) else "stop"
     head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
     if fingerprint:
@@ -342,6 +346,8 @@ async def _chat_completion(
             "logprobs": None,
             "finish_reason": finish,
         }
+        state.metrics.first_token(time.monotonic() - started)
+        state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
         return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -352,6 +358,7 @@ async def _chat_completion(
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
     await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+    state.metrics.first_token(time.monotonic() - started)
     for i, word in enumerate(words):
         await send([{"index": 0, "delta": {"content": word if i == 0 else f" {word}"}, "finish_reason": None}])
     await send([{"index": 0, "delta": {}, "finish_reason": finish}])
@@ -360,7 +367,16 @@ async def _chat_completion(
         await send([], usage=usage)
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
+    state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
     return response
+
+
+def _refused(request: web.Request, key: str | None) -> bool:
+    """Whether vLLM's API key guard refuses `request`: a `/v1` path without `Bearer <key>`."""
+    if not key or not request.path.startswith("/v1") or request.method == "OPTIONS":
+        return False
+    given = request.headers.get("Authorization", "")
+    return not hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:

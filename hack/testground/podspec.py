@@ -13,25 +13,33 @@ The contract the renderer honours (and that these tests hold it to):
   127.0.0.1 only, so the pod IP is refused. Env `TURNOUT_OLLAMA_MODEL` (pulled at start) and
   `TURNOUT_SERVED_NAME` (its alias) are listed in `/api/tags` from the start, tagged (`:latest`).
 - Behaviour: annotation `sim.turnout.dev/behaviour` (see `behaviour`), default `healthy`.
+- Degradation: annotations `sim.turnout.dev/error-ratio` (0 to 1: that share of chat completions
+  answers 500) and `sim.turnout.dev/latency` (seconds added to each chat completion), default 0
+  (see `behaviour.Degradation`). Like the behaviour, they change a running simulator at once.
 - Only a pod in phase Running with a pod IP is served, and not while its container's status says
   it is not running (a crash-looping container has no socket).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from testground.behaviour import Behaviour, BehaviourError
+from testground.behaviour import Behaviour, BehaviourError, Degradation
 from testground.engines import ENGINES, Engine, EngineConfig
 
 ENGINE_ANNOTATION = "sim.turnout.dev/engine"
 BEHAVIOUR_ANNOTATION = "sim.turnout.dev/behaviour"
+ERROR_RATIO_ANNOTATION = "sim.turnout.dev/error-ratio"
+LATENCY_ANNOTATION = "sim.turnout.dev/latency"
 
 VLLM_PORT = 8000
 OLLAMA_PORT = 11434
 _IMAGES: dict[str, Engine] = {"vllm/vllm-openai": "vllm", "ollama/ollama": "ollama"}
 _ALL_ADDRESSES = {"", "0.0.0.0", "::", "[::]"}
+T = TypeVar("T")
 
 
 class PodConfigError(ValueError):
@@ -50,7 +58,8 @@ class SecretKeyRef:
 @dataclass(frozen=True)
 class PodSim:
     """The simulator one pod gets. `id` is `namespace/name/uid`; `api_key` is a literal key,
-    `api_key_ref` one the supervisor reads from a Secret first."""
+    `api_key_ref` one the supervisor reads from a Secret first. `behaviour` and `degradation`
+    change a running simulator (`live_update`); any other difference replaces it."""
 
     id: str
     host: str
@@ -61,10 +70,21 @@ class PodSim:
     behaviour: Behaviour
     api_key_ref: SecretKeyRef | None = None
     api_key: str | None = field(default=None, repr=False)
+    degradation: Degradation = field(default_factory=Degradation)
 
     def config(self, api_key: str | None = None) -> EngineConfig:
         """The engine config, with the key read from `api_key_ref` (or the literal one)."""
         return EngineConfig(self.engine, self.models, self.root, api_key or self.api_key)
+
+    def live_update(self, running: PodSim) -> tuple[Behaviour | None, Degradation | None] | None:
+        """What changes the `running` simulator into this one without replacing it: the behaviour
+        and the degradation when they differ (None where they do not); None when it must be replaced."""
+        if dataclasses.replace(running, behaviour=self.behaviour, degradation=self.degradation) != self:
+            return None
+        return (
+            self.behaviour if self.behaviour != running.behaviour else None,
+            self.degradation if self.degradation != running.degradation else None,
+        )
 
 
 def image_engine(image: str) -> Engine | None:
@@ -78,8 +98,8 @@ def image_engine(image: str) -> Engine | None:
 def pod_sim(pod: dict[str, Any]) -> PodSim | None:
     """The simulator for a pod (a dict as the API returns it), or None if it is no running engine pod.
 
-    Raises PodConfigError when it is an engine pod the engine would not answer on (wrong host,
-    bad behaviour annotation).
+    Raises PodConfigError when it is an engine pod the engine would not answer on (wrong host), or
+    with an annotation for the simulator that cannot be read.
     """
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
     ip = status.get("podIP")
@@ -92,16 +112,26 @@ def pod_sim(pod: dict[str, Any]) -> PodSim | None:
     if not _container_running(status, container.get("name")):
         return None
     annotations = meta.get("annotations") or {}
-    try:
-        behaviour = Behaviour.parse(annotations.get(BEHAVIOUR_ANNOTATION))
-    except BehaviourError as error:
-        raise PodConfigError(f"annotation {BEHAVIOUR_ANNOTATION}: {error}") from None
+    behaviour = _annotation(annotations, BEHAVIOUR_ANNOTATION, Behaviour.parse)
+    degradation = Degradation(
+        _annotation(annotations, ERROR_RATIO_ANNOTATION, Degradation.parse_error_ratio),
+        _annotation(annotations, LATENCY_ANNOTATION, Degradation.parse_latency),
+    )
     # The uid tells apart a pod from its namesake that replaced it (same name, maybe same IP).
     sim_id = f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}"
     env = {str(e.get("name")): e for e in container.get("env") or [] if isinstance(e, dict)}
     if engine == "vllm":
-        return _vllm_sim(sim_id, ip, meta.get("namespace", ""), container, env, behaviour)
-    return _ollama_sim(sim_id, ip, env, behaviour)
+        found = _vllm_sim(sim_id, ip, meta.get("namespace", ""), container, env, behaviour)
+    else:
+        found = _ollama_sim(sim_id, ip, env, behaviour)
+    return dataclasses.replace(found, degradation=degradation)
+
+
+def _annotation(annotations: dict[str, str], name: str, parse: Callable[[str | None], T]) -> T:
+    try:
+        return parse(annotations.get(name))
+    except BehaviourError as error:
+        raise PodConfigError(f"annotation {name}: {error}") from None
 
 
 def _engine_container(

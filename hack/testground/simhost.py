@@ -5,14 +5,17 @@ can bind pod IPs. One JSON object per line on stdin, one answer per line on stdo
 
     {"op": "serve", "id": "ns/pod", "host": "10.244.0.7", "port": 8000,
      "config": {"engine": "vllm", "models": ["chat"], "root": "...", "api_key": null},
-     "behaviour": "healthy"}
+     "behaviour": "healthy", "degradation": {"error_ratio": 0.2, "latency_seconds": 0}}
     {"op": "update", "id": "ns/pod", "behaviour": "fail-after:0"}
+    {"op": "update", "id": "ns/pod", "degradation": {"error_ratio": 0, "latency_seconds": 1.5}}
     {"op": "stop", "id": "ns/pod"}
     {"op": "list"}
 
 Answers: `{"ok": true, "id": ..., "listening": bool}` (`list`: `{"ok": true, "simulators": [...]}`)
 or `{"ok": false, "error": "..."}`; a request's `seq`, if any, is echoed. The first line out is
-`{"ready": true, "pid": N}`. `serve` replaces a simulator with the same id or on the same address.
+`{"ready": true, "pid": N}`. `serve` replaces a simulator with the same id or on the same address;
+`degradation` is optional there (none). `update` changes what it is given: the behaviour, the
+degradation, or both.
 The process stops every simulator and exits when stdin closes, so it never outlives its parent.
 Logs go to stderr and never carry API keys.
 """
@@ -27,7 +30,7 @@ import signal
 import sys
 from typing import Any
 
-from testground.behaviour import Behaviour, BehaviourError
+from testground.behaviour import Behaviour, BehaviourError, Degradation
 from testground.engines import EngineConfig
 from testground.simulator import Simulator
 
@@ -69,13 +72,14 @@ class SimHost:
         sim_id, host, port = str(request["id"]), str(request["host"]), int(request["port"])
         config = EngineConfig.from_json(request["config"])
         behaviour = Behaviour.parse(request.get("behaviour"))
+        degradation = Degradation.from_json(request.get("degradation"))
         for other_id, other in list(self.simulators.items()):
             if other_id == sim_id or (other.host, other.port) == (host, port):
                 await self._stop(other_id)
-        sim = Simulator(host, port, config, behaviour)
+        sim = Simulator(host, port, config, behaviour, degradation)
         await sim.start()
         self.simulators[sim_id] = sim
-        log.info("serving %s %s on %s:%s as %s", sim_id, config.engine, host, port, behaviour)
+        log.info("serving %s %s on %s:%s as %s, %s", sim_id, config.engine, host, port, behaviour, degradation)
         return {"ok": True, "id": sim_id, "listening": sim.listening}
 
     async def _update(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -83,9 +87,15 @@ class SimHost:
         sim = self.simulators.get(sim_id)
         if sim is None:
             return {"ok": False, "id": sim_id, "error": f"no simulator {sim_id!r}"}
-        behaviour = Behaviour.parse(request.get("behaviour"))
-        await sim.set_behaviour(behaviour)
-        log.info("%s is now %s", sim_id, behaviour)
+        # Both read before either applies: a bad one changes nothing.
+        degradation = Degradation.from_json(request["degradation"]) if "degradation" in request else None
+        behaviour = Behaviour.parse(request["behaviour"]) if "behaviour" in request else None
+        if degradation is not None:
+            sim.set_degradation(degradation)
+            log.info("%s is now %s", sim_id, degradation)
+        if behaviour is not None:
+            await sim.set_behaviour(behaviour)
+            log.info("%s is now %s", sim_id, behaviour)
         return {"ok": True, "id": sim_id, "listening": sim.listening}
 
     async def _stop(self, sim_id: str) -> dict[str, Any]:
@@ -103,6 +113,7 @@ class SimHost:
             "port": sim.port,
             "engine": sim.state.config.engine,
             "behaviour": str(sim.state.behaviour),
+            "degradation": sim.state.degradation.to_json(),
             "listening": sim.listening,
             "models": sim.state.visible_models(),
         }

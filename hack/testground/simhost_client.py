@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from testground.behaviour import Behaviour
+from testground.behaviour import Behaviour, Degradation
 from testground.engines import EngineConfig
 
 # The directory holding the `testground` package, so the child imports the same code.
@@ -93,7 +93,15 @@ class SimHostProcess:
             raise SimHostError(str(answer.get("error")))
         return answer
 
-    def serve(self, sim_id: str, host: str, port: int, config: EngineConfig, behaviour: Behaviour) -> bool:
+    def serve(
+        self,
+        sim_id: str,
+        host: str,
+        port: int,
+        config: EngineConfig,
+        behaviour: Behaviour,
+        degradation: Degradation | None = None,
+    ) -> bool:
         """Run (or replace) a simulator; returns whether it listens already."""
         answer = self.request(
             {
@@ -103,20 +111,26 @@ class SimHostProcess:
                 "port": port,
                 "config": config.to_json(),
                 "behaviour": str(behaviour),
+                "degradation": (degradation or Degradation()).to_json(),
             }
         )
         return bool(answer["listening"])
 
-    def update(self, sim_id: str, behaviour: Behaviour) -> bool:
-        """Change a simulator's behaviour; returns whether it listens now."""
-        return bool(self.request({"op": "update", "id": sim_id, "behaviour": str(behaviour)})["listening"])
+    def update(self, sim_id: str, behaviour: Behaviour | None = None, degradation: Degradation | None = None) -> bool:
+        """Change its behaviour, its degradation, or both (None: unchanged); returns whether it listens now."""
+        request: dict[str, Any] = {"op": "update", "id": sim_id}
+        if behaviour is not None:
+            request["behaviour"] = str(behaviour)
+        if degradation is not None:
+            request["degradation"] = degradation.to_json()
+        return bool(self.request(request)["listening"])
 
     def stop_simulator(self, sim_id: str) -> None:
         """Stop one simulator (no error if there is none)."""
         self.request({"op": "stop", "id": sim_id})
 
     def simulators(self) -> list[dict[str, Any]]:
-        """What runs: id, host, port, engine, behaviour, listening, models."""
+        """What runs: id, host, port, engine, behaviour, degradation, listening, models."""
         return list(self.request({"op": "list"})["simulators"])
 
     def close(self, timeout: float = 10.0) -> None:

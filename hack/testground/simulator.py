@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from testground.behaviour import Behaviour, Mode
+from testground.behaviour import Behaviour, Degradation, Mode
 from testground.engines import EngineConfig, EngineState, build_app
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,15 @@ class Simulator:
     `healthy`, `never-serves-model`, `wrong-model`, `fail-after` listen at once; `slow-start:N`
     listens after N s; `refuse` never listens. A behaviour change applies now: switching to
     `refuse` or `slow-start` closes the socket and every open connection, like an engine restart.
+    A degradation (error ratio, added latency) applies to the next chat completion.
     """
 
-    def __init__(self, host: str, port: int, config: EngineConfig, behaviour: Behaviour) -> None:
+    def __init__(
+        self, host: str, port: int, config: EngineConfig, behaviour: Behaviour, degradation: Degradation | None = None
+    ) -> None:
         self.host = host
         self.port = port
-        self.state = EngineState(config, behaviour)
+        self.state = EngineState(config, behaviour, degradation)
         self._runner: web.AppRunner | None = None
         self._later: asyncio.Task[None] | None = None
 
@@ -44,6 +47,10 @@ class Simulator:
         """Change behaviour at once; raises OSError when a needed bind fails."""
         self.state.set_behaviour(behaviour)
         await self._apply()
+
+    def set_degradation(self, degradation: Degradation) -> None:
+        """Worsen (or mend) the chat completions from the next one on; the socket stays as it is."""
+        self.state.set_degradation(degradation)
 
     async def stop(self) -> None:
         """Close the socket and every connection; idempotent."""

@@ -1,14 +1,15 @@
 """Watch pods and run an engine simulator on each engine pod's IP and port, as its annotations say.
 
 The mapping from a pod to its simulator is `podspec.pod_sim` (the contract is documented there).
-Changing annotation `sim.turnout.dev/behaviour` on a running pod changes its simulator's behaviour
-at once, e.g. `kubectl annotate pod chat-green-x sim.turnout.dev/behaviour=fail-after:0 --overwrite`.
+Changing annotation `sim.turnout.dev/behaviour`, `sim.turnout.dev/error-ratio` or
+`sim.turnout.dev/latency` on a running pod changes its simulator at once, without a restart, e.g.
+`kubectl annotate pod chat-green-x sim.turnout.dev/behaviour=fail-after:0 --overwrite` or
+`kubectl annotate pod chat-green-x sim.turnout.dev/error-ratio=0.2 --overwrite`.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import threading
 from typing import Any
@@ -160,15 +161,16 @@ class PodSupervisor:
             return
         self._complaints.pop(uid, None)
         try:
-            if have is not None and dataclasses.replace(have, behaviour=want.behaviour) == want:
-                if have.behaviour != want.behaviour:
-                    self.simhost.update(want.id, want.behaviour)
+            live = want.live_update(have) if have is not None else None
+            if live is not None:
+                if live != (None, None):
+                    self.simhost.update(want.id, *live)
                     self._running[uid] = want
                 return
             api_key = self._read_key(want, pod)
             if want.api_key_ref is not None and api_key is None:
                 return
-            self.simhost.serve(want.id, want.host, want.port, want.config(api_key), want.behaviour)
+            self.simhost.serve(want.id, want.host, want.port, want.config(api_key), want.behaviour, want.degradation)
             self._running[uid] = want
         except SimHostError as error:
             self._running.pop(uid, None)

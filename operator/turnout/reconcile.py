@@ -17,7 +17,7 @@ from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
-from turnout.kube.observe import Checker, api_key_digest, observe
+from turnout.kube.observe import Checker, Scraper, api_key_digest, observe
 from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
 
@@ -56,11 +56,13 @@ async def reconcile(
     emit: EventSink,
     *,
     checker: Checker | None = None,
+    scraper: Scraper | None = None,
     clock: Clock = utc_now,
 ) -> float:
     """Bring one backend one step closer to its spec; return seconds until it should be looked at again.
 
-    `checker` runs the check rounds (default: `run_checks`, HTTP to the pods); `clock` tells the time.
+    `checker` runs the check rounds (default: `run_checks`, HTTP to the pods), `scraper` reads a
+    canary's traffic (default: `scrape_traffic`, the pods' metrics); `clock` tells the time.
     """
     # Read the backend afresh: a watched copy can lag behind the status this loop just wrote,
     # and deciding on a stale status would undo the last step (e.g. scale a rolled-back color up).
@@ -73,7 +75,7 @@ async def reconcile(
     if isinstance(desired, Backend):
         desired = replace(desired, api_key_digest=await api_key_digest(cluster, desired))
     backend = desired if isinstance(desired, Backend) else None
-    observed = await observe(cluster, body, backend, clock(), checker)
+    observed = await observe(cluster, body, backend, clock(), checker, scraper)
     decided_at = time.monotonic()
     result = plan(desired, observed)
     if result.actions:

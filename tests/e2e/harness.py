@@ -300,19 +300,22 @@ class InBackground:
 class EndpointClient(InBackground):
     """A client that follows the Service's ready endpoints as kube-proxy would, sending chat requests."""
 
-    def __init__(self, backends: Backends, service: str, api_key: str | None = None) -> None:
+    def __init__(self, backends: Backends, service: str, api_key: str | None = None, timeout: float = 2) -> None:
         super().__init__()
         self.backends = backends
         self.service = service
+        self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.sent = 0
         self.failures: list[str] = []
+        self.failed_at: list[float] = []
+        """`time.monotonic()` of each failure."""
         self.models: set[str] = set()
         self.answered_by: dict[str, int] = {}
         """Answers per pod IP."""
 
     def loop(self, stop: threading.Event) -> None:
-        with httpx.Client(timeout=2, trust_env=False) as http:
+        with httpx.Client(timeout=self.timeout, trust_env=False) as http:
             turn = 0
             while not stop.is_set():
                 endpoints = self.backends.ready_endpoints(self.service)
@@ -330,6 +333,7 @@ class EndpointClient(InBackground):
                     self.answered_by[ip] = self.answered_by.get(ip, 0) + 1
                 except (httpx.HTTPError, KeyError, ValueError) as error:
                     self.failures.append(f"{ip}:{port}: {error!r}")
+                    self.failed_at.append(time.monotonic())
                 self.sent += 1
                 stop.wait(0.05)
 

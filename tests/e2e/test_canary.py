@@ -8,6 +8,7 @@ ground's simulators on the pods' IPs.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from kubernetes import client, watch
 
+from testground.waiting import wait_for
 from tests.e2e.harness import (
     FAST_ROLLOUT,
     Backends,
@@ -42,7 +44,12 @@ def engines_are_simulated(kube_cluster: Any) -> None:
 def canary_spec(steps: list[dict[str, Any]], *, replicas: int = 4, max_surge: int = 1, **more: Any) -> dict[str, Any]:
     canary: dict[str, Any] = {"steps": steps, "maxSurge": max_surge}
     canary |= more.pop("canary", {})
-    rollout = {**FAST_ROLLOUT, "strategy": "Canary", "canary": canary}
+    rollout = {
+        **FAST_ROLLOUT,
+        "strategy": "Canary",
+        "canary": canary,
+        "checks": more.pop("checks", FAST_ROLLOUT["checks"]),
+    }
     return vllm_spec(replicas=replicas, rollout=rollout, **more)
 
 
@@ -190,8 +197,9 @@ def test_abort_mid_step_puts_all_traffic_back_on_stable(operator: OperatorProces
     backends.create("chat", canary_spec(steps))
     backends.wait_phase("chat", "Healthy", timeout=90)
     new = canary_spec(steps, model=NEW_MODEL)
-    backends.replace_spec("chat", new)
-    wait_step(backends, 1, "Paused")
+    with EndpointClient(backends, "chat"):  # traffic for the analysis to judge the step on
+        backends.replace_spec("chat", new)
+        wait_step(backends, 1, "Paused")
     assert "turnout.dev/color" not in backends.service_selector("chat")
     backends.annotate("chat", {"turnout.dev/abort": revision(backends, new)})
     status = backends.wait_failure("chat", timeout=30)
@@ -214,11 +222,80 @@ def test_operator_killed_at_a_step_resumes_at_that_step(own_operator: OperatorPr
     backends.create("chat", canary_spec(steps))
     backends.wait_phase("chat", "Healthy", timeout=90)
     new = canary_spec(steps, model=NEW_MODEL)
-    backends.replace_spec("chat", new)
-    wait_step(backends, 1, "Paused")
-    own_operator.kill()
-    own_operator.start()
-    backends.annotate("chat", {"turnout.dev/promote": f"{revision(backends, new)}/1"})
-    status = wait_step(backends, 3, "Paused")
+    with EndpointClient(backends, "chat"):
+        backends.replace_spec("chat", new)
+        wait_step(backends, 1, "Paused")
+        own_operator.kill()
+        own_operator.start()
+        backends.annotate("chat", {"turnout.dev/promote": f"{revision(backends, new)}/1"})
+        status = wait_step(backends, 3, "Paused")
     assert (status["canary"]["weight"], status["canary"]["trafficShare"]) == (50, 50)
     assert status["previewRevision"] == revision(backends, new)
+
+
+# -- 3, 4. judged on the engines' own metrics ------------------------------------------------
+
+
+def annotated(spec: dict[str, Any], **annotations: str) -> dict[str, Any]:
+    return {**spec, "template": {"podAnnotations": annotations}}
+
+
+def test_a_canary_answering_5xx_is_aborted_and_traffic_goes_back_within_the_threshold(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    steps = [{"setWeight": 25}, {"pause": {}}]
+    backends.create("chat", canary_spec(steps))
+    backends.wait_phase("chat", "Healthy", timeout=90)
+    new = annotated(canary_spec(steps, model=NEW_MODEL), **{"sim.turnout.dev/error-ratio": "0.2"})
+    interval, threshold = FAST_ROLLOUT["checks"]["intervalSeconds"], FAST_ROLLOUT["checks"]["failureThreshold"]
+    with EndpointClient(backends, "chat") as clients:
+        backends.replace_spec("chat", new)
+
+        def failed_verdict() -> bool:
+            status = backends.status("chat")
+            analysis = (status.get("canary") or {}).get("analysis") or {}
+            return analysis.get("outcome") == "Fail" or bool(status.get("lastFailureReason"))
+
+        wait_for(failed_verdict, timeout=90, what="a failed verdict", interval=0.05)
+        verdict_seen = time.monotonic()
+        wait_seconds(
+            lambda: backends.service_selector("chat").get("turnout.dev/color") == "blue",
+            timeout=threshold * interval + 10,
+            what="all traffic back on blue",
+        )
+        back = time.monotonic()
+        wait_seconds(lambda: not backends.pod_ips("chat", "green") & backends.endpoint_addresses("chat"), timeout=30,
+                     what="green out of the endpoints")  # fmt: skip
+        sent = clients.sent
+        wait_seconds(lambda: clients.sent >= sent + 20, timeout=30, what="20 requests after the abort")
+    print(f"\nfailed verdict seen -> Service on stable only: {back - verdict_seen:.2f} s")
+    status = backends.wait_failure("chat", timeout=10)
+    assert status["lastFailureReason"] == "AnalysisFailed"
+    assert "(analysis.maxErrorRatio)" in status["lastFailureMessage"]
+    assert back - verdict_seen <= threshold * interval + 5
+    # The client saw failures only while the canary took traffic: none once green left the endpoints.
+    assert clients.failures, "the canary's 5xx reached the client"
+    assert all(at <= back + 3 for at in clients.failed_at), clients.failures[-3:]
+
+
+def test_a_canary_three_times_slower_is_aborted_with_both_latencies(
+    operator: OperatorProcess, backends: Backends
+) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    limits = {"analysis": {"maxLatencyRatio": 1.5}}
+    # Checks whose smoke request waits for a slow engine: the analysis, not a timeout, must judge.
+    slow_checks = {**FAST_ROLLOUT["checks"], "timeoutSeconds": 5}
+    old = annotated(canary_spec(steps, canary=limits, checks=slow_checks), **{"sim.turnout.dev/latency": "0.4"})
+    backends.create("chat", old)
+    backends.wait_phase("chat", "Healthy", timeout=90)
+    new = annotated(
+        canary_spec(steps, canary=limits, checks=slow_checks, model=NEW_MODEL), **{"sim.turnout.dev/latency": "1.2"}
+    )
+    with EndpointClient(backends, "chat", timeout=5):
+        backends.replace_spec("chat", new)
+        status = backends.wait_failure("chat", timeout=120)
+    assert status["lastFailureReason"] == "AnalysisFailed"
+    message = status["lastFailureMessage"]
+    assert "analysis.maxLatencyRatio" in message
+    assert "vs stable" in message
+    assert backends.service_selector("chat")["turnout.dev/color"] == "blue"

@@ -12,16 +12,14 @@ skip and say how to run them.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.preparation import REQUIRE_ENGINE_TESTS, RUN_ENGINE_TESTS, engine_tests_required, vllm_python
+from tests.preparation import run_in_vllm
 from turnout.api.backend import Backend
 from turnout.api.spec import Engine
 from turnout.api.status import Color
@@ -36,17 +34,6 @@ PARSE_SCRIPT = Path(__file__).with_name("vllm_parse_args.py")
 # Flags a misspelling or a rename in vLLM would turn into an unknown argument.
 # (argparse takes an unambiguous prefix of a flag, so a shortened flag would still be accepted.)
 MISSPELT = ["--servd-model-name=chat", "--max-model-length=4096", "--tensor-paralel-size=2"]
-
-
-def needed_vllm_python() -> str:
-    """The python of vLLM's cached virtualenv; installed first when the engine tests are required, else skip."""
-    required = engine_tests_required()
-    python = vllm_python(install=required)
-    if python is not None:
-        return python
-    if required:
-        pytest.fail(f"vLLM's virtualenv could not be created by hack/vllm-venv.sh ({REQUIRE_ENGINE_TESTS}=1)")
-    pytest.skip(f"vLLM's virtualenv is absent; `{RUN_ENGINE_TESTS}` creates it (about 5 minutes, 6 GB) and runs these")
 
 
 def example_backends() -> list[Backend]:
@@ -137,21 +124,10 @@ def backends() -> list[Backend]:
 @pytest.fixture(scope="module")
 def parsed(backends: list[Backend]) -> dict[str, Any]:
     """vLLM's verdict on every backend's args, then on misspelt variants: one parser build for all."""
-    python = needed_vllm_python()
     cases = [rendered_args(backend) for backend in backends]
     cases += [[*rendered_args(backends[0]), flag] for flag in MISSPELT]
     cases.append([arg.replace("--tensor-parallel-size=", "--tensor-parallel-size=two-") for arg in cases[0]])
-    done = subprocess.run(
-        [python, str(PARSE_SCRIPT)],
-        input=json.dumps({"argument_lists": cases, "words": SPELLINGS}),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "VLLM_TARGET_DEVICE": "cpu"},
-    )
-    assert done.returncode == 0, f"the vLLM parser script failed:\n{done.stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(run_in_vllm(PARSE_SCRIPT, {"argument_lists": cases, "words": SPELLINGS}))
     print(f"vLLM {result['vllm_version']}: parser built in {result['parser_seconds']:.1f} s")
     return result
 

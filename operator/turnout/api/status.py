@@ -11,6 +11,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from turnout.api.traffic import TrafficCounters
+
 
 class StatusModel(BaseModel):
     """Base of the status models: camelCase aliases, unknown fields kept out."""
@@ -71,6 +73,41 @@ class Condition(StatusModel):
     """RFC 3339 time the status last changed (not the reason or message)."""
 
 
+class TrafficBaseline(StatusModel):
+    """What each color had served when the step's window opened: the step is judged on what came after."""
+
+    canary: TrafficCounters
+    """The new revision's pods, summed."""
+    stable: TrafficCounters
+    """The stable revision's pods, summed."""
+
+
+class ColorTraffic(StatusModel):
+    """What one color served in the step's window so far."""
+
+    requests: int = 0
+    """Requests it finished in the window."""
+    error_ratio: float | None = None
+    """Share of the requests answered 5xx."""
+    p95_latency_seconds: float | None = None
+    """p95 end-to-end request latency, as the engine's histogram estimates it."""
+    p95_ttft_seconds: float | None = None
+    """p95 time to first token."""
+
+
+class AnalysisStatus(StatusModel):
+    """The last verdict on the step's traffic."""
+
+    outcome: str
+    """Pass, Fail or Wait (too little traffic, or no sample this round)."""
+    message: str = ""
+    """The verdict with its numbers, e.g. `canary 5xx 21.0% of 200 requests > 5.0% (analysis.maxErrorRatio)`."""
+    canary: ColorTraffic | None = None
+    """What the new revision served in the window."""
+    stable: ColorTraffic | None = None
+    """What the stable revision served in the window."""
+
+
 class CanaryStatus(StatusModel):
     """Where a canary stands: its step, the weight it sets, and the share of traffic in effect."""
 
@@ -83,10 +120,13 @@ class CanaryStatus(StatusModel):
     Service selects, or its weight on the HTTPRoute. None until traffic is split."""
     step_started_at: str | None = None
     """RFC 3339 time the step's weight took effect; a pause counts from here."""
-    analysis: str | None = None
-    """The last verdict on the step's traffic, with its numbers."""
+    analysis: AnalysisStatus | None = None
+    """The last verdict on the step's traffic, from the engines' own metrics; for an engine that
+    serves none (Ollama) the step is judged by the checks alone, and this says so."""
     analysis_passed: bool = False
     """The step's traffic was judged and passed."""
+    baseline: TrafficBaseline | None = None
+    """The counters the step's window opened with (taken once the step's weight is in effect)."""
 
 
 class InferenceBackendStatus(StatusModel):

@@ -18,7 +18,7 @@ import httpx
 from turnout import metrics
 from turnout.api.spec import Engine
 from turnout.engines import profile_of
-from turnout.engines.probe import CheckFailed, PodProbe
+from turnout.engines.probe import CheckFailed, PodProbe, pod_client
 from turnout.engines.profile import EngineProfile
 
 
@@ -50,6 +50,25 @@ class CheckRound:
     results: tuple[CheckResult, ...]
 
 
+def target_probe(
+    client: httpx.AsyncClient,
+    profile: EngineProfile,
+    target: CheckTarget,
+    *,
+    api_key: str | None,
+    timeout_seconds: float,
+) -> PodProbe:
+    """Requests to `target` over `client`, each bounded by `timeout_seconds`, `api_key` sent to `/v1/*` when set."""
+    return PodProbe(
+        client,
+        target.ip,
+        target.port,
+        api_key=api_key,
+        api_key_field=profile.api_key_field,
+        timeout_seconds=timeout_seconds,
+    )
+
+
 async def check_round(
     engine: Engine,
     served_name: str,
@@ -69,8 +88,7 @@ async def check_round(
     if not targets:
         return CheckRound(passed=False, message="no Ready pods to check", results=())
     if client is None:
-        # trust_env=False: an HTTP(S)_PROXY meant for the internet must not carry requests to pod IPs.
-        async with httpx.AsyncClient(trust_env=False, follow_redirects=False) as own:
+        async with pod_client() as own:
             return await check_round(
                 engine,
                 served_name,
@@ -115,14 +133,7 @@ async def _check_pod(
     timeout_seconds: float,
     smoke_request: bool,
 ) -> CheckResult:
-    probe = PodProbe(
-        client,
-        target.ip,
-        target.port,
-        api_key=api_key,
-        api_key_field=profile.api_key_field,
-        timeout_seconds=timeout_seconds,
-    )
+    probe = target_probe(client, profile, target, api_key=api_key, timeout_seconds=timeout_seconds)
     started = time.monotonic()
     try:
         await profile.check(probe, served_name)

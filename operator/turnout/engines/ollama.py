@@ -17,6 +17,7 @@ from turnout.engines.container import EngineContainer, KubeObject, env_value, ht
 if TYPE_CHECKING:
     from turnout.api.backend import Backend
     from turnout.api.status import Color
+    from turnout.api.traffic import TrafficCounters
     from turnout.engines.probe import PodProbe
 
 # An Ollama model reference: optional registry and namespace, a name, an optional tag.
@@ -255,6 +256,10 @@ class OllamaProfile:
             # Listed as Ollama spells it: `library/Chat` is served as `chat:latest`.
             same=lambda listed: OllamaName.parse(listed).same_as(wanted),
         )
+
+    def traffic(self, metrics_text: str) -> TrafficCounters:
+        """Never called: Ollama serves no metrics (`metrics_path` is None), so its canary is judged by its checks."""
+        raise NotImplementedError("Ollama serves no Prometheus metrics; turnout judges its canary by its checks")
 
 
 OLLAMA = OllamaProfile()

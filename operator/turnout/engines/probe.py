@@ -60,6 +60,12 @@ def bearer_token_problem(value: bytes) -> str | None:
     return None
 
 
+def pod_client() -> httpx.AsyncClient:
+    """A client for requests to pod IPs; the caller closes it."""
+    # trust_env=False: an HTTP(S)_PROXY meant for the internet must not carry requests to pod IPs.
+    return httpx.AsyncClient(trust_env=False, follow_redirects=False)
+
+
 class PodProbe:
     """HTTP requests to one pod, each bounded by the timeout, every failure turned into `CheckFailed`."""
 

@@ -13,12 +13,13 @@ if TYPE_CHECKING:
     from turnout.api.cel import Rule
     from turnout.api.spec import EngineOptions, InferenceBackendSpec, SecretKeyRef
     from turnout.api.status import Color
+    from turnout.api.traffic import TrafficCounters
     from turnout.engines.container import EngineContainer
     from turnout.engines.probe import PodProbe
 
 
 class EngineProfile(Protocol):
-    """One inference engine: its image and port, its spec section and rules, its container, its checks."""
+    """One inference engine: its image and port, its spec section and rules, its container, its checks, its metrics."""
 
     @property
     def image(self) -> str:
@@ -65,3 +66,9 @@ class EngineProfile(Protocol):
 
     async def check(self, probe: PodProbe, served_name: str) -> None:
         """Whether the pod behind `probe` lives and serves `served_name`; raises `CheckFailed` saying why not."""
+
+    def traffic(self, metrics_text: str) -> TrafficCounters:
+        """What the pod served since it started, read from the text it serves on `metrics_path`.
+
+        Raises ValueError when the text is not what the engine serves. Called only when `metrics_path` is set.
+        """

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from turnout.api.cel import Rule, cel_format, cel_join, cel_list, cel_map
 from turnout.api.spec import WHITESPACE, WHITESPACE_CLASS, InferenceBackendSpec, SecretKeyRef, Vllm
+from turnout.api.traffic import TrafficCounters
 from turnout.engines.container import (
     STARTUP_BUDGET_SECONDS,
     EngineContainer,
@@ -21,6 +22,7 @@ from turnout.engines.container import (
     http_probe,
     kubelet_literal,
 )
+from turnout.engines.prometheus import Labels, counter_total, histogram, samples
 
 if TYPE_CHECKING:
     from turnout.api.backend import Backend
@@ -260,6 +262,67 @@ def vllm_env(backend: Backend) -> list[KubeObject]:
     return env
 
 
+# The names vllm_traffic reads (see there for where they come from).
+HTTP_REQUESTS = "http_requests_total"
+E2E_LATENCY = "vllm:e2e_request_latency_seconds"
+TIME_TO_FIRST_TOKEN = "vllm:time_to_first_token_seconds"
+# The routes of vLLM 0.32.0 that run the model; the others (models, tokenize, admin) do not show how it answers.
+INFERENCE_HANDLERS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/audio/transcriptions",
+        "/v1/audio/translations",
+        "/v1/rerank",
+        "/v1/score",
+        "/v2/embed",
+        "/v2/rerank",
+        "/rerank",
+        "/score",
+        "/pooling",
+        "/classify",
+        "/inference/v1/generate",
+        "/invocations",
+    }
+)
+
+
+def vllm_traffic(metrics_text: str) -> TrafficCounters:
+    """vLLM's `/metrics` text as counters: inference requests and their 5xx, e2e latency and TTFT.
+
+    The names are vLLM 0.32.0's (the image's version; tests/engine/test_vllm_metrics.py reads them
+    from that vLLM's own metric code):
+
+    - `http_requests_total{handler,method,status}`: prometheus-fastapi-instrumentator's default
+      metric, installed by vllm/entrypoints/serve/instrumentator/metrics.py: the handler is the route
+      template, the status grouped (`2xx`, `5xx`); /metrics, /health, /load, /ping, /version and
+      /server_info are not counted, nor what the API key middleware refuses (it runs outside).
+      Requests are those of INFERENCE_HANDLERS, errors their `5xx`.
+    - `vllm:e2e_request_latency_seconds` and `vllm:time_to_first_token_seconds`: the engine's
+      histograms (vllm/v1/metrics/loggers.py, bounds in vllm/v1/metrics/buckets.py), labelled
+      `{model_name, engine}` and summed over them. The latency counts every request the engine
+      finished, a failed one too (`vllm:request_success_total{finished_reason="error"}`, answered 500).
+    """
+    found = samples(metrics_text)
+
+    def inference(labels: Labels) -> bool:
+        return labels.get("handler") in INFERENCE_HANDLERS
+
+    def failed(labels: Labels) -> bool:
+        # Grouped (`5xx`) as vLLM serves it; a plain `503` too, should the grouping ever be turned off.
+        return inference(labels) and labels.get("status", "").startswith("5")
+
+    return TrafficCounters(
+        requests=counter_total(found, HTTP_REQUESTS, inference),
+        errors=counter_total(found, HTTP_REQUESTS, failed),
+        latency=histogram(found, E2E_LATENCY),
+        ttft=histogram(found, TIME_TO_FIRST_TOKEN),
+    )
+
+
 class VllmProfile:
     """vLLM's `EngineProfile`: the OpenAI server of `vllm/vllm-openai`, on GPUs."""
 
@@ -327,6 +390,10 @@ class VllmProfile:
         """`GET /health` answers (the engine lives) and `GET /v1/models` lists `served_name` in `data[].id`."""
         await probe.request("GET", "/health")
         await probe.expect_listed("/v1/models", served_name, list_key="data", name_key="id", verb="serves")
+
+    def traffic(self, metrics_text: str) -> TrafficCounters:
+        """`vllm_traffic`."""
+        return vllm_traffic(metrics_text)
 
 
 VLLM = VllmProfile()

@@ -19,14 +19,16 @@ from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
 from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PROMOTE_ANNOTATION, REVISION_LABEL
+from turnout.api.spec import Strategy
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.checks import CheckRound, CheckTarget, check_round
+from turnout.checks.traffic import TrafficScrape, scrape_color
 from turnout.engines.probe import bearer_token_problem
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
 from turnout.render import render_service
 from turnout.render.deployment import deployment_name
 from turnout.rollout.conditions import parse_time
-from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure
+from turnout.rollout.observed import CheckOutcome, ColorState, FailureReason, Observed, PodFailure, TrafficSample
 from turnout.rollout.plan import check_due
 
 log = logging.getLogger("turnout")
@@ -34,6 +36,10 @@ log = logging.getLogger("turnout")
 Checker = Callable[[ClusterApi, Backend, Sequence[KubeObject], Color], Awaitable[CheckOutcome | None]]
 """One round of checks over the pods of a color, given the backend and its pods: `run_checks`, or a test's.
 None when no round could be run this time: nothing is counted, and the next reconcile tries again."""
+
+Scraper = Callable[[Backend, Sequence[CheckTarget]], Awaitable[TrafficScrape]]
+"""What the given Ready pods of one color have served, from the engine's own metrics: `scrape_traffic`,
+or a test's."""
 
 
 class ApiKeyUnusable(Exception):
@@ -202,10 +208,12 @@ async def observe(
     backend: Backend | None,
     now: datetime,
     checker: Checker | None = None,
+    scraper: Scraper | None = None,
 ) -> Observed:
     """Read everything `plan` needs about one backend, and run this round's checks if due.
 
-    The round is run by `checker`, by default `run_checks` (HTTP to the pods).
+    The round is run by `checker`, by default `run_checks` (HTTP to the pods); a canary step's round
+    also reads both colors' traffic with `scraper`, by default `scrape_traffic`.
     """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -216,6 +224,7 @@ async def observe(
     service = None
     claim_exists = False
     check: CheckOutcome | None = None
+    traffic: TrafficSample | None = None
     conflicts: list[str] = []
     if backend is not None:
         service = await in_thread(lambda: cluster.get_service(namespace, backend.service_name))
@@ -239,6 +248,7 @@ async def observe(
         target = check_due(status, backend.spec.rollout.checks.interval_seconds, now, backend.revision)
         if target is not None:
             check = await (checker or run_checks)(cluster, backend, pods, target)
+            traffic = await read_traffic(backend, status, pods, target, scraper or scrape_traffic)
     annotations = meta.get("annotations") or {}
     return Observed(
         now=now,
@@ -252,6 +262,7 @@ async def observe(
         service_split=service_splits(service),
         claim_exists=claim_exists,
         check=check,
+        traffic=traffic,
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
         conflicts=tuple(conflicts),
@@ -316,6 +327,34 @@ async def run_checks(
         client=client,
     )
     return CheckOutcome(result.passed, result.message)
+
+
+async def read_traffic(
+    backend: Backend, status: InferenceBackendStatus, pods: Sequence[KubeObject], checked: Color, scraper: Scraper
+) -> TrafficSample | None:
+    """Both colors' traffic, when this round checks a canary in a step and its engine serves metrics."""
+    canary, stable = status.preview_color, status.active_color
+    if (
+        backend.spec.rollout.strategy is not Strategy.CANARY
+        or status.canary is None
+        or checked != canary
+        or stable is None
+        or status.active_revision is None
+        or backend.profile.metrics_path is None
+    ):
+        return None
+    port = backend.engine_port
+    canary_read = await scraper(backend, check_targets(pods, canary, backend.revision, port))
+    stable_read = await scraper(backend, check_targets(pods, stable, status.active_revision, port))
+    problems = [
+        f"{color}: {read.message}" for color, read in ((canary, canary_read), (stable, stable_read)) if read.message
+    ]
+    return TrafficSample(canary_read.counters, stable_read.counters, "; ".join(problems))
+
+
+async def scrape_traffic(backend: Backend, targets: Sequence[CheckTarget]) -> TrafficScrape:
+    """The given pods' traffic from the engine's metrics, each read bounded by the checks' timeout."""
+    return await scrape_color(backend.profile, targets, timeout_seconds=backend.spec.rollout.checks.timeout_seconds)
 
 
 async def read_api_key(cluster: ClusterApi, backend: Backend) -> str | None:

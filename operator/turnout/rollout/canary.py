@@ -23,7 +23,15 @@ from dataclasses import dataclass
 from turnout.api.labels import PROMOTE_ANNOTATION
 from turnout.api.spec import Canary as CanarySpec
 from turnout.api.spec import CanaryStep
-from turnout.api.status import CanaryStatus, Color, ConditionType, Phase
+from turnout.api.status import (
+    AnalysisStatus,
+    CanaryStatus,
+    Color,
+    ColorTraffic,
+    ConditionType,
+    Phase,
+    TrafficBaseline,
+)
 from turnout.rollout.actions import (
     ApplyDeployment,
     ApplyService,
@@ -32,8 +40,9 @@ from turnout.rollout.actions import (
     ScaleDeployment,
     SplitService,
 )
+from turnout.rollout.analysis import Measurement, Outcome, Verdict, judge
 from turnout.rollout.bluegreen import BlueGreen
-from turnout.rollout.conditions import format_time, parse_time
+from turnout.rollout.conditions import format_precise_time, format_time, parse_time
 from turnout.rollout.observed import ColorState, FailureReason
 from turnout.rollout.step import Plan
 
@@ -199,8 +208,9 @@ class Canary(BlueGreen):
         # Traffic goes to the canary's Ready pods only; it is split once they are proven.
         self.route(canary.weight)
         canary.traffic_share = self.traffic_share()
-        if not self.count_check():
-            return self.fail(FailureReason.CHECK_FAILED, self.check_message())
+        round_failed = self.count_round(self.judge_traffic(canary, in_effect))
+        if round_failed is not None:
+            return self.fail(*round_failed)
         if not in_effect:
             self.status.check_passes = 0  # a weight is judged once it is in effect
         where = f"step {canary.step + 1}/{len(steps)} ({describe_step(step)})"
@@ -226,7 +236,8 @@ class Canary(BlueGreen):
     def step_done(self, step: CanaryStep, canary: CanaryStatus) -> bool:
         """The step's condition to move on holds: its weight judged, its pause over or promoted."""
         if step.set_weight is not None:
-            return self.status.check_passes >= self.rollout.checks.success_threshold
+            judged = canary.analysis_passed or self.backend.profile.metrics_path is None
+            return judged and self.status.check_passes >= self.rollout.checks.success_threshold
         assert step.pause is not None
         if step.pause.seconds is None:
             return self.observed.promote in (self.revision, f"{self.revision}/{canary.step}")
@@ -253,6 +264,74 @@ class Canary(BlueGreen):
             )
             return self.done()
         return self.switch()
+
+    # -- judging a step ---------------------------------------------------------------------
+
+    def judge_traffic(self, canary: CanaryStatus, in_effect: bool) -> Verdict | None:
+        """This round's verdict on the step's traffic, from the counters both colors' pods report;
+        None when there is nothing to judge yet (no round now, no sample, the window just opened)."""
+        if self.backend.profile.metrics_path is None:
+            canary.analysis = AnalysisStatus(
+                outcome="NotMeasured",
+                message=f"engine {self.backend.engine.value} serves no metrics: each step is judged by "
+                "turnout's checks alone",
+            )
+            return None
+        sample = self.observed.traffic
+        if sample is None:
+            return None
+        if not in_effect:
+            canary.baseline = None  # the window opens once the step's weight is in effect
+            return None
+        if sample.canary is None or sample.stable is None:
+            canary.analysis = AnalysisStatus(outcome=Outcome.WAIT.value, message=f"no sample: {sample.problem}")
+            return None
+        now = TrafficBaseline(canary=sample.canary, stable=sample.stable)
+        base = canary.baseline
+        window = (sample.canary.since(base.canary), sample.stable.since(base.stable)) if base else (None, None)
+        if window[0] is None or window[1] is None:
+            # The first sample of the step, or a pod restarted or left (its counters went down).
+            canary.baseline = now
+            canary.analysis = AnalysisStatus(outcome=Outcome.WAIT.value, message="the step's window opens")
+            return None
+        limits = self.spec.analysis
+        verdict = judge(
+            window[0],
+            window[1],
+            max_error_ratio=limits.max_error_ratio,
+            max_latency_ratio=limits.max_latency_ratio,
+            min_requests=limits.min_requests,
+        )
+        canary.analysis = AnalysisStatus(
+            outcome=verdict.outcome.value,
+            message=verdict.message,
+            canary=color_traffic(verdict.canary),
+            stable=color_traffic(verdict.stable) if verdict.stable else None,
+        )
+        canary.analysis_passed = canary.analysis_passed or verdict.outcome is Outcome.PASS
+        return verdict
+
+    def count_round(self, verdict: Verdict | None) -> tuple[FailureReason, str] | None:
+        """Fold this round (the checks, and the analysis when it judged) into the counters; the
+        reason and message when `failureThreshold` rounds in a row have failed."""
+        check = self.observed.check
+        if check is None:
+            return None
+        status = self.status
+        status.last_check_time = format_precise_time(self.now)
+        analysis_failed = verdict is not None and verdict.outcome is Outcome.FAIL
+        if check.passed and not analysis_failed:
+            status.check_passes += 1
+            status.check_failures = 0
+            return None
+        status.check_failures += 1
+        status.check_passes = 0
+        if status.check_failures < self.rollout.checks.failure_threshold:
+            return None
+        if not check.passed:
+            return FailureReason.CHECK_FAILED, check.message
+        assert verdict is not None
+        return FailureReason.ANALYSIS_FAILED, verdict.message
 
     # -- a spec change ----------------------------------------------------------------------
 
@@ -330,6 +409,15 @@ class Canary(BlueGreen):
         canary, stable = self.observed.color(self.preview).ready, self.observed.color(self.stable).ready
         total = canary + stable
         return round(100 * canary / total) if total else None
+
+
+def color_traffic(measured: Measurement) -> ColorTraffic:
+    return ColorTraffic(
+        requests=measured.requests,
+        error_ratio=measured.error_ratio,
+        p95_latency_seconds=measured.p95_latency_seconds,
+        p95_ttft_seconds=measured.p95_ttft_seconds,
+    )
 
 
 def describe_step(step: CanaryStep) -> str:

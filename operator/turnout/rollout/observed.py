@@ -7,6 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from turnout.api.status import Color, InferenceBackendStatus
+from turnout.api.traffic import TrafficCounters
 
 
 class FailureReason(StrEnum):
@@ -65,6 +66,16 @@ class CheckOutcome:
 
 
 @dataclass(frozen=True)
+class TrafficSample:
+    """What each color has served since its pods started, from their own metrics, read in this
+    reconcile's check round; `problem` says why there is no sample (a pod that could not be read)."""
+
+    canary: TrafficCounters | None
+    stable: TrafficCounters | None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class ApplyRejection:
     """The API server refused a write of this reconcile for good (400, 403, 404, 413, 422)."""
 
@@ -94,6 +105,8 @@ class Observed:
     claim_exists: bool = False
     check: CheckOutcome | None = None
     """The check round run for this reconcile, on the color `check_due()` named."""
+    traffic: TrafficSample | None = None
+    """A canary's traffic, read with the check round of a step (engines that serve metrics only)."""
     promote: str | None = None
     """The revision named by the `turnout.dev/promote` annotation, if any."""
     abort: str | None = None

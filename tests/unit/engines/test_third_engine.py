@@ -1,7 +1,7 @@
 """A third engine needs its profile and nothing else: validation, rendering, revision and checks follow.
 
 The engine here, "tgi", is made up for the test (TGI-like: `text-generation-launcher`, port 80,
-`GET /info` naming the model); it is not TGI's real contract. It is defined only in this file.
+`GET /info` naming the model, `tgi_request_*` metrics); it is not TGI's real contract. It is defined only in this file.
 
 How the test introduces a third value of `Engine`: a real engine would be a member of `Engine` and
 a section of `InferenceBackendSpec` (both feed the generated CRD), its module in `turnout.engines`
@@ -12,7 +12,7 @@ validator already, so the test stands in for those two API changes with an enum 
 as their values, so the registry, keyed by `Engine`, finds vLLM and Ollama under either enum. The
 test then registers its profile in `turnout.engines.ENGINES`, the one mapping the rest of turnout
 reads; monkeypatch removes it afterwards. Everything after that is turnout's own code, unchanged:
-`Backend.check()`, the revision, `render_backend`, `check_round`. Apply-time CEL rules are out of
+`Backend.check()`, the revision, `render_backend`, `check_round`, `scrape_color`. Apply-time CEL rules are out of
 reach: the CRD is generated from the `Engine` enum, so the test's engine brings none.
 """
 
@@ -32,10 +32,12 @@ from tests.unit.render.conftest import validate_kube_object
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import Engine, EngineOptions, InferenceBackendSpec, SecretKeyRef
 from turnout.api.status import Color
-from turnout.checks import CheckRound, CheckTarget, check_round
+from turnout.api.traffic import TrafficCounters
+from turnout.checks import CheckRound, CheckTarget, TrafficScrape, check_round, scrape_color
 from turnout.engines import ENGINES
 from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
 from turnout.engines.probe import CheckFailed, PodProbe
+from turnout.engines.prometheus import counter_total, histogram, samples
 from turnout.render import render_backend
 
 EngineWithTgi = StrEnum("EngineWithTgi", [(engine.name, engine.value) for engine in Engine] + [("TGI", "tgi")])
@@ -100,6 +102,15 @@ class TgiProfile:
         model = (await probe.json_object("GET", "/info")).get("model_id")
         if model != served_name:
             raise CheckFailed(f'/info names model {model!r}, not "{served_name}"')
+
+    def traffic(self, metrics_text: str) -> TrafficCounters:
+        found = samples(metrics_text)
+        return TrafficCounters(
+            requests=counter_total(found, "tgi_request_count_total"),
+            errors=counter_total(found, "tgi_request_failure_total", lambda labels: labels.get("err") == "internal"),
+            latency=histogram(found, "tgi_request_duration"),
+            ttft=histogram(found, "tgi_request_first_token_duration"),
+        )
 
 
 TGI = TgiProfile()
@@ -226,3 +237,39 @@ def test_the_pod_gets_nothing_of_the_other_engines() -> None:
     names = {entry["name"] for entry in container["env"]}
     assert names == {"HF_HUB_CACHE"}
     assert not any(mount["mountPath"] == "/dev/shm" for mount in container["volumeMounts"])
+
+
+TGI_METRICS = """\
+# TYPE tgi_request_count counter
+tgi_request_count_total 10
+# TYPE tgi_request_failure counter
+tgi_request_failure_total{err="internal"} 2
+tgi_request_failure_total{err="validation"} 3
+# TYPE tgi_request_duration histogram
+tgi_request_duration_bucket{le="0.5"} 4
+tgi_request_duration_bucket{le="1.0"} 6
+tgi_request_duration_bucket{le="+Inf"} 7
+tgi_request_duration_sum 5.5
+tgi_request_duration_count 7
+"""
+
+
+def scrape_with(transport: httpx.MockTransport) -> TrafficScrape:
+    async def scenario() -> TrafficScrape:
+        async with httpx.AsyncClient(transport=transport) as client:
+            targets = [CheckTarget(pod=f"chat-green-{i}", ip=f"10.0.0.{i}", port=TGI.port) for i in (1, 2)]
+            return await scrape_color(ENGINES[TGI_ENGINE], targets, timeout_seconds=2, client=client)
+
+    return asyncio.run(scenario())
+
+
+def test_a_colors_traffic_is_scraped_from_the_engines_own_metrics() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/metrics"
+        return httpx.Response(200, text=TGI_METRICS)
+
+    counters = scrape_with(httpx.MockTransport(answer)).counters
+    assert counters is not None
+    assert (counters.requests, counters.errors) == (20, 4)
+    assert (counters.latency.le, counters.latency.counts) == ((0.5, 1.0), (8, 12, 14))
+    assert counters.ttft.count == 0

@@ -16,8 +16,11 @@ from typing import Any, TypeVar
 from tests.unit.fakes.cluster import FakeCluster, Write
 from turnout.api.backend import Backend
 from turnout.api.status import Color, InferenceBackendStatus
+from turnout.api.traffic import Histogram, TrafficCounters
+from turnout.checks import CheckTarget
+from turnout.checks.traffic import ScrapeFailure, TrafficScrape
 from turnout.kube.cluster import ClusterApi, KubeObject
-from turnout.kube.observe import Checker, check_targets
+from turnout.kube.observe import Checker, Scraper, check_targets
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 from turnout.rollout.observed import CheckOutcome
@@ -71,6 +74,50 @@ class ScriptedChecks:
         return outcome
 
 
+@dataclass
+class PodTraffic:
+    """How a color's pods serve while the test runs: requests per scrape, their 5xx share, their latency."""
+
+    requests_per_scrape: int = 50
+    error_ratio: float = 0.0
+    latency_seconds: float = 0.2
+
+
+LATENCY_BOUNDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class ScriptedTraffic:
+    """A canary's traffic as the pods' metrics would show it: every scrape of a color finds it has
+    served `requests_per_scrape` more requests, as its `PodTraffic` in `colors` says (by default all
+    well and fast); `counters` are the totals so far."""
+
+    def __init__(self) -> None:
+        self.colors: dict[Color, PodTraffic] = {color: PodTraffic() for color in Color}
+        self.counters: dict[Color, TrafficCounters] = {color: TrafficCounters() for color in Color}
+        self.unreadable: str = ""
+        """When set, the pods' metrics cannot be read, for this reason."""
+
+    async def __call__(self, backend: Backend, targets: Sequence[CheckTarget]) -> TrafficScrape:
+        if not targets:
+            return TrafficScrape(None, 0, ())
+        if self.unreadable:
+            failure = ScrapeFailure(targets[0].pod, targets[0].ip, self.unreadable)
+            return TrafficScrape(None, len(targets), (failure,))
+        color = Color.GREEN if "-green-" in targets[0].pod else Color.BLUE
+        served = self.colors[color]
+        errors = round(served.requests_per_scrape * served.error_ratio)
+        bucket = next(i for i, bound in enumerate((*LATENCY_BOUNDS, float("inf"))) if served.latency_seconds <= bound)
+        n = served.requests_per_scrape
+        latency = Histogram(
+            le=LATENCY_BOUNDS,
+            counts=tuple(n if i >= bucket else 0 for i in range(len(LATENCY_BOUNDS) + 1)),
+            sum=n * served.latency_seconds,
+        )
+        more = TrafficCounters(requests=n, errors=errors, latency=latency, ttft=latency)
+        self.counters[color] = self.counters[color].plus(more)
+        return TrafficScrape(self.counters[color], len(targets), ())
+
+
 class InProcessOperator:
     """The backend `ml/chat` reconciled by the real `reconcile`, on the fake cluster, at `now`."""
 
@@ -79,6 +126,9 @@ class InProcessOperator:
         self.checks = ScriptedChecks()
         self.checker: Checker = self.checks
         """What runs the check rounds: the scripted `checks`, or e.g. the real `run_checks` against a test's server."""
+        self.traffic = ScriptedTraffic()
+        self.scraper: Scraper = self.traffic
+        """What reads a canary's traffic: the scripted `traffic` by default."""
         self.now = START
         self.events: list[RecordEvent] = []
         self.last_writes: list[Write] = []
@@ -115,7 +165,13 @@ class InProcessOperator:
         try:
             return self._loop.run(
                 reconcile(
-                    self.cluster, NAMESPACE, NAME, self.events.append, checker=self.checker, clock=lambda: self.now
+                    self.cluster,
+                    NAMESPACE,
+                    NAME,
+                    self.events.append,
+                    checker=self.checker,
+                    scraper=self.scraper,
+                    clock=lambda: self.now,
                 )
             )
         finally:

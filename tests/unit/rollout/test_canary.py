@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator
+from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator, PodTraffic
 from tests.unit.rollout.world import backend, spec
 from turnout.api.status import Color
 from turnout.rollout.canary import Split, pod_split, scale_toward
@@ -314,3 +314,86 @@ def test_a_first_revision_is_promoted_as_in_blue_green(operator: InProcessOperat
     status = operator.status()
     assert (status.active_color, status.canary) == (BLUE, None)
     assert "CanaryStep" not in [e.reason for e in operator.events]
+
+
+# -- judged on real traffic ------------------------------------------------------------------
+
+
+def analysed(analysis: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """A canary of 4 replicas at 50 %, then a pause until promoted, judged with `analysis`."""
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    built = canary_spec(steps, **more)
+    built["rollout"]["canary"]["analysis"] = analysis
+    return built
+
+
+def test_a_canary_answering_5xx_is_rolled_back_with_the_numbers(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed({"maxErrorRatio": 0.05}))
+    operator.traffic.colors[GREEN] = PodTraffic(error_ratio=0.2)
+    operator.edit(analysed({"maxErrorRatio": 0.05}, model=NEW_MODEL))
+    settle(operator, until="Degraded")
+    status = operator.status()
+    assert (status.last_failure_reason, status.active_color) == ("AnalysisFailed", BLUE)
+    assert service_selector(operator)["turnout.dev/color"] == "blue"
+    assert "canary 5xx 20.0% of " in (status.last_failure_message or "")
+    assert "> 5.0% (analysis.maxErrorRatio)" in (status.last_failure_message or "")
+    rolled_back = next(e for e in operator.events if e.reason == "RolledBack")
+    assert "AnalysisFailed" in rolled_back.message
+
+
+def test_a_canary_slower_than_the_limit_is_rolled_back_with_both_latencies(operator: InProcessOperator) -> None:
+    limits = {"maxLatencyRatio": 1.5}
+    operator.start_healthy(analysed(limits))
+    operator.traffic.colors[GREEN] = PodTraffic(latency_seconds=0.9)
+    operator.traffic.colors[BLUE] = PodTraffic(latency_seconds=0.2)
+    operator.edit(analysed(limits, model=NEW_MODEL))
+    settle(operator, until="Degraded")
+    message = operator.status().last_failure_message or ""
+    assert operator.status().last_failure_reason == "AnalysisFailed"
+    assert "analysis.maxLatencyRatio" in message
+    assert "vs stable" in message
+
+
+def test_too_little_traffic_holds_the_step_instead_of_passing_it(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed({"minRequests": 500}))
+    operator.traffic.colors[GREEN] = PodTraffic(requests_per_scrape=10)
+    operator.edit(analysed({"minRequests": 500}, model=NEW_MODEL))
+    settle(operator, until="Canary")
+    settle(operator, rounds=10)
+    status = operator.status()
+    assert status.canary is not None
+    assert (status.phase, status.canary.step, status.canary.analysis_passed) == ("Canary", 0, False)
+    assert status.canary.analysis is not None
+    assert status.canary.analysis.outcome == "Wait"
+    assert "/500 requests on the canary so far" in status.canary.analysis.message
+    operator.traffic.colors[GREEN] = PodTraffic(requests_per_scrape=200)
+    settle(operator, until="Paused")  # the next step: the weight was judged and passed
+    status = operator.status()
+    assert status.canary is not None
+    assert status.canary.step == 1
+
+
+def test_metrics_that_cannot_be_read_make_the_step_wait(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed({}))
+    operator.traffic.unreadable = "connection refused"
+    operator.edit(analysed({}, model=NEW_MODEL))
+    settle(operator, until="Canary")
+    settle(operator, rounds=10)
+    status = operator.status()
+    assert status.canary is not None
+    assert (status.phase, status.canary.step) == ("Canary", 0)
+    assert status.canary.analysis is not None
+    assert "connection refused" in status.canary.analysis.message
+
+
+def test_an_ollama_canary_is_judged_by_its_checks_alone(operator: InProcessOperator) -> None:
+    ollama = {"engine": "ollama", "resources": {"gpus": 0}}
+    operator.start_healthy(analysed({}, **ollama, model={"name": "llama3:8b", "servedName": "chat"}))
+    operator.traffic.unreadable = "never read: Ollama serves no metrics"
+    operator.edit(analysed({}, **ollama, model={"name": "llama3.2:3b", "servedName": "chat"}))
+    settle(operator, until="Paused")
+    status = operator.status()
+    assert status.canary is not None
+    assert status.canary.analysis is not None
+    assert status.canary.analysis.outcome == "NotMeasured"
+    assert "judged by turnout's checks alone" in status.canary.analysis.message

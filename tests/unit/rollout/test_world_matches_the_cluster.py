@@ -33,6 +33,11 @@ SPECS: dict[str, dict[str, Any]] = {
     "two replicas": spec(replicas=2),
     "manual promotion": spec(rollout={"autoPromote": False}, vllm={"dtype": "bfloat16"}),
     "recreate": spec(rollout={"strategy": "Recreate"}, vllm={"maxModelLen": 4096}),
+    "canary": spec(
+        replicas=2,
+        rollout={"strategy": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+        vllm={"maxModelLen": 2048},
+    ),
     "ollama": spec(engine="ollama", model={"name": "llama3:8b", "servedName": "chat"}, resources={"gpus": 0}),
     "invalid": spec(vllm={"tensorParallelSize": 3}),
 }

@@ -13,7 +13,14 @@ from typing import Any
 
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.status import Color, InferenceBackendStatus
-from turnout.rollout.actions import ApplyClaim, ApplyDeployment, ApplyService, RecordEvent, ScaleDeployment
+from turnout.rollout.actions import (
+    ApplyClaim,
+    ApplyDeployment,
+    ApplyService,
+    RecordEvent,
+    ScaleDeployment,
+    SplitService,
+)
 from turnout.rollout.observed import CheckOutcome, ColorState, Observed, PodFailure
 from turnout.rollout.plan import Plan, check_target, plan
 
@@ -57,6 +64,7 @@ class World:
         self.colors: dict[Color, ColorState] = {}
         self.service_color: Color | None = None
         self.service_exists = False
+        self.service_split = False
         self.claim_exists = False
         self.promote: str | None = None
         self.abort: str | None = None
@@ -70,6 +78,7 @@ class World:
             colors=dict(self.colors),
             service_exists=self.service_exists,
             service_color=self.service_color,
+            service_split=self.service_split,
             claim_exists=self.claim_exists,
             check=check,
             promote=self.promote,
@@ -107,7 +116,10 @@ class World:
                 old = self.colors[color]
                 self.colors[color] = replace(old, replicas=replicas, ready=min(old.ready, replicas))
             case ApplyService(color=color):
-                self.service_color = color
+                self.service_color, self.service_split = color, False
+                self.service_exists = True
+            case SplitService():
+                self.service_color, self.service_split = None, True
                 self.service_exists = True
             case ApplyClaim():
                 self.claim_exists = True

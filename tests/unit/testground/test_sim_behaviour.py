@@ -1,6 +1,6 @@
 import pytest
 
-from testground.behaviour import Behaviour, BehaviourError, Mode
+from testground.behaviour import Behaviour, BehaviourError, Degradation, Mode
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,46 @@ def test_prints_what_it_parses(text: str) -> None:
 def test_rejects_with_a_message_that_says_what_to_write(text: str, says: str) -> None:
     with pytest.raises(BehaviourError, match=says):
         Behaviour.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("error_ratio", "latency", "degradation"),
+    [
+        (None, None, Degradation()),
+        ("0.2", "", Degradation(0.2, 0.0)),
+        (" 1 ", "1.5", Degradation(1.0, 1.5)),
+        ("0", "0.05", Degradation(0.0, 0.05)),
+    ],
+)
+def test_degradation_parses_its_two_annotations(
+    error_ratio: str | None, latency: str | None, degradation: Degradation
+) -> None:
+    parsed = Degradation(Degradation.parse_error_ratio(error_ratio), Degradation.parse_latency(latency))
+    assert parsed == degradation
+    assert Degradation.from_json(parsed.to_json()) == parsed
+
+
+@pytest.mark.parametrize(
+    ("error_ratio", "latency", "says"),
+    [
+        ("1.2", "0", "error ratio '1.2': a share of requests from 0 to 1"),
+        ("-0.1", "0", "a share of requests from 0 to 1"),
+        ("nan", "0", "a share of requests from 0 to 1"),
+        ("a fifth", "0", "'a fifth' is not a number"),
+        ("0", "-1", "latency '-1': seconds >= 0"),
+        ("0", "inf", "seconds >= 0"),
+    ],
+)
+def test_degradation_rejects_with_a_message_that_says_what_to_write(error_ratio: str, latency: str, says: str) -> None:
+    with pytest.raises(BehaviourError, match=says):
+        Degradation(Degradation.parse_error_ratio(error_ratio), Degradation.parse_latency(latency))
+
+
+def test_errors_are_spread_evenly_and_exactly() -> None:
+    fifth = Degradation(error_ratio=0.2)
+    failing = [n for n in range(1, 21) if fifth.errors_among(n) > fifth.errors_among(n - 1)]
+    assert failing == [5, 10, 15, 20]
+    # Decimal ratios are exact: 0.29 of 100 is 29, where 100 * 0.29 is 28.999... in floating point.
+    assert Degradation(error_ratio=0.29).errors_among(100) == 29
+    assert Degradation(error_ratio=1.0).errors_among(7) == 7
+    assert Degradation().errors_among(1000) == 0

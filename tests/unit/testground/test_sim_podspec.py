@@ -1,11 +1,12 @@
 """From a pod, as the API returns it, to the simulator it gets: the renderer's side of the contract."""
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from testground.behaviour import Behaviour
-from testground.podspec import PodConfigError, SecretKeyRef, image_engine, pod_sim
+from testground.behaviour import Behaviour, Degradation
+from testground.podspec import PodConfigError, PodSim, SecretKeyRef, image_engine, pod_sim
 
 
 def pod(
@@ -127,6 +128,44 @@ def test_annotations_choose_engine_and_behaviour() -> None:
     assert pod_sim(pod(VLLM, {"sim.turnout.dev/engine": "none"})) is None
     with pytest.raises(PodConfigError, match=r"sim\.turnout\.dev/behaviour"):
         pod_sim(pod(VLLM, {"sim.turnout.dev/behaviour": "sleepy"}))
+
+
+def test_annotations_degrade_either_engine() -> None:
+    degrading = {"sim.turnout.dev/error-ratio": "0.2", "sim.turnout.dev/latency": "1.5"}
+    for container in (VLLM, OLLAMA):
+        found = pod_sim(pod(container, degrading))
+        assert found is not None
+        assert found.degradation == Degradation(error_ratio=0.2, latency_seconds=1.5)
+    plain = pod_sim(pod(VLLM))
+    assert plain is not None
+    assert plain.degradation == Degradation()
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value"), [("sim.turnout.dev/error-ratio", "20%"), ("sim.turnout.dev/latency", "-2")]
+)
+def test_a_degradation_that_cannot_be_read_names_its_annotation(annotation: str, value: str) -> None:
+    with pytest.raises(PodConfigError, match=f"annotation {annotation}: "):
+        pod_sim(pod(VLLM, {annotation: value}))
+
+
+def running_sim() -> PodSim:
+    found = pod_sim(pod(VLLM, {"sim.turnout.dev/behaviour": "healthy"}))
+    assert found is not None
+    return found
+
+
+def test_behaviour_and_degradation_change_a_running_simulator_and_nothing_else_does() -> None:
+    running = running_sim()
+    slower = dataclasses.replace(running, degradation=Degradation(latency_seconds=2))
+    failing = dataclasses.replace(running, behaviour=Behaviour.parse("fail-after:0"))
+    both = dataclasses.replace(slower, behaviour=failing.behaviour)
+    assert running.live_update(running) == (None, None)
+    assert slower.live_update(running) == (None, Degradation(latency_seconds=2))
+    assert failing.live_update(running) == (Behaviour.parse("fail-after:0"), None)
+    assert both.live_update(running) == (both.behaviour, both.degradation)
+    assert dataclasses.replace(running, port=9000).live_update(running) is None
+    assert dataclasses.replace(slower, models=("other",)).live_update(running) is None
 
 
 @pytest.mark.parametrize(

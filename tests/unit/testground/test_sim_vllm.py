@@ -106,7 +106,8 @@ def test_metrics_are_prometheus_text_with_vllm_series(running: Callable[..., Any
 
     text = asyncio.run(scenario())
     assert "# TYPE vllm:num_requests_running gauge" in text
-    assert 'vllm:request_success_total{engine="0",model_name="chat",finished_reason="stop"} 1.0' in text
+    # max_tokens 3 cut the reply: it finished for its length.
+    assert 'vllm:request_success_total{engine="0",finished_reason="length",model_name="chat"} 1.0' in text
     assert 'vllm:generation_tokens_total{engine="0",model_name="chat"} 3.0' in text
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from testground.behaviour import Behaviour
+from testground.behaviour import Behaviour, Degradation
 from testground.engines import EngineConfig
 from testground.simhost_client import SimHostError, SimHostProcess
 
@@ -35,6 +35,26 @@ def test_serves_updates_and_stops_simulators(simhost: SimHostProcess, free_port:
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{LOOPBACK}:{vllm_port}/health")
     assert [s["id"] for s in simhost.simulators()] == ["ns/b"]
+
+
+def test_degradation_is_served_and_updated_without_touching_the_behaviour(
+    simhost: SimHostProcess, free_port: Callable[[], int]
+) -> None:
+    port = free_port()
+    chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    url = f"http://{LOOPBACK}:{port}/v1/chat/completions"
+    simhost.serve("ns/a", LOOPBACK, port, EngineConfig("vllm", ("chat",)), Behaviour(), Degradation(error_ratio=1))
+    assert httpx.post(url, json=chat).status_code == 500
+
+    simhost.update("ns/a", degradation=Degradation())
+    assert httpx.post(url, json=chat).status_code == 200
+    (described,) = simhost.simulators()
+    assert (described["behaviour"], described["degradation"]) == ("healthy", Degradation().to_json())
+
+    # A bad degradation changes nothing, the behaviour beside it included.
+    with pytest.raises(SimHostError, match="error ratio"):
+        simhost.request({"op": "update", "id": "ns/a", "behaviour": "refuse", "degradation": {"error_ratio": 3}})
+    assert httpx.post(url, json=chat).status_code == 200
 
 
 def test_a_new_simulator_on_a_taken_address_replaces_the_old(
