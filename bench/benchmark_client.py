@@ -4,10 +4,11 @@
 
 turnout's benchmark (`turnout.benchmark.load`, as `turnout bench` and `rollout.benchmark` run it)
 drives an instant vLLM simulator (no pacing: every token at once) in another process on 127.0.0.1,
-at several concurrencies, each reply exactly `--max-tokens` tokens (vLLM's `ignore_eos`). Per concurrency: the requests/s and output tokens/s it drove, and the
-client's CPU time per request (this process's, so the simulator's is not in it). 1 / (CPU per
-request) is what one core of this machine lets the client drive at most; an engine measured well
-below that is measured, not the client.
+at several concurrencies, each reply exactly `--max-tokens` tokens (vLLM's `ignore_eos`). Per
+concurrency: the requests/s and output tokens/s it drove, and the client's CPU time per request
+(this process's, so the simulator's is not in it). 1 / (CPU per request) is what one core of this
+machine lets the client drive at most; an engine measured well below that is measured, not the
+client.
 """
 
 from __future__ import annotations

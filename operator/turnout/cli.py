@@ -110,38 +110,15 @@ def command_bench(arguments: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from turnout.benchmark.load import EndpointError, LoadPlan, chat_completions_url
-    from turnout.benchmark.prompts import PromptsError, built_in_requests, read_jsonl_file
+    from turnout.benchmark.load import chat_completions_url
 
     urls = [arguments.url] + ([arguments.compare] if arguments.compare else [])
     try:
-        prompts = read_jsonl_file(Path(arguments.prompts)) if arguments.prompts else built_in_requests()
-        api_key = _bench_api_key(arguments.api_key_env)
-        plans = [
-            LoadPlan(
-                base_url=url,
-                model=arguments.model,
-                prompts=prompts,
-                requests=arguments.requests,
-                concurrency=arguments.concurrency,
-                max_tokens=arguments.max_tokens or None,
-                timeout_seconds=arguments.timeout,
-                request_timeout_seconds=arguments.request_timeout,
-                api_key=api_key,
-            )
-            for url in urls
-        ]
-    except (PromptsError, _BenchRefused) as error:
-        print(f"turnout bench: {error}", file=sys.stderr)
-        return 1
-    except (EndpointError, ValueError) as error:
-        print(f"turnout bench: {error}", file=sys.stderr)
-        return 2
-    try:
+        plans = _bench_plans(arguments, urls)
         runs = asyncio.run(_bench_runs(plans, progress=sys.stderr.isatty()))
     except _BenchRefused as error:
         print(f"turnout bench: {error}", file=sys.stderr)
-        return 1
+        return error.status
     except KeyboardInterrupt:
         print("turnout bench: interrupted", file=sys.stderr)
         return 130
@@ -162,7 +139,40 @@ def command_bench(arguments: argparse.Namespace) -> int:
 
 
 class _BenchRefused(Exception):
-    """`turnout bench` cannot run; the message is its one line."""
+    """`turnout bench` cannot run; the message is its one line, `status` its exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bench_plans(arguments: argparse.Namespace, urls: list[str]) -> list[LoadPlan]:
+    """One run's plan per URL, from the command line; raises _BenchRefused (2 for a bad argument)."""
+    from turnout.benchmark.load import EndpointError
+    from turnout.benchmark.prompts import PromptsError, built_in_requests, read_jsonl_file
+
+    try:
+        prompts = read_jsonl_file(Path(arguments.prompts)) if arguments.prompts else built_in_requests()
+    except PromptsError as error:
+        raise _BenchRefused(str(error)) from None
+    api_key = _bench_api_key(arguments.api_key_env)
+    try:
+        return [
+            LoadPlan(
+                base_url=url,
+                model=arguments.model,
+                prompts=prompts,
+                requests=arguments.requests,
+                concurrency=arguments.concurrency,
+                max_tokens=arguments.max_tokens or None,
+                timeout_seconds=arguments.timeout,
+                request_timeout_seconds=arguments.request_timeout,
+                api_key=api_key,
+            )
+            for url in urls
+        ]
+    except (EndpointError, ValueError) as error:
+        raise _BenchRefused(str(error), status=2) from None
 
 
 def _bench_api_key(variable: str | None) -> str | None:

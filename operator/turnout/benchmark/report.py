@@ -6,16 +6,6 @@ from collections.abc import Callable, Sequence
 
 from turnout.api.benchmark import BenchmarkResult
 
-# The measures compared by `ratios`, by their JSON names: higher is better for the rates, lower for the times.
-COMPARED = (
-    "outputTokensPerSecond",
-    "requestsPerSecond",
-    "ttftP50Seconds",
-    "ttftP95Seconds",
-    "latencyP50Seconds",
-    "latencyP95Seconds",
-)
-
 
 def ratios(first: BenchmarkResult, second: BenchmarkResult) -> dict[str, float | None]:
     """Each compared measure of `second` ÷ the same of `first`, by JSON name; None where `first` has
@@ -60,6 +50,7 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+# Each row: its name, its cell for one run, and the measures (by JSON name) whose ratios it shows.
 _ROWS: list[tuple[str, Callable[[BenchmarkResult], str], tuple[str, ...]]] = [
     ("requests answered", lambda r: f"{r.completed} of {r.requests}", ()),
     ("errors", _errors, ()),
@@ -85,3 +76,7 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 def _shown_ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+COMPARED = tuple(name for _, _, names in _ROWS for name in names)
+"""The measures `ratios` compares, by their JSON names: the rates (higher is better) and the times (lower is)."""
