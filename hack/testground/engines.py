@@ -17,9 +17,19 @@ Behaviours as each engine shows them:
 - `wrong-model`: both list only `other-model` (Ollama: `other-model:latest`).
 - `fail-after:N`: after N s every endpoint answers 503, like an engine whose worker died.
 
-Degradation (`behaviour.Degradation`, annotations `sim.turnout.dev/error-ratio` and
-`sim.turnout.dev/latency`) worsens the chat completions of either engine: each waits the added
-latency, then the given share of them answers 500 with the engine's error body.
+Degradation (`behaviour.Degradation`, annotations `sim.turnout.dev/error-ratio`,
+`sim.turnout.dev/latency`, `sim.turnout.dev/ttft`, `sim.turnout.dev/tokens-per-second` and
+`sim.turnout.dev/jitter`) shapes the chat completions of either engine: each waits the added
+latency, then the given share of them answers 500 with the engine's error body; the others stream
+their first token after the ttft and the next ones at the pace (SSE, one token per chunk, the role
+chunk just before the first token as vLLM sends it, `usage` in a last chunk when
+`stream_options.include_usage` is set), or answer at once as a whole when they would have ended.
+The reply is a fixed sentence cut to `max_tokens`; with vLLM's `ignore_eos: true` it goes on to
+exactly `max_tokens` tokens (its words again), as `vllm bench serve --ignore-eos` asks.
+
+Both count the chat completions they received, and serve the count on a simulator-only endpoint,
+`GET /sim/requests` (neither guarded by the API key nor counted in `/metrics`):
+`{"chatCompletions": received, "inFlight": now, "mostInFlight": at most at once}`, since start.
 
 vLLM's `/metrics` counts what the simulator really served, as vLLM would (`vllm_metrics`): every
 request by route and status group, and for each chat completion its end-to-end latency, its time
@@ -33,7 +43,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -98,6 +110,10 @@ class EngineState:
         self.since = time.monotonic()
         self.degradation = degradation or Degradation()
         self.completions = 0  # chat completions since the degradation was set
+        self.received = 0  # chat completions received since start, whatever their answer
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._random = random.Random()
         models = config.models
         self.models: list[str] = [ollama_tag(m) for m in models] if config.engine == "ollama" else list(models)
         self.created = int(time.time())
@@ -122,6 +138,14 @@ class EngineState:
         errors = self.degradation.errors_among
         return errors(self.completions) > errors(self.completions - 1)
 
+    def waits(self, tokens: int) -> list[float]:
+        """Seconds before each of a reply's `tokens` tokens, from the previous one, as the pace says."""
+        return self.degradation.waits(tokens, self._random.uniform)
+
+    def counts(self) -> dict[str, int]:
+        """What `GET /sim/requests` answers."""
+        return {"chatCompletions": self.received, "inFlight": self.in_flight, "mostInFlight": self.most_in_flight}
+
     def failing(self) -> bool:
         """True once a `fail-after:N` simulator's N seconds have passed."""
         b = self.behaviour
@@ -144,7 +168,31 @@ class EngineState:
 
 def build_app(state: EngineState) -> web.Application:
     """A fresh aiohttp app for the state's engine."""
-    return vllm_app(state) if state.config.engine == "vllm" else ollama_app(state)
+    app = vllm_app(state) if state.config.engine == "vllm" else ollama_app(state)
+    # Outermost: every chat completion received is counted, before any guard may refuse it.
+    app.middlewares.insert(0, _counting(state))
+    return app
+
+
+SIM_REQUESTS_PATH = "/sim/requests"
+
+
+def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def count(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if request.path == SIM_REQUESTS_PATH and request.method == "GET":
+            return web.json_response(state.counts())
+        if request.path != "/v1/chat/completions" or request.method != "POST":
+            return await handler(request)
+        state.received += 1
+        state.in_flight += 1
+        state.most_in_flight = max(state.most_in_flight, state.in_flight)
+        try:
+            return await handler(request)
+        finally:
+            state.in_flight -= 1
+
+    return count
 
 
 def vllm_app(state: EngineState) -> web.Application:
@@ -321,32 +369,39 @@ def ollama_app(state: EngineState) -> web.Application:
 async def _chat_completion(
     request: web.Request, state: EngineState, body: dict[str, Any], model: str, fingerprint: str | None, started: float
 ) -> web.StreamResponse:
-    """An OpenAI chat completion of a fixed reply, cut to `max_tokens` words; SSE when `stream`.
+    """An OpenAI chat completion of a fixed reply, cut to `max_tokens` words (with `ignore_eos`: exactly
+    that many), paced as the state's degradation says; SSE when `stream`.
 
     Its time to first token and end-to-end latency count from `started` (`time.monotonic()`).
     """
-    words = _REPLY.split()
+    natural = _REPLY.split()
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if isinstance(limit, int) and limit > 0:
-        words = words[:limit]
+    if not (isinstance(limit, int) and limit > 0):
+        limit = None
+    ignore_eos = limit is not None and body.get("ignore_eos") is True and state.config.engine == "vllm"
+    words = [natural[i % len(natural)] for i in range(limit)] if ignore_eos and limit else natural[:limit]
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
     usage = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": len(words),
         "total_tokens": prompt_tokens + len(words),
     }
-    finish = "length" if len(words) < len(_REPLY.split()) else "stop"
+    finish = "length" if ignore_eos or len(words) < len(natural) else "stop"
     head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
     if fingerprint:
         head["system_fingerprint"] = fingerprint
+    paced = _Pace(state.waits(len(words)))
     if not body.get("stream"):
+        await paced.token(0)
+        state.metrics.first_token(time.monotonic() - started)
+        for index in range(1, len(words)):
+            await paced.token(index)
         choice = {
             "index": 0,
             "message": {"role": "assistant", "content": " ".join(words)},
             "logprobs": None,
             "finish_reason": finish,
         }
-        state.metrics.first_token(time.monotonic() - started)
         state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
         return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
 
@@ -357,10 +412,12 @@ async def _chat_completion(
         chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
-    await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-    state.metrics.first_token(time.monotonic() - started)
-    for i, word in enumerate(words):
-        await send([{"index": 0, "delta": {"content": word if i == 0 else f" {word}"}, "finish_reason": None}])
+    for index, word in enumerate(words):
+        await paced.token(index)
+        if index == 0:
+            await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            state.metrics.first_token(time.monotonic() - started)
+        await send([{"index": 0, "delta": {"content": word if index == 0 else f" {word}"}, "finish_reason": None}])
     await send([{"index": 0, "delta": {}, "finish_reason": finish}])
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
@@ -369,6 +426,22 @@ async def _chat_completion(
     await response.write_eof()
     state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
     return response
+
+
+class _Pace:
+    """When each token of one reply is due: on a schedule from its start, so the waits' rounding
+    (asyncio's timers run late by a little) never adds up over a long reply."""
+
+    def __init__(self, waits: list[float]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._due = list(itertools.accumulate(waits, initial=self._loop.time()))[1:]
+
+    async def token(self, index: int) -> None:
+        """Wait until token `index` is due (at once when there is no such token or no pace)."""
+        if index < len(self._due):
+            delay = self._due[index] - self._loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
 
 
 def _refused(request: web.Request, key: str | None) -> bool:

@@ -14,8 +14,11 @@ The contract the renderer honours (and that these tests hold it to):
   `TURNOUT_SERVED_NAME` (its alias) are listed in `/api/tags` from the start, tagged (`:latest`).
 - Behaviour: annotation `sim.turnout.dev/behaviour` (see `behaviour`), default `healthy`.
 - Degradation: annotations `sim.turnout.dev/error-ratio` (0 to 1: that share of chat completions
-  answers 500) and `sim.turnout.dev/latency` (seconds added to each chat completion), default 0
-  (see `behaviour.Degradation`). Like the behaviour, they change a running simulator at once.
+  answers 500), `sim.turnout.dev/latency` (seconds added to each chat completion),
+  `sim.turnout.dev/ttft` (seconds to a completion's first token), `sim.turnout.dev/tokens-per-second`
+  (each completion's pace; 0 is all at once) and `sim.turnout.dev/jitter` (0 to 1: each wait varies
+  by that share), default 0 (see `behaviour.Degradation`). Like the behaviour, they change a running
+  simulator at once.
 - Only a pod in phase Running with a pod IP is served, and not while its container's status says
   it is not running (a crash-looping container has no socket).
 """
@@ -34,6 +37,9 @@ ENGINE_ANNOTATION = "sim.turnout.dev/engine"
 BEHAVIOUR_ANNOTATION = "sim.turnout.dev/behaviour"
 ERROR_RATIO_ANNOTATION = "sim.turnout.dev/error-ratio"
 LATENCY_ANNOTATION = "sim.turnout.dev/latency"
+TTFT_ANNOTATION = "sim.turnout.dev/ttft"
+TOKENS_PER_SECOND_ANNOTATION = "sim.turnout.dev/tokens-per-second"
+JITTER_ANNOTATION = "sim.turnout.dev/jitter"
 
 VLLM_PORT = 8000
 OLLAMA_PORT = 11434
@@ -116,6 +122,9 @@ def pod_sim(pod: dict[str, Any]) -> PodSim | None:
     degradation = Degradation(
         _annotation(annotations, ERROR_RATIO_ANNOTATION, Degradation.parse_error_ratio),
         _annotation(annotations, LATENCY_ANNOTATION, Degradation.parse_latency),
+        _annotation(annotations, TTFT_ANNOTATION, Degradation.parse_ttft),
+        _annotation(annotations, TOKENS_PER_SECOND_ANNOTATION, Degradation.parse_tokens_per_second),
+        _annotation(annotations, JITTER_ANNOTATION, Degradation.parse_jitter),
     )
     # The uid tells apart a pod from its namesake that replaced it (same name, maybe same IP).
     sim_id = f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}"

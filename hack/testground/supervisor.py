@@ -1,8 +1,9 @@
 """Watch pods and run an engine simulator on each engine pod's IP and port, as its annotations say.
 
 The mapping from a pod to its simulator is `podspec.pod_sim` (the contract is documented there).
-Changing annotation `sim.turnout.dev/behaviour`, `sim.turnout.dev/error-ratio` or
-`sim.turnout.dev/latency` on a running pod changes its simulator at once, without a restart, e.g.
+Changing annotation `sim.turnout.dev/behaviour`, `sim.turnout.dev/error-ratio`, `sim.turnout.dev/latency`,
+`sim.turnout.dev/ttft`, `sim.turnout.dev/tokens-per-second` or `sim.turnout.dev/jitter` on a running pod
+changes its simulator at once, without a restart, e.g.
 `kubectl annotate pod chat-green-x sim.turnout.dev/behaviour=fail-after:0 --overwrite` or
 `kubectl annotate pod chat-green-x sim.turnout.dev/error-ratio=0.2 --overwrite`.
 """

@@ -1,4 +1,5 @@
-"""The `turnout` command (`turnout render`, a dry run) and the `kubectl turnout` plugin's entry point."""
+"""The `turnout` command (`turnout render`, a dry run; `turnout bench`; `turnout run`) and the `kubectl turnout`
+plugin's entry point."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
 from turnout.api.backend import GROUP, KIND, VERSION, Backend, InvalidSpec
+from turnout.api.benchmark import BenchmarkResult
 from turnout.api.status import Color
+from turnout.benchmark import report
+from turnout.benchmark.load import LoadPlan
 from turnout.render import render_backend
 
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -99,6 +104,140 @@ def command_render(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_bench(arguments: argparse.Namespace) -> int:
+    """`turnout bench`: the benchmark of URL (then of --compare URL2), as a table or JSON; 1 when it could
+    not run or no request was answered, 2 on a bad argument."""
+    import asyncio
+    import json
+
+    from turnout.benchmark.load import chat_completions_url
+
+    urls = [arguments.url] + ([arguments.compare] if arguments.compare else [])
+    try:
+        plans = _bench_plans(arguments, urls)
+        runs = asyncio.run(_bench_runs(plans, progress=sys.stderr.isatty()))
+    except _BenchRefused as error:
+        print(f"turnout bench: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        print("turnout bench: interrupted", file=sys.stderr)
+        return 130
+    labels = [chat_completions_url(url).removesuffix("/chat/completions") for url in urls]
+    if arguments.json:
+        print(json.dumps(_bench_document(arguments, labels, runs), indent=2))
+    else:
+        max_tokens = plans[0].max_tokens if plans[0].max_tokens is not None else "as each request says"
+        print(
+            f"model {arguments.model}: {arguments.requests} requests per endpoint, "
+            f"concurrency {arguments.concurrency}, max tokens {max_tokens}"
+        )
+        print(report.table(list(zip(labels, runs, strict=True))))
+    silent = [label for label, run in zip(labels, runs, strict=True) if run.completed == 0]
+    for label in silent:
+        print(f"turnout bench: {label} answered none of the requests", file=sys.stderr)
+    return 1 if silent else 0
+
+
+class _BenchRefused(Exception):
+    """`turnout bench` cannot run; the message is its one line, `status` its exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _bench_plans(arguments: argparse.Namespace, urls: list[str]) -> list[LoadPlan]:
+    """One run's plan per URL, from the command line; raises _BenchRefused (2 for a bad argument)."""
+    from turnout.benchmark.load import EndpointError
+    from turnout.benchmark.prompts import PromptsError, built_in_requests, read_jsonl_file
+
+    try:
+        prompts = read_jsonl_file(Path(arguments.prompts)) if arguments.prompts else built_in_requests()
+    except PromptsError as error:
+        raise _BenchRefused(str(error)) from None
+    api_key = _bench_api_key(arguments.api_key_env)
+    try:
+        return [
+            LoadPlan(
+                base_url=url,
+                model=arguments.model,
+                prompts=prompts,
+                requests=arguments.requests,
+                concurrency=arguments.concurrency,
+                max_tokens=arguments.max_tokens or None,
+                timeout_seconds=arguments.timeout,
+                request_timeout_seconds=arguments.request_timeout,
+                api_key=api_key,
+            )
+            for url in urls
+        ]
+    except (EndpointError, ValueError) as error:
+        raise _BenchRefused(str(error), status=2) from None
+
+
+def _bench_api_key(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    value = os.environ.get(variable)
+    if not value:
+        raise _BenchRefused(f"--api-key-env {variable}: the environment variable is not set or empty")
+    return value
+
+
+async def _bench_runs(plans: Sequence[LoadPlan], *, progress: bool) -> list[BenchmarkResult]:
+    """Each plan's run, one after the other; first, every endpoint must answer HTTP."""
+    from turnout.benchmark.load import connect_problem, run_load
+
+    for plan in plans:
+        problem = await connect_problem(plan.base_url)
+        if problem:
+            raise _BenchRefused(f"cannot reach {plan.base_url}: {problem}")
+    results = []
+    for plan in plans:
+        bar = _ProgressBar(plan.base_url) if progress else None
+        try:
+            results.append(await run_load(plan, progress=bar))
+        finally:
+            if bar is not None:
+                bar.clear()
+    return results
+
+
+class _ProgressBar:
+    """`URL [#####.....] 37/100` on one line of stderr, redrawn in place."""
+
+    WIDTH = 30
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.WIDTH * done // total
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+def _bench_document(arguments: argparse.Namespace, labels: list[str], runs: list[BenchmarkResult]) -> dict[str, Any]:
+    """What `turnout bench --json` prints: the load, each run by its URL, and with two runs their ratios."""
+    document: dict[str, Any] = {
+        "model": arguments.model,
+        "requests": arguments.requests,
+        "concurrency": arguments.concurrency,
+        "maxTokens": arguments.max_tokens or None,
+        "runs": [
+            {"url": label, "result": run.model_dump(mode="json", by_alias=True)}
+            for label, run in zip(labels, runs, strict=True)
+        ],
+    }
+    if len(runs) == 2:
+        document["ratios"] = report.ratios(runs[0], runs[1])
+    return document
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `turnout` command line."""
     parser = argparse.ArgumentParser(
@@ -119,6 +258,36 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", "--namespace", default="default", help="namespace when the manifest names none (default: default)"
     )
     render.set_defaults(handler=command_render)
+
+    bench = commands.add_parser(
+        "bench",
+        help="benchmark an OpenAI-compatible endpoint (vLLM, Ollama's /v1) with streamed chat completions",
+        description="Send a bounded load of streamed chat completions to URL and report throughput (output "
+        "tokens/s), time to first token and end-to-end latency, as `rollout.benchmark` measures a revision. "
+        "With --compare, the same load then goes to URL2 (never both at once) and the ratios URL2 / URL are shown.",
+    )
+    bench.add_argument("url", metavar="URL", help="OpenAI base URL, e.g. http://localhost:8000/v1 (no path: /v1)")
+    bench.add_argument("--model", required=True, help="model name sent in each request (the served name)")
+    bench.add_argument("--requests", type=int, default=100, help="requests per endpoint (default 100)")
+    bench.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    bench.add_argument(
+        "--max-tokens", type=int, default=128, help="max_tokens of each request (default 128; 0: each request's own)"
+    )
+    bench.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key (Bearer)")
+    bench.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help='JSONL file, one OpenAI chat request per line, at least {"messages": [...]} (default: built-in prompts)',
+    )
+    bench.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="seconds one endpoint's run may take (default 600)"
+    )
+    bench.add_argument(
+        "--request-timeout", type=float, metavar="S", help="seconds one request may take (default: none)"
+    )
+    bench.add_argument("--compare", metavar="URL2", help="then benchmark URL2 the same way and show the ratios")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON on stdout, nothing else")
+    bench.set_defaults(handler=command_bench)
 
     run = commands.add_parser(
         "run",

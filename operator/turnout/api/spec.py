@@ -53,7 +53,8 @@ NO_SPACE_PATTERN = r"^[^" + WHITESPACE_CLASS + r"\x00]+$"
 MODEL_PATTERN = r"^[^" + WHITESPACE_CLASS + r"\x00-][^" + WHITESPACE_CLASS + r"\x00]*$"
 SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
 MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+/?$"
-SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+# Keys of a Secret's or a ConfigMap's data.
+DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # Ollama's OLLAMA_KEEP_ALIVE: a Go duration, plain seconds, or a negative number for "forever".
 KEEP_ALIVE_PATTERN = r"^(-1|[0-9]+|([0-9]+(ns|us|ms|s|m|h))+)$"
 
@@ -84,7 +85,7 @@ PATTERN_HINTS: dict[str, str] = {
         "starting with a letter or digit"
     ),
     MOUNT_PATH_PATTERN: "must be an absolute directory path such as /data/models",
-    SECRET_KEY_PATTERN: "must be a Secret key such as token: letters, digits, '-', '_' and '.'",
+    DATA_KEY_PATTERN: "must be a data key such as token or prompts.jsonl: letters, digits, '-', '_' and '.'",
     KEEP_ALIVE_PATTERN: "must be a duration such as 30m or 24h, a number of seconds, or -1 to keep models loaded",
 }
 
@@ -203,7 +204,7 @@ class SecretKeyRef(Model):
 
     name: DnsSubdomain
     """Name of the Secret."""
-    key: Annotated[str, StringConstraints(pattern=SECRET_KEY_PATTERN, max_length=253)]
+    key: Annotated[str, StringConstraints(pattern=DATA_KEY_PATTERN, max_length=253)]
     """Key in the Secret's data whose value is used."""
 
 
@@ -372,6 +373,57 @@ class Canary(Model):
     """How traffic is split."""
 
 
+class ConfigMapKeyRef(Model):
+    """A key in a ConfigMap in the backend's namespace."""
+
+    name: DnsSubdomain
+    """Name of the ConfigMap."""
+    key: Annotated[str, StringConstraints(pattern=DATA_KEY_PATTERN, max_length=253)]
+    """Key in the ConfigMap's data whose value is used."""
+
+
+class BenchmarkPrompts(Model):
+    """The chat requests a benchmark sends, in turn, as many times as it needs."""
+
+    config_map_key_ref: ConfigMapKeyRef | None = None
+    """A ConfigMap key holding JSONL: one OpenAI chat request body per line, at least
+    `{"messages": [{"role": "user", "content": "..."}]}`. turnout sets `model`, `stream` and, when
+    given, `max_tokens`. Unset: turnout's built-in short chat prompts."""
+
+
+class Benchmark(Model):
+    """A bounded load of streamed chat completions sent to one pod of the new revision and then to one
+    pod of the old (never both at once), and the gates the new revision's numbers must pass before it
+    takes traffic. The old pod serves production meanwhile: it gets at most `requests` requests, at
+    most `concurrency` at a time. Ratios are new ÷ old; a revision with nothing to compare to (the
+    first) is judged by the absolute gates alone."""
+
+    prompts: BenchmarkPrompts = Field(default_factory=BenchmarkPrompts)
+    """The chat requests to send. Default: the built-in prompts."""
+    requests: Annotated[int, Field(ge=1, le=1000)] = 100
+    """Requests sent to each pod."""
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    """Requests in flight at once."""
+    max_tokens: Annotated[int, Field(ge=1, le=4096)] = 128
+    """`max_tokens` of each request: the most output tokens one answer may have."""
+    timeout_seconds: Annotated[int, Field(ge=10, le=3600)] = 300
+    """Seconds one pod's run may take; a run that takes longer is stopped and fails the benchmark."""
+    min_throughput_ratio: Annotated[float, Field(gt=0, le=1000)] | None = None
+    """Least output tokens/s of the new revision as a multiple of the old's, e.g. 3.0 for three
+    times the throughput. Unset: not compared."""
+    max_latency_ratio: Annotated[float, Field(gt=0, le=1000)] | None = None
+    """Largest p95 end-to-end latency and p95 time to first token of the new revision as a multiple
+    of the old's, e.g. 0.7 for 30% lower. Unset: not compared."""
+    max_error_ratio: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """Largest share of the new revision's benchmark requests that may fail."""
+    min_output_tokens_per_second: Annotated[float, Field(gt=0, le=10_000_000)] | None = None
+    """Least output tokens/s of the new revision, whatever the old one does (the gate of a first
+    revision). Unset: no floor."""
+    max_p95_ttft_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
+    """Largest p95 time to first token of the new revision in seconds, whatever the old one does
+    (the gate of a first revision). Unset: no ceiling."""
+
+
 class Rollout(Model):
     """How a new revision is proven and switched to. Changing these never starts a cutover."""
 
@@ -395,6 +447,11 @@ class Rollout(Model):
     """Seconds after the bake before the old revision scales to zero."""
     auto_rollback: bool = True
     """Roll back by itself when the new revision fails. false: stay Degraded and wait for a human."""
+    benchmark: Benchmark | None = None
+    """Before the new revision takes traffic, send the same bounded load of streamed chat completions
+    to one of its pods and then to one pod of the running revision (never both at once), and promote
+    it only if its numbers pass the gates set here. The running pod serves production meanwhile: it
+    gets at most `requests` benchmark requests, `concurrency` at a time. Unset: no benchmark."""
 
 
 def _kept_as_given(model: type[BaseModel]) -> GetPydanticSchema:

@@ -538,6 +538,30 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            vllm(rollout={"benchmark": {"requests": 5000}}),
+            "spec.rollout.benchmark.requests: should be less than or equal to 1000 (got 5000)",
+            ("spec.rollout.benchmark.requests", "should be less than or equal to 1000"),
+        ),
+        id="benchmark-more-requests-than-the-old-revision-may-get",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"benchmark": {"minThroughputRatio": 0}}),
+            "spec.rollout.benchmark.minThroughputRatio: should be greater than 0 (got 0)",
+            ("spec.rollout.benchmark.minThroughputRatio", "should be greater than 0"),
+        ),
+        id="benchmark-throughput-ratio-zero",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"benchmark": {"prompts": {"configMapKeyRef": {"name": "prompts", "key": "chat/1.jsonl"}}}}),
+            "spec.rollout.benchmark.prompts.configMapKeyRef.key: must be a data key such as token or prompts.jsonl",
+            ("spec.rollout.benchmark.prompts.configMapKeyRef.key", "must be a data key such as token or prompts.jsonl"),
+        ),
+        id="benchmark-prompts-key-with-a-slash",
+    ),
+    pytest.param(
+        Case(
             ollama(ollama={"keepAlive": "forever"}),
             "spec.ollama.keepAlive: must be a duration such as 30m or 24h",
             ("spec.ollama.keepAlive", "must be a duration such as 30m or 24h"),

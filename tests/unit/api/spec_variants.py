@@ -367,6 +367,32 @@ BOUNDS: list[tuple[str, dict[str, Any], bool]] = [
     ("pod label app.kubernetes.io/part-of", {"template__podLabels": {"app.kubernetes.io/part-of": "x"}}, False),
     ("pod label turnout.dev/x", {"template__podLabels": {"turnout.dev/x": "x"}}, True),
     ("an ollama model with a registry and a port", {"ollama__model": "host:5000/m:q4"}, False),
+    ("benchmark of 1000 requests", {"rollout__benchmark": {"requests": 1000}}, False),
+    ("benchmark of 1001 requests", {"rollout__benchmark": {"requests": 1001}}, True),
+    ("benchmark of 0 requests", {"rollout__benchmark": {"requests": 0}}, True),
+    ("benchmark concurrency 64", {"rollout__benchmark": {"concurrency": 64}}, False),
+    ("benchmark concurrency 65", {"rollout__benchmark": {"concurrency": 65}}, True),
+    ("benchmark maxTokens 4097", {"rollout__benchmark": {"maxTokens": 4097}}, True),
+    ("benchmark timeout 9 s", {"rollout__benchmark": {"timeoutSeconds": 9}}, True),
+    ("benchmark timeout 3600 s", {"rollout__benchmark": {"timeoutSeconds": 3600}}, False),
+    ("benchmark maxErrorRatio 0", {"rollout__benchmark": {"maxErrorRatio": 0}}, False),
+    ("benchmark maxErrorRatio 1.5", {"rollout__benchmark": {"maxErrorRatio": 1.5}}, True),
+    ("benchmark maxLatencyRatio 0.7", {"rollout__benchmark": {"maxLatencyRatio": 0.7}}, False),
+    ("benchmark maxLatencyRatio 0", {"rollout__benchmark": {"maxLatencyRatio": 0}}, True),
+    ("benchmark minThroughputRatio 2.5", {"rollout__benchmark": {"minThroughputRatio": 2.5}}, False),
+    ("benchmark minThroughputRatio as text", {"rollout__benchmark": {"minThroughputRatio": "3"}}, True),
+    ("benchmark maxP95TtftSeconds 0", {"rollout__benchmark": {"maxP95TtftSeconds": 0}}, True),
+    ("benchmark minOutputTokensPerSecond 0.5", {"rollout__benchmark": {"minOutputTokensPerSecond": 0.5}}, False),
+    (
+        "benchmark prompts from a ConfigMap without a key",
+        {"rollout__benchmark": {"prompts": {"configMapKeyRef": {"name": "prompts"}}}},
+        True,
+    ),
+    (
+        "benchmark prompts from a ConfigMap key",
+        {"rollout__benchmark": {"prompts": {"configMapKeyRef": {"name": "prompts", "key": "chat.jsonl"}}}},
+        False,
+    ),
 ]
 
 

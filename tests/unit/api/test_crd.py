@@ -147,7 +147,11 @@ def test_apply_time_ranges_match_the_models(root: dict[str, Any]) -> None:
 def test_defaults_in_the_crd_are_the_models_defaults(root: dict[str, Any]) -> None:
     """The API server fills these in; the operator must read the same values from an empty spec."""
     parsed = InferenceBackendSpec.model_validate(
-        {"engine": "vllm", "model": {"name": "m", "storage": {}}, "rollout": {"canary": {"steps": [{"setWeight": 5}]}}}
+        {
+            "engine": "vllm",
+            "model": {"name": "m", "storage": {}},
+            "rollout": {"canary": {"steps": [{"setWeight": 5}]}, "benchmark": {}},
+        }
     )
     dumped = parsed.model_dump(mode="json", by_alias=True)
     spec_schema = root["properties"]["spec"]

@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 import pytest
 
 from testground.behaviour import Behaviour, BehaviourError, Degradation, Mode
@@ -81,3 +83,46 @@ def test_errors_are_spread_evenly_and_exactly() -> None:
     assert Degradation(error_ratio=0.29).errors_among(100) == 29
     assert Degradation(error_ratio=1.0).errors_among(7) == 7
     assert Degradation().errors_among(1000) == 0
+
+
+@pytest.mark.parametrize(
+    ("ttft", "pace", "jitter", "says"),
+    [
+        ("-0.1", "0", "0", "ttft '-0.1': seconds >= 0 to the first token"),
+        ("0", "fast", "0", "'fast' is not a number"),
+        ("0", "inf", "0", "tokens per second 'inf': output tokens a second >= 0"),
+        ("0", "0", "2", "jitter '2': a share from 0 to 1"),
+    ],
+)
+def test_a_pace_that_cannot_be_read_says_what_to_write(ttft: str, pace: str, jitter: str, says: str) -> None:
+    with pytest.raises(BehaviourError, match=says):
+        Degradation(
+            ttft_seconds=Degradation.parse_ttft(ttft),
+            tokens_per_second=Degradation.parse_tokens_per_second(pace),
+            jitter=Degradation.parse_jitter(jitter),
+        )
+
+
+def test_a_pace_round_trips_through_the_simhosts_json() -> None:
+    paced = Degradation(0.1, 0.5, ttft_seconds=0.2, tokens_per_second=40.0, jitter=0.25)
+    assert Degradation.from_json(paced.to_json()) == paced
+    assert Degradation.from_json({"error_ratio": 0.1}) == Degradation(error_ratio=0.1)
+
+
+def test_the_waits_are_the_ttft_then_one_over_the_pace_each() -> None:
+    never: Callable[[float, float], float] = lambda low, high: pytest.fail("no jitter, no draw")  # noqa: E731
+    assert Degradation(ttft_seconds=0.2, tokens_per_second=40).waits(4, never) == [0.2, 0.025, 0.025, 0.025]
+    assert Degradation().waits(3, never) == [0.0, 0.0, 0.0]
+    assert Degradation(tokens_per_second=10).waits(0, never) == []
+
+
+def test_jitter_draws_each_wait_from_its_band() -> None:
+    bands: list[tuple[float, float]] = []
+
+    def highest(low: float, high: float) -> float:
+        bands.append((low, high))
+        return high
+
+    waits = Degradation(ttft_seconds=1.0, tokens_per_second=4, jitter=0.5).waits(3, highest)
+    assert waits == [1.5, 0.375, 0.375]
+    assert bands == [(0.5, 1.5)] * 3

@@ -131,18 +131,33 @@ def test_annotations_choose_engine_and_behaviour() -> None:
 
 
 def test_annotations_degrade_either_engine() -> None:
-    degrading = {"sim.turnout.dev/error-ratio": "0.2", "sim.turnout.dev/latency": "1.5"}
+    degrading = {
+        "sim.turnout.dev/error-ratio": "0.2",
+        "sim.turnout.dev/latency": "1.5",
+        "sim.turnout.dev/ttft": "0.25",
+        "sim.turnout.dev/tokens-per-second": "40",
+        "sim.turnout.dev/jitter": "0.1",
+    }
     for container in (VLLM, OLLAMA):
         found = pod_sim(pod(container, degrading))
         assert found is not None
-        assert found.degradation == Degradation(error_ratio=0.2, latency_seconds=1.5)
+        assert found.degradation == Degradation(
+            error_ratio=0.2, latency_seconds=1.5, ttft_seconds=0.25, tokens_per_second=40, jitter=0.1
+        )
     plain = pod_sim(pod(VLLM))
     assert plain is not None
     assert plain.degradation == Degradation()
 
 
 @pytest.mark.parametrize(
-    ("annotation", "value"), [("sim.turnout.dev/error-ratio", "20%"), ("sim.turnout.dev/latency", "-2")]
+    ("annotation", "value"),
+    [
+        ("sim.turnout.dev/error-ratio", "20%"),
+        ("sim.turnout.dev/latency", "-2"),
+        ("sim.turnout.dev/ttft", "200ms"),
+        ("sim.turnout.dev/tokens-per-second", "-40"),
+        ("sim.turnout.dev/jitter", "1.5"),
+    ],
 )
 def test_a_degradation_that_cannot_be_read_names_its_annotation(annotation: str, value: str) -> None:
     with pytest.raises(PodConfigError, match=f"annotation {annotation}: "):
@@ -164,6 +179,8 @@ def test_behaviour_and_degradation_change_a_running_simulator_and_nothing_else_d
     assert slower.live_update(running) == (None, Degradation(latency_seconds=2))
     assert failing.live_update(running) == (Behaviour.parse("fail-after:0"), None)
     assert both.live_update(running) == (both.behaviour, both.degradation)
+    paced = dataclasses.replace(running, degradation=Degradation(tokens_per_second=40, ttft_seconds=0.2))
+    assert paced.live_update(running) == (None, paced.degradation)
     assert dataclasses.replace(running, port=9000).live_update(running) is None
     assert dataclasses.replace(slower, models=("other",)).live_update(running) is None
 
