@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from turnout.api.status import Phase
 from turnout.engines import ENGINES
+from turnout.rollout.actions import Benchmarked
 
 # How a cutover can end (the values of `turnout.rollout.actions.CutoverResult`).
 CUTOVER_RESULTS = ("promoted", "rolled_back", "superseded", "aborted")
@@ -40,6 +41,19 @@ SERVING_FAILURES = Counter(
 )
 RECONCILES = Counter("turnout_reconciles", "Reconciles that ran to their end (observe, plan, execute, status).")
 RECONCILE_ERRORS = Counter("turnout_reconcile_errors", "Reconcile attempts that failed, by kind.", ["kind"])
+BENCHMARKS = Counter("turnout_benchmarks", "Benchmark gates judged, by verdict (passed, failed).", ["verdict"])
+BENCHMARK_THROUGHPUT = Histogram(
+    "turnout_benchmark_output_tokens_per_second",
+    "Output tokens/s one pod served under the benchmark, by role (new: the revision judged; old: the serving one).",
+    ["role"],
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+BENCHMARK_TTFT = Histogram(
+    "turnout_benchmark_ttft_p95_seconds",
+    "p95 time to first token of one pod under the benchmark, by role (new, old), in seconds.",
+    ["role"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 SWITCH_LATENCY = Histogram(
     "turnout_switch_latency_seconds",
     "From the new color proven to the Service's selector patched, in seconds.",
@@ -53,6 +67,8 @@ for _engine in ENGINES:
     CHECK_LATENCY.labels(engine=_engine.value)
 for _result in CUTOVER_RESULTS:
     CUTOVERS.labels(result=_result)
+for _verdict in ("passed", "failed"):
+    BENCHMARKS.labels(verdict=_verdict)
 
 # (namespace, name) -> (engine, phase): one phase per backend; the gauge is recomputed from it.
 _phases: dict[tuple[str, str], tuple[str, str]] = {}
@@ -141,3 +157,14 @@ def _recount() -> None:
 
 def _known_series() -> set[tuple[str, str]]:
     return {(m.labels["phase"], m.labels["engine"]) for metric in BACKENDS.collect() for m in metric.samples}
+
+
+def record_benchmark(benchmarked: Benchmarked) -> None:
+    """One benchmark gate judged: its verdict, and each pod's throughput and p95 TTFT."""
+    BENCHMARKS.labels(verdict="passed" if benchmarked.passed else "failed").inc()
+    for role, result in (("new", benchmarked.new), ("old", benchmarked.old)):
+        if result is None:
+            continue
+        BENCHMARK_THROUGHPUT.labels(role=role).observe(result.output_tokens_per_second)
+        if result.ttft_p95_seconds is not None:
+            BENCHMARK_TTFT.labels(role=role).observe(result.ttft_p95_seconds)

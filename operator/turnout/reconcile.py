@@ -15,9 +15,10 @@ from typing import Any
 
 from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
+from turnout.kube.benchmark import run_benchmark
 from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
-from turnout.kube.observe import Checker, Scraper, api_key_digest, observe
+from turnout.kube.observe import Benchmarker, Checker, Scraper, api_key_digest, observe
 from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
 
@@ -57,12 +58,14 @@ async def reconcile(
     *,
     checker: Checker | None = None,
     scraper: Scraper | None = None,
+    benchmarker: Benchmarker | None = None,
     clock: Clock = utc_now,
 ) -> float:
     """Bring one backend one step closer to its spec; return seconds until it should be looked at again.
 
     `checker` runs the check rounds (default: `run_checks`, HTTP to the pods), `scraper` reads a
-    canary's traffic (default: `scrape_traffic`, the pods' metrics); `clock` tells the time.
+    canary's traffic (default: `scrape_traffic`, the pods' metrics), `benchmarker` runs the benchmark
+    gate (default: `run_benchmark`); `clock` tells the time.
     """
     # Read the backend afresh: a watched copy can lag behind the status this loop just wrote,
     # and deciding on a stale status would undo the last step (e.g. scale a rolled-back color up).
@@ -75,7 +78,7 @@ async def reconcile(
     if isinstance(desired, Backend):
         desired = replace(desired, api_key_digest=await api_key_digest(cluster, desired))
     backend = desired if isinstance(desired, Backend) else None
-    observed = await observe(cluster, body, backend, clock(), checker, scraper)
+    observed = await observe(cluster, body, backend, clock(), checker, scraper, benchmarker or run_benchmark)
     decided_at = time.monotonic()
     result = plan(desired, observed)
     if result.actions:
@@ -95,6 +98,8 @@ async def reconcile(
     metrics.set_backend_phase(ref.namespace, ref.name, str(engine), result.status.phase.value)
     if switched_at is not None and observed.check is not None and observed.check.passed:
         metrics.record_switch_latency(switched_at - decided_at)
+    if result.benchmarked is not None:
+        metrics.record_benchmark(result.benchmarked)
     if result.serving_failed is not None:
         metrics.record_serving_failure(result.serving_failed)
     if result.finished is not None:

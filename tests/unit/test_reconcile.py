@@ -215,4 +215,8 @@ def test_every_phase_is_reached_through_the_real_reconcile(operator: InProcessOp
     reconcile()
     operator.pods_ready(GREEN)
     reconcile(5)  # Verifying, then Canary: half the Ready pods behind the Service are green's
+    operator.edit(spec(rollout={"benchmark": {}}, model={"name": "Qwen/Qwen2.5-7B-Instruct", "servedName": "chat"}))
+    reconcile()
+    operator.pods_ready(GREEN)
+    reconcile(5)  # Verifying, then Benchmarking
     assert set(seen) == {phase.value for phase in Phase}, seen

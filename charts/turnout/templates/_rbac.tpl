@@ -43,6 +43,10 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# The JSONL prompts of rollout.benchmark.prompts.configMapKeyRef, read by name; no list or watch.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
 # The HTTPRoute a canary names: read by name, and replaced with only the weights of its refs to
 # the color Services changed (the resourceVersion read makes a concurrent edit a 409). No list, watch, create.
 - apiGroups: [gateway.networking.k8s.io]

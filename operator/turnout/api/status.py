@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from turnout.api.benchmark import BenchmarkStatus
 from turnout.api.traffic import TrafficCounters
 
 
@@ -29,6 +30,7 @@ class Phase(StrEnum):
     PROGRESSING = "Progressing"
     VERIFYING = "Verifying"
     PAUSED = "Paused"
+    BENCHMARKING = "Benchmarking"
     CANARY = "Canary"
     BAKING = "Baking"
     HEALTHY = "Healthy"
@@ -156,6 +158,8 @@ class InferenceBackendStatus(StatusModel):
     """Passing check rounds in a row in the current phase."""
     check_failures: int = 0
     """Failing check rounds in a row in the current phase."""
+    benchmark: BenchmarkStatus | None = None
+    """The last benchmark (`rollout.benchmark`): the revision it judged, each color's numbers, the verdict."""
     canary: CanaryStatus | None = None
     """The canary in flight (strategy Canary), from the moment its pods proved they serve the model."""
     last_check_time: str | None = None

@@ -60,6 +60,7 @@ class ClusterApi(Protocol):
     def get_service(self, namespace: str, name: str) -> KubeObject | None: ...
     def get_claim(self, namespace: str, name: str) -> KubeObject | None: ...
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None: ...
+    def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None: ...
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None: ...
     def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject: ...
     def apply(self, obj: KubeObject) -> None: ...
@@ -134,6 +135,15 @@ class Cluster:
         secret = self._core.read_namespaced_secret(name, namespace, _request_timeout=SECRET_READ_TIMEOUT_SECONDS)
         encoded = (secret.data or {}).get(key)
         return base64.b64decode(encoded) if encoded is not None else None
+
+    def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of one ConfigMap's `data`; None when it has no such key.
+
+        Raises ApiException as the API server answers: 404 when there is no such ConfigMap.
+        """
+        found = self._core.read_namespaced_config_map(name, namespace, _request_timeout=SECRET_READ_TIMEOUT_SECONDS)
+        value: str | None = (found.data or {}).get(key)
+        return value
 
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
         """The HTTPRoute (gateway.networking.k8s.io/v1) as stored, resourceVersion included; None when

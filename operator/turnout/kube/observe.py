@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from turnout.api.backend import Backend
 from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PROMOTE_ANNOTATION, REVISION_LABEL
 from turnout.api.spec import Strategy
-from turnout.api.status import Color, InferenceBackendStatus
+from turnout.api.status import Color, InferenceBackendStatus, Phase
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.checks.traffic import TrafficScrape, scrape_color
 from turnout.engines.probe import bearer_token_problem
@@ -36,6 +36,7 @@ from turnout.render.route import (
 )
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.observed import (
+    BenchmarkRun,
     CheckOutcome,
     ColorState,
     FailureReason,
@@ -51,6 +52,12 @@ log = logging.getLogger("turnout")
 Checker = Callable[[ClusterApi, Backend, Sequence[KubeObject], Color], Awaitable[CheckOutcome | None]]
 """One round of checks over the pods of a color, given the backend and its pods: `run_checks`, or a test's.
 None when no round could be run this time: nothing is counted, and the next reconcile tries again."""
+
+Benchmarker = Callable[
+    [ClusterApi, Backend, InferenceBackendStatus, Sequence[KubeObject]], Awaitable[BenchmarkRun | None]
+]
+"""The benchmark of the revision being proven against the serving one (`run_benchmark`, or a test's);
+None when it cannot run now and is tried again at the next reconcile."""
 
 Scraper = Callable[[Backend, Sequence[CheckTarget]], Awaitable[TrafficScrape]]
 """What the given Ready pods of one color have served, from the engine's own metrics: `scrape_traffic`,
@@ -224,11 +231,13 @@ async def observe(
     now: datetime,
     checker: Checker | None = None,
     scraper: Scraper | None = None,
+    benchmarker: Benchmarker | None = None,
 ) -> Observed:
     """Read everything `plan` needs about one backend, and run this round's checks if due.
 
     The round is run by `checker`, by default `run_checks` (HTTP to the pods); a canary step's round
-    also reads both colors' traffic with `scraper`, by default `scrape_traffic`.
+    also reads both colors' traffic with `scraper`, by default `scrape_traffic`. In phase Benchmarking
+    `benchmarker` runs the benchmark (`reconcile` gives `run_benchmark`; None: no benchmark is run).
     """
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -240,6 +249,7 @@ async def observe(
     claim_exists = False
     check: CheckOutcome | None = None
     traffic: TrafficSample | None = None
+    benchmark: BenchmarkRun | None = None
     route: RouteState | None = None
     conflicts: list[str] = []
     if backend is not None:
@@ -266,6 +276,8 @@ async def observe(
         if target is not None:
             check = await (checker or run_checks)(cluster, backend, pods, target)
             traffic = await read_traffic(backend, status, pods, target, scraper or scrape_traffic)
+        if benchmarker is not None and benchmark_due(backend, status):
+            benchmark = await benchmarker(cluster, backend, status, pods)
     annotations = meta.get("annotations") or {}
     return Observed(
         now=now,
@@ -280,6 +292,7 @@ async def observe(
         claim_exists=claim_exists,
         check=check,
         traffic=traffic,
+        benchmark=benchmark,
         route=route,
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
@@ -345,6 +358,16 @@ async def run_checks(
         client=client,
     )
     return CheckOutcome(result.passed, result.message)
+
+
+def benchmark_due(backend: Backend, status: InferenceBackendStatus) -> bool:
+    """The status says the spec's revision waits for its benchmark (phase Benchmarking)."""
+    return (
+        status.phase is Phase.BENCHMARKING
+        and backend.spec.rollout.benchmark is not None
+        and status.preview_color is not None
+        and status.preview_revision == backend.revision
+    )
 
 
 async def read_route(cluster: ClusterApi, backend: Backend, uid: str, conflicts: list[str]) -> RouteState | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from turnout.api.benchmark import BenchmarkResult
 from turnout.api.status import Color
 
 
@@ -69,6 +70,15 @@ class RecordEvent:
     type: EventType
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class Benchmarked:
+    """A benchmark gate was judged; the executor records it in metrics."""
+
+    passed: bool
+    new: BenchmarkResult | None
+    old: BenchmarkResult | None
 
 
 class CutoverResult(StrEnum):

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from turnout.api.benchmark import BenchmarkStatus
 from turnout.api.labels import ABORT_ANNOTATION, PROMOTE_ANNOTATION
 from turnout.api.status import Color, ConditionType, Phase
+from turnout.benchmark.gates import judge as judge_benchmark
 from turnout.rollout.actions import (
     ApplyClaim,
     ApplyDeployment,
     ApplyService,
+    Benchmarked,
     CutoverResult,
     EventType,
     ScaleDeployment,
@@ -185,6 +188,10 @@ class BlueGreen(Step):
 
     def verify(self) -> Plan:
         status = self.status
+        done = status.benchmark
+        judged = done is not None and done.revision == self.revision and done.verdict is not None
+        if status.phase is Phase.BENCHMARKING or (judged and self.degraded_by(FailureReason.BENCHMARK_FAILED)):
+            return self.proven()  # proven by the checks already: the benchmark goes on, or stands
         if status.phase not in (Phase.VERIFYING, Phase.PAUSED):
             # A first revision whose checks failed is checked again without a new announcement.
             again = status.phase is Phase.DEGRADED and self.degraded_by(FailureReason.CHECK_FAILED)
@@ -198,7 +205,10 @@ class BlueGreen(Step):
         return self.proven()
 
     def proven(self) -> Plan:
-        """The preview passed its checks: switch, or wait for a promotion."""
+        """The preview passed its checks: benchmark it if asked, then switch or wait for a promotion."""
+        benchmarking = self.benchmark_gate()
+        if benchmarking is not None:
+            return benchmarking
         status = self.status
         # As in Argo Rollouts, the first revision has nothing to wait beside: it is promoted at once.
         promoted = self.rollout.auto_promote or self.observed.promote == self.revision or status.active_color is None
@@ -211,6 +221,46 @@ class BlueGreen(Step):
             self.condition(ConditionType.PROGRESSING, True, "Paused", "waiting for promotion")
             return self.done()
         return self.switch()
+
+    def benchmark_gate(self) -> Plan | None:
+        """The plan while the benchmark of `rollout.benchmark` runs or after it failed; None once the
+        spec's revision passed it, or when there is none to pass.
+
+        Entering phase Benchmarking asks the next reconcile's observation to run it (one pod of the
+        preview, then one of the serving color): its numbers and verdict go to `status.benchmark`.
+        """
+        spec = self.rollout.benchmark
+        status = self.status
+        done = status.benchmark
+        if spec is None or (
+            done is not None and done.revision == self.revision and done.verdict and done.verdict.passed
+        ):
+            return None
+        preview, active = status.preview_color, status.active_color
+        assert preview is not None
+        if done is not None and done.revision == self.revision and done.verdict is not None:
+            # Failed, and nothing to roll back to (a first revision): not run again until the spec changes.
+            return self.degrade(FailureReason.BENCHMARK_FAILED, done.verdict.message)
+        if status.phase is not Phase.BENCHMARKING:
+            then = f", then one of {active}" if active is not None else ""
+            self.enter(Phase.BENCHMARKING, f"revision {self.revision}: benchmarking one pod of {preview}{then}")
+            self.condition(ConditionType.PROGRESSING, True, "Benchmarking", f"revision {self.revision} on {preview}")
+            status.benchmark = BenchmarkStatus(revision=self.revision)
+            self.requeue_after = 0.5
+            return self.done()
+        run = self.observed.benchmark
+        if run is None:
+            return self.done()  # not run this time: the next reconcile runs it
+        if run.new is None:
+            return self.fail(FailureReason.BENCHMARK_FAILED, run.problem)
+        verdict = judge_benchmark(run.new, run.old, spec)
+        results = {preview.value: run.new, **({active.value: run.old} if active is not None else {})}
+        status.benchmark = BenchmarkStatus(revision=self.revision, verdict=verdict, **results)
+        self.benchmarked = Benchmarked(passed=verdict.passed, new=run.new, old=run.old)
+        if not verdict.passed:
+            return self.fail(FailureReason.BENCHMARK_FAILED, verdict.message)
+        self.event(EventType.NORMAL, "Benchmarked", f"revision {self.revision}: {verdict.message}")
+        return None
 
     def switch(self, revision: str | None = None) -> Plan:
         """Point the Service at the proven preview; the old color stays warm through the bake.

@@ -188,6 +188,9 @@ class Canary(BlueGreen):
         """The canary's pods serve the model: its first step starts."""
         if self.status.active_color is None:
             return super().proven()
+        benchmarking = self.benchmark_gate()
+        if benchmarking is not None:
+            return benchmarking
         self.event(EventType.NORMAL, "CanaryStarted", f"revision {self.revision} proven on {self.preview}")
         return self.start_step(0)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from turnout.api.benchmark import BenchmarkResult
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.api.traffic import TrafficCounters
 
@@ -23,6 +24,7 @@ class FailureReason(StrEnum):
     CHECK_FAILED = "CheckFailed"
     ANALYSIS_FAILED = "AnalysisFailed"
     APPLY_FAILED = "ApplyFailed"
+    BENCHMARK_FAILED = "BenchmarkFailed"
     ABORTED = "Aborted"
 
 
@@ -76,6 +78,17 @@ class TrafficSample:
 
 
 @dataclass(frozen=True)
+class BenchmarkRun:
+    """The benchmark run in this reconcile: one pod of the new revision, then one of the serving one."""
+
+    new: BenchmarkResult | None
+    old: BenchmarkResult | None
+    """None when nothing serves yet (a first revision), or the serving color has no Ready pod."""
+    problem: str = ""
+    """Why it could not run (no Ready pod of the new revision, the prompts' ConfigMap missing)."""
+
+
+@dataclass(frozen=True)
 class RouteState:
     """The HTTPRoute a canary moves traffic with, and the Services of each color its refs name."""
 
@@ -119,6 +132,8 @@ class Observed:
     """The check round run for this reconcile, on the color `check_due()` named."""
     traffic: TrafficSample | None = None
     """A canary's traffic, read with the check round of a step (engines that serve metrics only)."""
+    benchmark: BenchmarkRun | None = None
+    """The benchmark run in this reconcile (phase Benchmarking)."""
     route: RouteState | None = None
     """The HTTPRoute of a canary with `canary.traffic.httpRoute`; None without one."""
     promote: str | None = None

@@ -20,6 +20,7 @@ from turnout.rollout.actions import (
     Action,
     ApplyDeployment,
     ApplyService,
+    Benchmarked,
     CutoverFinished,
     CutoverResult,
     EventType,
@@ -48,6 +49,8 @@ class Plan:
     finished: CutoverFinished | None = None
     serving_failed: str | None = None
     """The reason, when the revision that serves failed its checks in this step (for the metrics)."""
+    benchmarked: Benchmarked | None = None
+    """A benchmark gate judged in this step (for the metrics)."""
 
 
 class Step(ABC):
@@ -66,6 +69,7 @@ class Step(ABC):
         self.requeue_after = IDLE_RESYNC_SECONDS
         self.finished: CutoverFinished | None = None
         self.serving_failed: str | None = None
+        self.benchmarked: Benchmarked | None = None
 
     @abstractmethod
     def decide(self) -> Plan:
@@ -421,4 +425,5 @@ class Step(ABC):
             requeue_after=max(self.requeue_after, 0.5),
             finished=self.finished,
             serving_failed=self.serving_failed,
+            benchmarked=self.benchmarked,
         )

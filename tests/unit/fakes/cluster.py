@@ -103,6 +103,9 @@ class FakeCluster:
         encoded = {key: base64.b64encode(value).decode() for key, value in raw.items()}
         self.objects["Secret", namespace, name] = {"metadata": {"name": name, "namespace": namespace}, "data": encoded}
 
+    def put_config_map(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.objects["ConfigMap", namespace, name] = {"metadata": {"name": name, "namespace": namespace}, "data": data}
+
     def put_http_route(self, namespace: str, name: str, spec: KubeObject) -> KubeObject:
         """`kubectl apply` of an HTTPRoute (gateway.networking.k8s.io/v1) with `spec`: created, or changed
         as another writer would change it (a new resourceVersion). Returns it as stored."""
@@ -227,6 +230,13 @@ class FakeCluster:
             raise ApiException(status=404, reason="Not Found")
         encoded = secret.get("data", {}).get(key)
         return base64.b64decode(encoded) if encoded is not None else None
+
+    def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
+        found = self.objects.get(("ConfigMap", namespace, name))
+        if found is None:
+            raise ApiException(status=404, reason="Not Found")
+        value: str | None = found.get("data", {}).get(key)
+        return value
 
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
         return self.http_route(namespace, name)

@@ -15,15 +15,16 @@ from typing import Any, TypeVar
 
 from tests.unit.fakes.cluster import FakeCluster, Write
 from turnout.api.backend import Backend
+from turnout.api.benchmark import BenchmarkResult
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.api.traffic import Histogram, TrafficCounters
 from turnout.checks import CheckTarget
 from turnout.checks.traffic import ScrapeFailure, TrafficScrape
 from turnout.kube.cluster import ClusterApi, KubeObject
-from turnout.kube.observe import Checker, Scraper, check_targets
+from turnout.kube.observe import Benchmarker, Checker, Scraper, check_targets
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
-from turnout.rollout.observed import CheckOutcome
+from turnout.rollout.observed import BenchmarkRun, CheckOutcome
 
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 NAMESPACE = "ml"
@@ -118,6 +119,40 @@ class ScriptedTraffic:
         return TrafficScrape(self.counters[color], len(targets), ())
 
 
+def benchmark_result(tokens_per_second: float, *, errors: int = 0, requests: int = 100) -> BenchmarkResult:
+    """What a benchmark of one pod reports, at `tokens_per_second`, with `errors` of `requests` failing."""
+    return BenchmarkResult(
+        requests=requests,
+        completed=requests - errors,
+        errors=errors,
+        duration_seconds=10.0,
+        output_tokens=int(tokens_per_second * 10),
+        output_tokens_per_second=tokens_per_second,
+        requests_per_second=requests / 10,
+        ttft_p50_seconds=0.1,
+        ttft_p95_seconds=0.2,
+        latency_p50_seconds=1.0,
+        latency_p95_seconds=2.0,
+    )
+
+
+class ScriptedBenchmarks:
+    """Benchmark runs whose numbers the test sets per color in `results` (by default alike); `runs`
+    lists the (new, old) colors of each run."""
+
+    def __init__(self) -> None:
+        self.results: dict[Color, BenchmarkResult] = {color: benchmark_result(100.0) for color in Color}
+        self.runs: list[tuple[Color, Color | None]] = []
+
+    async def __call__(
+        self, cluster: ClusterApi, backend: Backend, status: InferenceBackendStatus, pods: Sequence[KubeObject]
+    ) -> BenchmarkRun:
+        preview, active = status.preview_color, status.active_color
+        assert preview is not None
+        self.runs.append((preview, active))
+        return BenchmarkRun(self.results[preview], self.results[active] if active is not None else None)
+
+
 class InProcessOperator:
     """The backend `ml/chat` reconciled by the real `reconcile`, on the fake cluster, at `now`."""
 
@@ -129,6 +164,9 @@ class InProcessOperator:
         self.traffic = ScriptedTraffic()
         self.scraper: Scraper = self.traffic
         """What reads a canary's traffic: the scripted `traffic` by default."""
+        self.benchmarks = ScriptedBenchmarks()
+        self.benchmarker: Benchmarker = self.benchmarks
+        """What runs a benchmark gate: the scripted `benchmarks`, or the real `run_benchmark`."""
         self.now = START
         self.events: list[RecordEvent] = []
         self.last_writes: list[Write] = []
@@ -171,6 +209,7 @@ class InProcessOperator:
                     self.events.append,
                     checker=self.checker,
                     scraper=self.scraper,
+                    benchmarker=self.benchmarker,
                     clock=lambda: self.now,
                 )
             )
