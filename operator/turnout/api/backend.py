@@ -72,6 +72,7 @@ class Backend:
             *self.profile.problems(self),
             *_storage_problems(self.spec),
             *_canary_problems(self.spec),
+            *_benchmark_problems(self.spec),
             *_template_problems(self.spec),
         ]
 
@@ -238,6 +239,16 @@ def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
         return []
     got = rules.RWOP_NEEDS_ONE_POD_GOT.format(spec.rollout.strategy.value, spec.replicas)
     return [f"spec.model.storage.accessModes: {got}"]
+
+
+def _benchmark_problems(spec: InferenceBackendSpec) -> list[str]:
+    """The rule of `turnout.api.rules` on `rollout.benchmark`: ratios need a serving revision to compare with."""
+    benchmark = spec.rollout.benchmark
+    if spec.rollout.strategy is not Strategy.RECREATE or benchmark is None:
+        return []
+    if benchmark.min_throughput_ratio is None and benchmark.max_latency_ratio is None:
+        return []
+    return [f"spec.rollout.benchmark: {rules.RECREATE_HAS_NOTHING_TO_COMPARE}"]
 
 
 def _canary_problems(spec: InferenceBackendSpec) -> list[str]:

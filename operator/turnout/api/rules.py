@@ -65,6 +65,11 @@ CANARY_NEEDS_TWO_PODS = (
     "a canary runs both revisions at once: with replicas 1 it needs canary.maxSurge 1 or more; "
     "use strategy Recreate to replace a single replica without a spare GPU"
 )
+RECREATE_HAS_NOTHING_TO_COMPARE = (
+    "strategy Recreate scales the serving revision down before the new one starts, so a benchmark has "
+    "nothing to compare with: use the absolute gates (minOutputTokensPerSecond, maxP95TtftSeconds), "
+    "or strategy BlueGreen or Canary for minThroughputRatio and maxLatencyRatio"
+)
 # The HTTPRoute refers to one Service per color, `<service>-blue` and `<service>-green`.
 MAX_ROUTED_SERVICE_NAME_LENGTH = 63 - len("-green")
 ROUTED_SERVICE_NAME_TOO_LONG = (
@@ -81,6 +86,11 @@ _HAS_CANARY = f"(has(self.rollout) && has({_CANARY}))"
 _MAX_SURGE = f"({_HAS_CANARY} && has({_CANARY}.maxSurge) ? {_CANARY}.maxSurge : 1)"
 _HAS_ROUTE = f"({_HAS_CANARY} && has({_CANARY}.traffic) && has({_CANARY}.traffic.httpRoute))"
 _WEIGHTS = "self.filter(s, has(s.setWeight)).map(s, s.setWeight)"
+_BENCHMARK = "self.rollout.benchmark"
+_HAS_RATIO_GATE = (
+    f"(has(self.rollout) && has({_BENCHMARK}) "
+    f"&& (has({_BENCHMARK}.minThroughputRatio) || has({_BENCHMARK}.maxLatencyRatio)))"
+)
 _RESERVED = f"k in {cel_list(RESERVED_LABELS)} || k.startsWith('{RESERVED_LABEL_PREFIX}')"
 
 RULES: tuple[Rule, ...] = (
@@ -111,6 +121,12 @@ RULES: tuple[Rule, ...] = (
         cel_format(RWOP_NEEDS_ONE_POD_GOT, _STRATEGY, _REPLICAS),
     ),
     Rule(("spec",), f"{_STRATEGY} != 'Canary' || {_HAS_CANARY}", CANARY_NEEDS_STEPS, ".rollout.strategy"),
+    Rule(
+        ("spec",),
+        f"{_STRATEGY} != 'Recreate' || !{_HAS_RATIO_GATE}",
+        RECREATE_HAS_NOTHING_TO_COMPARE,
+        ".rollout.benchmark",
+    ),
     Rule(
         ("spec",),
         f"{_STRATEGY} != 'Canary' || {_REPLICAS} != 1 || {_MAX_SURGE} > 0",

@@ -475,6 +475,14 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            vllm(rollout={"strategy": "Recreate", "benchmark": {"minThroughputRatio": 3.0}}),
+            "spec.rollout.benchmark: strategy Recreate scales the serving revision down before the new one starts",
+            ("spec.rollout.benchmark", "strategy Recreate scales the serving revision down before the new one starts"),
+        ),
+        id="recreate-benchmark-ratio",
+    ),
+    pytest.param(
+        Case(
             vllm(rollout={"strategy": "Canary"}),
             "spec.rollout.strategy: strategy Canary needs rollout.canary.steps",
             ("spec.rollout.strategy", "strategy Canary needs rollout.canary.steps"),

@@ -330,6 +330,17 @@ BOUNDS: list[tuple[str, dict[str, Any], bool]] = [
     ),
     ("strategy Canary without canary", {"rollout__strategy": "Canary"}, True),
     (
+        "Recreate, maxLatencyRatio",
+        {"rollout__strategy": "Recreate", "rollout__benchmark": {"maxLatencyRatio": 0.7}},
+        True,
+    ),
+    (
+        "Recreate, minOutputTokensPerSecond",
+        {"rollout__strategy": "Recreate", "rollout__benchmark": {"minOutputTokensPerSecond": 10}},
+        False,
+    ),
+    ("BlueGreen, minThroughputRatio", {"rollout__benchmark": {"minThroughputRatio": 3}}, False),
+    (
         "httpRoute with a service name of 57 characters",
         {
             "service__name": "s" * 57,
