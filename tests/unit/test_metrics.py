@@ -142,3 +142,19 @@ def test_serve_metrics_exposes_every_name_and_stops() -> None:
     with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
         sock.connect(("127.0.0.1", port))
     metrics.stop_metrics()  # idempotent
+
+
+def test_a_benchmark_is_counted_by_verdict_with_each_pods_numbers() -> None:
+    from tests.unit.fakes.operator import benchmark_result
+    from turnout.rollout.actions import Benchmarked
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    failed = sample("turnout_benchmarks_total", verdict="failed")
+    new_count = sample("turnout_benchmark_output_tokens_per_second_count", role="new")
+    old_sum = sample("turnout_benchmark_output_tokens_per_second_sum", role="old")
+    metrics.record_benchmark(Benchmarked(passed=False, new=benchmark_result(41.2), old=benchmark_result(38.0)))
+    assert sample("turnout_benchmarks_total", verdict="failed") == failed + 1
+    assert sample("turnout_benchmark_output_tokens_per_second_count", role="new") == new_count + 1
+    assert sample("turnout_benchmark_output_tokens_per_second_sum", role="old") == pytest.approx(old_sum + 38.0)
