@@ -12,9 +12,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.unit.fakes.operator import benchmark_result
 from turnout import metrics
 from turnout.api.spec import Engine
 from turnout.api.status import Phase
+from turnout.rollout.actions import Benchmarked
 
 
 def backends(phase: str, engine: str) -> float:
@@ -145,9 +147,6 @@ def test_serve_metrics_exposes_every_name_and_stops() -> None:
 
 
 def test_a_benchmark_is_counted_by_verdict_with_each_pods_numbers() -> None:
-    from tests.unit.fakes.operator import benchmark_result
-    from turnout.rollout.actions import Benchmarked
-
     def sample(name: str, **labels: str) -> float:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
