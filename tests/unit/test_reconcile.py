@@ -143,7 +143,7 @@ def test_an_invalid_spec_is_reported_and_nothing_is_applied(operator: InProcessO
     operator.reconcile()
     assert verbs(operator) == [("patch-status", "InferenceBackend", "chat")]
     status = operator.status()
-    assert status.phase == "Pending"
+    assert status.phase == "InvalidSpec"
     invalid, reason, message = condition(status, "InvalidSpec")
     assert (invalid, reason) == ("True", "InvalidSpec")
     assert "tensorParallelSize" in message
@@ -196,7 +196,9 @@ def test_every_phase_is_reached_through_the_real_reconcile(operator: InProcessOp
             seen.append(operator.status().phase)
 
     operator.create(spec(vllm={"tensorParallelSize": 3}))
-    reconcile()  # Pending: nothing valid to run
+    reconcile()  # InvalidSpec: nothing valid to run
+    operator.edit(spec(rollout=manual, replicas=0))
+    reconcile()  # Pending: nothing can be proven at zero replicas
     operator.edit(spec(rollout=manual))
     reconcile()  # Progressing
     operator.pods_ready(BLUE)

@@ -34,8 +34,18 @@ HEADER = (
 )
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Engine", "type": "string", "jsonPath": ".spec.engine"},
-    {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+    {
+        "name": "Engine",
+        "type": "string",
+        "jsonPath": ".status.activeEngine",
+        "description": "The engine of the revision the Service serves.",
+    },
+    {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".status.activeModel",
+        "description": "The model the revision the Service serves loads (after a rollback, not the spec's).",
+    },
     {
         "name": "Served",
         "type": "string",
@@ -54,6 +64,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "Revision", "type": "string", "jsonPath": ".status.activeRevision", "priority": 1},
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": ".status.lastFailureReason",
+        "priority": 1,
+        "description": "Why the last failed revision failed (ReadyTimeout, CheckFailed, BenchmarkFailed, ...).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

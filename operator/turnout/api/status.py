@@ -27,6 +27,7 @@ class Phase(StrEnum):
     """Where the backend stands, as `kubectl get ib` shows it."""
 
     PENDING = "Pending"
+    INVALID_SPEC = "InvalidSpec"
     PROGRESSING = "Progressing"
     VERIFYING = "Verifying"
     PAUSED = "Paused"
@@ -132,6 +133,17 @@ class CanaryStatus(StatusModel):
     """The counters the step's window opened with (taken once the step's weight is in effect)."""
 
 
+class ServedModel(StatusModel):
+    """What one revision's pods serve."""
+
+    revision: str
+    """The revision."""
+    engine: str
+    """vllm or ollama."""
+    model: str
+    """The model the engine loads (its own override, such as `ollama.model`, when set)."""
+
+
 class InferenceBackendStatus(StatusModel):
     """What turnout observed and decided."""
 
@@ -140,6 +152,13 @@ class InferenceBackendStatus(StatusModel):
     """The color the Service selects."""
     active_revision: str | None = None
     """Revision (hash of the pod-affecting spec) the Service serves."""
+    active_engine: str | None = None
+    """The engine of the revision the Service serves (after a rollback, not the spec's)."""
+    active_model: str | None = None
+    """The model the revision the Service serves loads (after a rollback, not the spec's)."""
+    served_models: list[ServedModel] = Field(default_factory=list)
+    """Engine and model of each revision the status names (active, preview, previous). A list, not a
+    map: the status is merge-patched, which replaces a list but would keep a map's old keys."""
     preview_color: Color | None = None
     """The color being proven, while a cutover runs."""
     preview_revision: str | None = None

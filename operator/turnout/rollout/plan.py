@@ -97,10 +97,12 @@ def _plan_conflict(observed: Observed) -> Plan:
 
 
 def _plan_invalid(error: InvalidSpec, observed: Observed) -> Plan:
-    """An invalid spec changes nothing in the cluster; it is reported, once, and waited out."""
+    """An invalid spec changes nothing in the cluster; it is reported, once, and waited out. With
+    nothing serving nor in flight, the phase says so; otherwise the phase stays (the condition
+    tells), and with it what the next valid spec resumes from, such as a switch whose status was lost."""
     plan = _report_and_wait(observed, ConditionType.INVALID_SPEC, str(error))
-    if plan.status.active_color is None:
-        plan.status.phase = Phase.PENDING
+    if plan.status.active_color is None and plan.status.preview_color is None:
+        plan.status.phase = Phase.INVALID_SPEC
     return plan
 
 

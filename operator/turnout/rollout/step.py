@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from turnout.api.backend import Backend
 from turnout.api.labels import color_selector
 from turnout.api.spec import ServiceType
-from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
+from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase, ServedModel
 from turnout.rollout.actions import (
     Action,
     ApplyDeployment,
@@ -302,8 +302,9 @@ class Step(ABC):
         return None
 
     def report_active(self) -> None:
-        """Replica counts, scale selector and the Ready condition, from the active color."""
+        """Replica counts, scale selector, what is served and the Ready condition, from the active color."""
         status = self.status
+        self.report_served()
         active = status.active_color
         if active is None:
             status.ready_replicas = 0
@@ -323,6 +324,20 @@ class Step(ABC):
             return
         serving = state.ready > 0
         self.condition(ConditionType.READY, serving, "Serving" if serving else "NoReadyPods", counts)
+
+    def report_served(self) -> None:
+        """Remember what the spec's revision serves while the status names it, and show the active one's."""
+        status = self.status
+        named = {status.active_revision, status.preview_revision, status.previous_revision} - {None}
+        served = {found.revision: found for found in status.served_models if found.revision in named}
+        if self.revision in named:
+            served[self.revision] = ServedModel(
+                revision=self.revision, engine=self.backend.engine.value, model=self.backend.model_name
+            )
+        status.served_models = sorted(served.values(), key=lambda found: found.revision)
+        active = served.get(status.active_revision or "")
+        status.active_engine = active.engine if active else None
+        status.active_model = active.model if active else None
 
     def refused_for_this_spec(self) -> bool:
         """The API server refused a write for the spec generation being reconciled (not a failed revision's)."""
