@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
+from turnout.api.status import Color
+from turnout.cli import load_backend
 from turnout.plugin import command
+from turnout.render import render_backend
 
 
 class FakeCluster:
@@ -115,3 +121,32 @@ def test_a_403_says_which_verb_on_which_resource() -> None:
 def test_an_unreachable_cluster_is_one_line() -> None:
     text = str(command._api_error(ConnectionRefusedError(111, "Connection refused"), "get", "x"))
     assert text.startswith("cannot reach the cluster")
+
+
+def test_diff_of_the_rendered_objects_as_the_cluster_holds_them_is_empty_then_shows_a_spec_change(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+
+    obj = yaml.safe_load((Path(__file__).resolve().parents[3] / "examples" / "ollama-cpu.yaml").read_text())
+    obj["metadata"].setdefault("namespace", "ml")
+    obj["status"] = {"phase": "Healthy", "activeColor": "green"}
+    served = {o["kind"]: o for o in render_backend(load_backend(obj, "ml"), Color.GREEN, Color.GREEN)}
+    for live in served.values():
+        live["metadata"]["uid"] = "u"
+        live["status"] = {"readyReplicas": 1}
+
+    class DiffCluster(FakeCluster):
+        def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+            assert name.endswith("-green")
+            return copy.deepcopy(served["Deployment"])
+
+        def service(self, namespace: str, name: str) -> dict[str, Any] | None:
+            return copy.deepcopy(served["Service"])
+
+    fake = DiffCluster({obj["metadata"]["name"]: obj})
+    monkeypatch.setattr(command, "Cluster", lambda kubeconfig, context: fake)
+    assert command.main(["diff", obj["metadata"]["name"]]) == 0
+    assert capsys.readouterr().out == ""
+    obj["spec"]["replicas"] = 3
+    assert command.main(["diff", obj["metadata"]["name"]]) == 1
+    assert "+  replicas: 3" in capsys.readouterr().out
