@@ -178,8 +178,9 @@ def command_status(arguments: argparse.Namespace, cluster: Cluster) -> int:
         sys.stdout.flush()
         if not arguments.watch:
             return 0
-        if phase in view.WATCH_EXIT:
-            return view.WATCH_EXIT[phase]
+        settled = view.watch_exit(backend)
+        if settled is not None:
+            return settled
         if deadline is not None and time.monotonic() > deadline:
             print(f"kubectl turnout status: timed out after {arguments.timeout:g}s in phase {phase}", file=sys.stderr)
             return 4

@@ -29,6 +29,17 @@ SERVER_ANNOTATIONS = {"deployment.kubernetes.io/revision", "kubectl.kubernetes.i
 _COLORS = {"Healthy": "32", "Degraded": "31", "Paused": "33"}
 
 
+def watch_exit(backend: Mapping[str, Any]) -> int | None:
+    """The `status --watch` exit code once the phase settles, None while it moves or the operator has
+    not seen the latest spec yet (status.observedGeneration behind metadata.generation)."""
+    status = backend.get("status") or {}
+    generation = (backend.get("metadata") or {}).get("generation")
+    observed = status.get("observedGeneration")
+    if generation is not None and (observed is None or observed < generation):
+        return None
+    return WATCH_EXIT.get(status.get("phase") or "Pending")
+
+
 class Refused(Exception):
     """A verb that has nothing to act on; the message is its one line."""
 

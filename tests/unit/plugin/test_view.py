@@ -101,6 +101,13 @@ def test_watch_exit_codes() -> None:
     assert view.WATCH_EXIT == {"Healthy": 0, "Degraded": 1, "Paused": 3}
 
 
+def test_watch_waits_until_the_operator_has_seen_the_latest_spec() -> None:
+    meta = {"generation": 2}
+    assert view.watch_exit({"metadata": meta, "status": {"phase": "Healthy", "observedGeneration": 1}}) is None
+    assert view.watch_exit({"metadata": meta, "status": {"phase": "Healthy", "observedGeneration": 2}}) == 0
+    assert view.watch_exit({"metadata": meta, "status": {"phase": "Baking", "observedGeneration": 2}}) is None
+
+
 def test_status_json_round_trips() -> None:
     assert json.loads(json.dumps(CANARY_PAUSED))["status"]["canary"]["step"] == 3
 
