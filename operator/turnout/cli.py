@@ -371,12 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def kubectl_plugin() -> int:
-    """The `kubectl turnout` entry point: the plugin has no commands yet, so it says in one line what
-    works today and exits 2."""
-    print(
-        "kubectl turnout: no commands yet; today use `kubectl get ib`, `kubectl describe ib NAME`, "
-        "`kubectl annotate ib NAME turnout.dev/promote=<revision>` to promote a Paused revision and "
-        "`kubectl annotate ib NAME turnout.dev/abort=<revision>` to abort a cutover",
-        file=sys.stderr,
-    )
-    return 2
+    """The `kubectl turnout` entry point: `status`, `list`, `promote`, `abort`, `diff` (turnout.plugin)."""
+    from turnout.plugin.command import main as plugin_main
+
+    return plugin_main()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from turnout.cli import build_parser
+from turnout.plugin.command import VERBS
 
 REPO = Path(__file__).resolve().parents[2]
 TEXT_FILES = [
@@ -24,8 +25,8 @@ TEXT_FILES = [
     "charts/turnout/crds/*.yaml",
     "hack/**/README.md",
 ]
-# The kubectl plugin has no commands yet: cli.kubectl_plugin says what works instead.
-KUBECTL_TURNOUT_COMMANDS: frozenset[str] = frozenset()
+# The kubectl plugin's verbs (turnout.plugin.command).
+KUBECTL_TURNOUT_COMMANDS: frozenset[str] = frozenset(VERBS)
 # `kubectl turnout VERB` anywhere; `turnout VERB` as code: in backticks or after a shell prompt.
 KUBECTL_TURNOUT = re.compile(r"kubectl[ -]turnout +([a-z][a-z-]*)")
 TURNOUT = re.compile(r"(?:`|^\s*\$ )turnout +([a-z][a-z-]*)", re.MULTILINE)

@@ -75,10 +75,13 @@ def test_render_in_process_returns_the_exit_status(capsys: pytest.CaptureFixture
     assert "kind: Deployment" in capsys.readouterr().out
 
 
-def test_kubectl_plugin_says_in_one_line_what_works_today(capsys: pytest.CaptureFixture[str]) -> None:
-    assert kubectl_plugin() == 2
+def test_kubectl_plugin_without_a_verb_lists_its_verbs_and_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.argv", ["kubectl-turnout"])
+    with pytest.raises(SystemExit) as exited:
+        kubectl_plugin()
+    assert exited.value.code == 2
     said = capsys.readouterr().err
-    assert said.count("\n") == 1, said
-    for works in ("kubectl get ib", "kubectl describe ib", "turnout.dev/promote=<revision>", "turnout.dev/abort="):
-        assert works in said
-    assert "not yet implemented" not in said
+    for verb in ("status", "list", "promote", "abort", "diff"):
+        assert verb in said

@@ -1,0 +1,1 @@
+"""The `kubectl turnout` plugin: `status`, `list`, `promote`, `abort`, `diff` on InferenceBackends."""

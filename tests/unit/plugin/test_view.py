@@ -1,0 +1,134 @@
+"""`kubectl turnout` output and decisions on status dicts as the API returns them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from turnout.plugin import view
+
+CANARY_PAUSED: dict[str, Any] = {
+    "metadata": {"name": "chat", "namespace": "ml"},
+    "spec": {"engine": "vllm", "model": {"name": "llama"}, "rollout": {"strategy": "Canary"}},
+    "status": {
+        "phase": "Paused",
+        "activeColor": "blue",
+        "activeRevision": "aaa111",
+        "previewColor": "green",
+        "previewRevision": "bbb222",
+        "canary": {"step": 3, "weight": 50, "trafficShare": 50, "analysis": {"outcome": "Passed", "message": "ok"}},
+        "lastFailedRevision": "ccc333",
+        "lastFailureReason": "CheckFailed",
+        "lastFailureMessage": '/v1/models lacks "chat"',
+        "readyReplicas": 2,
+        "replicas": 2,
+    },
+}
+
+
+def _deployment(revision: str, ready: int, desired: int) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"turnout.dev/revision": revision}},
+        "spec": {"replicas": desired},
+        "status": {"readyReplicas": ready},
+    }
+
+
+def test_status_shows_phase_step_colors_service_failure_and_events() -> None:
+    text = view.format_status(
+        CANARY_PAUSED,
+        {"blue": _deployment("aaa111", 2, 2), "green": _deployment("bbb222", 1, 1)},
+        {"spec": {"selector": {"turnout.dev/backend": "chat"}}},
+        [{"type": "Normal", "reason": "Paused", "message": "promote", "lastTimestamp": "t1"}],
+    )
+    assert "Phase:      Paused" in text
+    assert "step 3, weight 50%, traffic 50%" in text
+    assert "Blue:       revision aaa111, 2/2 ready (active aaa111)" in text
+    assert "Green:      revision bbb222, 1/1 ready (preview bbb222)" in text
+    assert "Service:    selects both" in text
+    assert 'ccc333: CheckFailed /v1/models lacks "chat"' in text
+    assert "Normal  Paused  promote" in text
+    assert "\033[" not in text
+
+
+def test_status_colours_only_when_asked_and_says_what_is_absent() -> None:
+    text = view.format_status(CANARY_PAUSED, {"blue": None, "green": None}, None, [], colour=True)
+    assert "\033[33mPaused\033[0m" in text
+    assert "absent" in text
+    assert "none (no Service)" in text
+
+
+def test_list_one_line_per_backend() -> None:
+    text = view.format_list([CANARY_PAUSED, {"metadata": {"name": "b", "namespace": "x"}}])
+    lines = text.splitlines()
+    assert lines[0].split() == ["NAMESPACE", "NAME", "ENGINE", "PHASE", "ACTIVE", "REVISION", "PREVIEW", "READY"]
+    assert lines[1].split() == ["ml", "chat", "vllm", "Paused", "blue", "aaa111", "bbb222", "2/2"]
+    assert lines[2].split()[:4] == ["x", "b", "Pending", "-"]
+
+
+def test_promote_a_canary_pause_releases_that_step_or_every_pause_with_full() -> None:
+    status = CANARY_PAUSED["status"]
+    assert view.promote_annotation(status) == ("turnout.dev/promote", "bbb222/3")
+    assert view.promote_annotation(status, full=True) == ("turnout.dev/promote", "bbb222")
+
+
+def test_promote_blue_green_names_the_preview_revision() -> None:
+    status = {"phase": "Paused", "previewRevision": "bbb222"}
+    assert view.promote_annotation(status) == ("turnout.dev/promote", "bbb222")
+
+
+@pytest.mark.parametrize(
+    "status", [{"phase": "Healthy", "activeRevision": "a"}, {"phase": "Verifying", "previewRevision": "b"}, {}]
+)
+def test_promote_refused_when_nothing_waits(status: dict[str, Any]) -> None:
+    with pytest.raises(view.Refused, match="nothing waits for a promotion"):
+        view.promote_annotation(status)
+
+
+def test_abort_names_the_preview_or_the_baking_revision() -> None:
+    assert view.abort_annotation(CANARY_PAUSED["status"]) == ("turnout.dev/abort", "bbb222")
+    assert view.abort_annotation({"phase": "Baking", "activeRevision": "aaa"}) == ("turnout.dev/abort", "aaa")
+
+
+def test_abort_refused_when_nothing_in_flight() -> None:
+    with pytest.raises(view.Refused, match="no cutover in flight"):
+        view.abort_annotation({"phase": "Healthy", "activeRevision": "aaa"})
+
+
+def test_watch_exit_codes() -> None:
+    assert view.WATCH_EXIT == {"Healthy": 0, "Degraded": 1, "Paused": 3}
+
+
+def test_watch_waits_until_the_operator_has_seen_the_latest_spec() -> None:
+    meta = {"generation": 2}
+    assert view.watch_exit({"metadata": meta, "status": {"phase": "Healthy", "observedGeneration": 1}}) is None
+    assert view.watch_exit({"metadata": meta, "status": {"phase": "Healthy", "observedGeneration": 2}}) == 0
+    assert view.watch_exit({"metadata": meta, "status": {"phase": "Baking", "observedGeneration": 2}}) is None
+
+
+def test_status_json_round_trips() -> None:
+    assert json.loads(json.dumps(CANARY_PAUSED))["status"]["canary"]["step"] == 3
+
+
+def test_diff_ignores_server_fields_and_defaults_and_shows_changes() -> None:
+    desired = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "chat"},
+        "spec": {"selector": {"c": "green"}},
+    }
+    live = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "chat", "uid": "u", "resourceVersion": "9", "managedFields": []},
+        "spec": {"selector": {"c": "green"}, "clusterIP": "10.0.0.1"},
+        "status": {},
+    }
+    assert view.unified_diff([live], [desired]) == ""
+    changed = {**desired, "spec": {"selector": {"c": "blue"}}}
+    text = view.unified_diff([live], [changed])
+    assert "--- live/Service/chat" in text
+    assert "-    c: green" in text
+    assert "+    c: blue" in text
