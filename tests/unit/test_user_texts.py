@@ -64,10 +64,13 @@ def test_user_texts_name_only_commands_that_exist() -> None:
     assert missing == set(), f"texts name commands that do not exist (there are {sorted(exists)})"
 
 
-def test_the_walk_reads_the_crd_the_chart_notes_and_the_event_messages() -> None:
+def test_the_walk_reads_the_docs_the_crd_the_chart_notes_and_the_event_messages() -> None:
     walked = {where for where, _ in user_texts()}
     for where in (
         "README.md",
+        "docs/runbook.md",
+        "docs/migration.md",
+        "docs/reference.md",
         "crds/turnout.dev_inferencebackends.yaml",
         "charts/turnout/templates/NOTES.txt",
         "examples/vllm-tp2-api-key.yaml",
