@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,13 +169,38 @@ def render_crd() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the CRD file, or with `--check` report whether it is stale (exit 1)."""
-    parser = argparse.ArgumentParser(prog=REGENERATE, description=__doc__)
+    return generated_file_command(
+        argv,
+        prog=REGENERATE,
+        description=__doc__,
+        default_output=CRD_FILE,
+        render=render_crd,
+        remedy="run `hack/gen-manifests` (it also refreshes the chart's copy and manifests/) and commit the result",
+    )
+
+
+def generated_file_command(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str | None,
+    default_output: Path,
+    render: Callable[[], str],
+    remedy: str,
+) -> int:
+    """The command of a file generated from the models: write `render()` to `--output` (by default
+    `default_output` in this checkout), or with `--check` exit 1 showing the diff and `remedy` when the
+    file differs."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale; write nothing")
     parser.add_argument(
-        "--output", type=Path, default=REPOSITORY_ROOT / CRD_FILE, help=f"default: {CRD_FILE} in this checkout"
+        "--output",
+        type=Path,
+        default=REPOSITORY_ROOT / default_output,
+        help=f"default: {default_output} in this checkout",
     )
     args = parser.parse_args(argv)
-    wanted = render_crd()
+    wanted = render()
     output: Path = args.output
     if not args.check:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -189,11 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         present.splitlines(keepends=True), wanted.splitlines(keepends=True), "on disk", "from the models"
     )
     sys.stderr.writelines(list(diff)[:60])
-    print(
-        f"\n{output} is stale: run `hack/gen-manifests` (it also refreshes the chart's copy and manifests/) "
-        "and commit the result",
-        file=sys.stderr,
-    )
+    print(f"\n{output} is stale: {remedy}", file=sys.stderr)
     return 1
 
 

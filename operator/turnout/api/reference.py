@@ -5,15 +5,13 @@ Walks `build_crd()`'s openAPIV3Schema, so the page says what `kubectl explain` w
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from turnout.api.crd import REPOSITORY_ROOT, build_crd
+from turnout.api.crd import build_crd, generated_file_command
 
 REFERENCE_FILE = Path("docs") / "reference.md"
 REGENERATE = "python -m turnout.api.reference"
@@ -99,31 +97,14 @@ def render_reference() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write docs/reference.md, or with `--check` report whether it is stale (exit 1)."""
-    parser = argparse.ArgumentParser(prog=REGENERATE, description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is stale; write nothing")
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=REPOSITORY_ROOT / REFERENCE_FILE,
-        help=f"default: {REFERENCE_FILE} in this checkout",
+    return generated_file_command(
+        argv,
+        prog=REGENERATE,
+        description=__doc__,
+        default_output=REFERENCE_FILE,
+        render=render_reference,
+        remedy="run `hack/gen-manifests` and commit the result",
     )
-    args = parser.parse_args(argv)
-    wanted = render_reference()
-    output: Path = args.output
-    if not args.check:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(wanted)
-        print(f"wrote {output}")
-        return 0
-    present = output.read_text() if output.exists() else ""
-    if present == wanted:
-        return 0
-    diff = difflib.unified_diff(
-        present.splitlines(keepends=True), wanted.splitlines(keepends=True), "on disk", "from the models"
-    )
-    sys.stderr.writelines(list(diff)[:60])
-    print(f"\n{output} is stale: run `hack/gen-manifests` and commit the result", file=sys.stderr)
-    return 1
 
 
 if __name__ == "__main__":
