@@ -14,7 +14,7 @@ import pytest
 
 from tests.preparation import run_in_vllm
 from tests.unit.engines.vllm_metrics import VLLM_METRICS, VLLM_SCENARIO
-from turnout.engines.vllm import E2E_LATENCY, HTTP_REQUESTS, TIME_TO_FIRST_TOKEN, VLLM
+from turnout.engines.vllm import E2E_LATENCY, HTTP_REQUESTS, TIME_TO_FIRST_TOKEN, vllm_traffic
 
 pytestmark = pytest.mark.engine
 
@@ -34,7 +34,7 @@ def declarations(text: str) -> list[str]:
 
 
 def test_turnout_reads_back_the_traffic_vllm_counted(served: str) -> None:
-    traffic = VLLM.traffic(served)
+    traffic = vllm_traffic(served)
     assert (traffic.requests, traffic.errors) == (8, 2)
     assert traffic.latency.count == len(VLLM_SCENARIO["finished"])
     assert traffic.ttft.count == len(VLLM_SCENARIO["first_tokens"])
@@ -44,4 +44,4 @@ def test_turnout_reads_back_the_traffic_vllm_counted(served: str) -> None:
 def test_the_unit_tests_fixture_is_what_vllm_serves(served: str) -> None:
     assert len(declarations(served)) == 6
     assert declarations(served) == declarations(VLLM_METRICS)
-    assert VLLM.traffic(served) == VLLM.traffic(VLLM_METRICS)
+    assert vllm_traffic(served) == vllm_traffic(VLLM_METRICS)

@@ -1,8 +1,8 @@
 """A color's traffic, from each of its Ready pods' own metrics: scraped concurrently, read by the engine, summed.
 
-No Prometheus server is involved: turnout GETs the engine's `metrics_path` on every pod itself, the
-answer bounded like a check's (`PodProbe`, at most 1 MiB), and the engine's profile reads it
-(`EngineProfile.traffic`). A pod that cannot be scraped leaves the color without a sample for this
+No Prometheus server is involved: turnout GETs the engine's metrics path on every pod itself, the
+answer bounded like a check's (`PodProbe`, at most 1 MiB), and the engine reads it
+(`EngineProfile.metrics`). A pod that cannot be scraped leaves the color without a sample for this
 round, and the result says which pod and why; the caller waits for the next round. Nothing raises.
 No API key is sent: engines serve their metrics without one (vLLM guards only `/v1/*`).
 """
@@ -18,7 +18,7 @@ import httpx
 from turnout.api.traffic import TrafficCounters
 from turnout.checks.round import CheckTarget, target_probe
 from turnout.engines.probe import CheckFailed, pod_client
-from turnout.engines.profile import EngineProfile
+from turnout.engines.profile import EngineMetrics, EngineProfile
 
 # Enough of the reason a metrics text was refused to find the bad series, short enough for a status.
 _REASON_CHARS = 200
@@ -65,21 +65,22 @@ async def scrape_color(
     timeout_seconds: float,
     client: httpx.AsyncClient | None = None,
 ) -> TrafficScrape:
-    """Scrape `profile.metrics_path` of every target concurrently and sum what the pods served.
+    """Scrape the engine's metrics (`profile.metrics`) of every target concurrently and sum what the
+    pods served.
 
     `timeout_seconds` bounds each pod's request as a whole (connect to last byte). The engine must
-    serve metrics (`metrics_path` set): one that does not is judged by its checks alone. A `client`
+    serve metrics: one that does not is judged by its checks alone. A `client`
     given is used and left open; otherwise one is made for the round and closed.
     """
-    path = profile.metrics_path
-    if path is None:
+    metrics = profile.metrics
+    if metrics is None:
         raise ValueError("the engine serves no metrics to scrape; judge its pods by their checks")
     if not targets:
         return TrafficScrape(counters=None, pods=0, failures=())
     if client is None:
         async with pod_client() as own:
             return await scrape_color(profile, targets, timeout_seconds=timeout_seconds, client=own)
-    read = await asyncio.gather(*(_scrape_pod(client, profile, path, t, timeout_seconds) for t in targets))
+    read = await asyncio.gather(*(_scrape_pod(client, profile, metrics, t, timeout_seconds) for t in targets))
     failures = tuple(found for found in read if isinstance(found, ScrapeFailure))
     if failures:
         return TrafficScrape(counters=None, pods=len(targets), failures=failures)
@@ -90,14 +91,18 @@ async def scrape_color(
 
 
 async def _scrape_pod(
-    client: httpx.AsyncClient, profile: EngineProfile, path: str, target: CheckTarget, timeout_seconds: float
+    client: httpx.AsyncClient,
+    profile: EngineProfile,
+    metrics: EngineMetrics,
+    target: CheckTarget,
+    timeout_seconds: float,
 ) -> TrafficCounters | ScrapeFailure:
     probe = target_probe(client, profile, target, api_key=None, timeout_seconds=timeout_seconds)
     try:
-        answer = await probe.request("GET", path)
-        return profile.traffic(answer.body.decode("utf-8"))
+        answer = await probe.request("GET", metrics.path)
+        return metrics.read(answer.body.decode("utf-8"))
     except CheckFailed as failed:
         return ScrapeFailure(target.pod, target.ip, str(failed))
     except ValueError as refused:  # UnicodeDecodeError is one
         reason = probe.shown(str(refused), _REASON_CHARS)
-        return ScrapeFailure(target.pod, target.ip, f"{path} is not metrics turnout can read: {reason}")
+        return ScrapeFailure(target.pod, target.ip, f"{metrics.path} is not metrics turnout can read: {reason}")

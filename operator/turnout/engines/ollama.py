@@ -17,7 +17,6 @@ from turnout.engines.container import EngineContainer, KubeObject, env_value, ht
 if TYPE_CHECKING:
     from turnout.api.backend import Backend
     from turnout.api.status import Color
-    from turnout.api.traffic import TrafficCounters
     from turnout.engines.probe import PodProbe
 
 # An Ollama model reference: optional registry and namespace, a name, an optional tag.
@@ -199,7 +198,7 @@ class OllamaProfile:
     image = "ollama/ollama:0.12.6"
     port = 11434
     default_gpus = 0
-    metrics_path = None
+    metrics = None  # Ollama serves no Prometheus metrics
     owned_env = ("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_KEEP_ALIVE", "OLLAMA_NUM_PARALLEL", "OLLAMA_CONTEXT_LENGTH")
     crd_rules = CRD_RULES
     api_key_field = None
@@ -256,10 +255,6 @@ class OllamaProfile:
             # Listed as Ollama spells it: `library/Chat` is served as `chat:latest`.
             same=lambda listed: OllamaName.parse(listed).same_as(wanted),
         )
-
-    def traffic(self, metrics_text: str) -> TrafficCounters:
-        """Never called: Ollama serves no metrics (`metrics_path` is None), so its canary is judged by its checks."""
-        raise NotImplementedError("Ollama serves no Prometheus metrics; turnout judges its canary by its checks")
 
 
 OLLAMA = OllamaProfile()

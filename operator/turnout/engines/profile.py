@@ -6,6 +6,8 @@ Each engine's module in `turnout.engines` defines one profile, and the registry 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -16,6 +18,17 @@ if TYPE_CHECKING:
     from turnout.api.traffic import TrafficCounters
     from turnout.engines.container import EngineContainer
     from turnout.engines.probe import PodProbe
+
+
+@dataclass(frozen=True)
+class EngineMetrics:
+    """An engine's own Prometheus metrics: where a pod serves them, and how to read what it served."""
+
+    path: str
+    """Path on the engine's port, e.g. `/metrics`."""
+    read: Callable[[str], TrafficCounters]
+    """What the pod served since it started, from the text it serves on `path`; raises ValueError
+    when the text is not what the engine serves."""
 
 
 class EngineProfile(Protocol):
@@ -34,8 +47,9 @@ class EngineProfile(Protocol):
         """GPUs per replica when `resources.gpus` is unset."""
 
     @property
-    def metrics_path(self) -> str | None:
-        """Path of the engine's own Prometheus metrics on its port; None when it serves none."""
+    def metrics(self) -> EngineMetrics | None:
+        """The engine's own Prometheus metrics; None when it serves none (its canary is then judged
+        by turnout's checks alone)."""
 
     @property
     def owned_env(self) -> tuple[str, ...]:
@@ -66,9 +80,3 @@ class EngineProfile(Protocol):
 
     async def check(self, probe: PodProbe, served_name: str) -> None:
         """Whether the pod behind `probe` lives and serves `served_name`; raises `CheckFailed` saying why not."""
-
-    def traffic(self, metrics_text: str) -> TrafficCounters:
-        """What the pod served since it started, read from the text it serves on `metrics_path`.
-
-        Raises ValueError when the text is not what the engine serves. Called only when `metrics_path` is set.
-        """

@@ -1,4 +1,4 @@
-"""Prometheus text as an engine serves it on its metrics path, read into counters for `EngineProfile.traffic`.
+"""Prometheus text as an engine serves it on its metrics path, read into counters for `EngineMetrics.read`.
 
 The text is parsed by prometheus-client's own parser; this module only picks samples by name and
 labels and adds them up. Series are matched by their sample names (`x_total`, `x_bucket`, `x_sum`),

@@ -22,6 +22,7 @@ from turnout.engines.container import (
     http_probe,
     kubelet_literal,
 )
+from turnout.engines.profile import EngineMetrics
 from turnout.engines.prometheus import Labels, counter_total, histogram, samples
 
 if TYPE_CHECKING:
@@ -330,7 +331,7 @@ class VllmProfile:
     image = "vllm/vllm-openai:v0.32.0"
     port = 8000
     default_gpus = 1
-    metrics_path = "/metrics"
+    metrics = EngineMetrics("/metrics", vllm_traffic)
     owned_env = ("VLLM_API_KEY", "HF_HOME")
     crd_rules = CRD_RULES
     api_key_field = "spec.vllm.apiKeySecretRef"
@@ -390,10 +391,6 @@ class VllmProfile:
         """`GET /health` answers (the engine lives) and `GET /v1/models` lists `served_name` in `data[].id`."""
         await probe.request("GET", "/health")
         await probe.expect_listed("/v1/models", served_name, list_key="data", name_key="id", verb="serves")
-
-    def traffic(self, metrics_text: str) -> TrafficCounters:
-        """`vllm_traffic`."""
-        return vllm_traffic(metrics_text)
 
 
 VLLM = VllmProfile()

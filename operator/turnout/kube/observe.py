@@ -407,7 +407,7 @@ async def read_traffic(
         or checked != canary
         or stable is None
         or status.active_revision is None
-        or backend.profile.metrics_path is None
+        or backend.profile.metrics is None
     ):
         return None
     port = backend.engine_port

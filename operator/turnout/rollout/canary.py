@@ -255,7 +255,7 @@ class Canary(BlueGreen):
     def step_done(self, step: CanaryStep, canary: CanaryStatus) -> bool:
         """The step's condition to move on holds: its weight judged, its pause over or promoted."""
         if step.set_weight is not None:
-            judged = canary.analysis_passed or self.backend.profile.metrics_path is None
+            judged = canary.analysis_passed or self.backend.profile.metrics is None
             return judged and self.status.check_passes >= self.rollout.checks.success_threshold
         assert step.pause is not None
         if step.pause.seconds is None:
@@ -289,7 +289,7 @@ class Canary(BlueGreen):
     def judge_traffic(self, canary: CanaryStatus, in_effect: bool) -> Verdict | None:
         """This round's verdict on the step's traffic, from the counters both colors' pods report;
         None when there is nothing to judge yet (no round now, no sample, the window just opened)."""
-        if self.backend.profile.metrics_path is None:
+        if self.backend.profile.metrics is None:
             canary.analysis = AnalysisStatus(
                 outcome="NotMeasured",
                 message=f"engine {self.backend.engine.value} serves no metrics: each step is judged by "

@@ -12,7 +12,7 @@ from tests.unit.engines.vllm_metrics import VLLM_METRICS
 from turnout.checks import CheckTarget, TrafficScrape, scrape_color
 from turnout.engines.ollama import OLLAMA
 from turnout.engines.probe import MAX_BODY_BYTES
-from turnout.engines.vllm import VLLM
+from turnout.engines.vllm import VLLM, vllm_traffic
 
 PODS = [CheckTarget("chat-green-a", "10.0.0.7", 8000), CheckTarget("chat-green-b", "10.0.0.8", 8000)]
 Answer = Callable[[httpx.Request], Awaitable[httpx.Response]]
@@ -38,7 +38,7 @@ def by_pod(**answers: httpx.Response) -> Answer:
 
 
 def test_a_color_is_the_sum_of_its_pods() -> None:
-    one = VLLM.traffic(VLLM_METRICS)
+    one = vllm_traffic(VLLM_METRICS)
     found = scrape(by_pod())
     assert found.counters == one.plus(one)
     assert (found.pods, found.failures, found.message) == (2, (), "")

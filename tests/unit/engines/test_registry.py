@@ -36,7 +36,7 @@ def test_profiles_hold_the_engine_facts(
     assert profile.image.startswith(image)
     assert profile.port == port
     assert profile.default_gpus == gpus
-    assert profile.metrics_path == metrics_path
+    assert (profile.metrics.path if profile.metrics else None) == metrics_path
 
 
 def test_each_profile_reads_its_own_section_of_the_spec() -> None:

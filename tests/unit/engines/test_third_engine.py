@@ -37,6 +37,7 @@ from turnout.checks import CheckRound, CheckTarget, TrafficScrape, check_round, 
 from turnout.engines import ENGINES
 from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
 from turnout.engines.probe import CheckFailed, PodProbe
+from turnout.engines.profile import EngineMetrics
 from turnout.engines.prometheus import counter_total, histogram, samples
 from turnout.render import render_backend
 
@@ -58,13 +59,24 @@ class SpecWithTgi(InferenceBackendSpec):
     tgi: Tgi = Field(default_factory=Tgi)
 
 
+def tgi_traffic(metrics_text: str) -> TrafficCounters:
+    """What a TGI-like pod served, from its own metric names."""
+    found = samples(metrics_text)
+    return TrafficCounters(
+        requests=counter_total(found, "tgi_request_count_total"),
+        errors=counter_total(found, "tgi_request_failure_total", lambda labels: labels.get("err") == "internal"),
+        latency=histogram(found, "tgi_request_duration"),
+        ttft=histogram(found, "tgi_request_first_token_duration"),
+    )
+
+
 class TgiProfile:
     """The made-up engine's EngineProfile."""
 
     image = "example.com/tgi-like:1.0"
     port = 80
     default_gpus = 1
-    metrics_path = "/metrics"
+    metrics = EngineMetrics("/metrics", tgi_traffic)
     owned_env = ("HF_HUB_CACHE",)
     crd_rules = ()
     api_key_field = None
@@ -102,15 +114,6 @@ class TgiProfile:
         model = (await probe.json_object("GET", "/info")).get("model_id")
         if model != served_name:
             raise CheckFailed(f'/info names model {model!r}, not "{served_name}"')
-
-    def traffic(self, metrics_text: str) -> TrafficCounters:
-        found = samples(metrics_text)
-        return TrafficCounters(
-            requests=counter_total(found, "tgi_request_count_total"),
-            errors=counter_total(found, "tgi_request_failure_total", lambda labels: labels.get("err") == "internal"),
-            latency=histogram(found, "tgi_request_duration"),
-            ttft=histogram(found, "tgi_request_first_token_duration"),
-        )
 
 
 TGI = TgiProfile()

@@ -16,7 +16,7 @@ from testground.behaviour import Degradation
 from testground.engines import EngineConfig
 from testground.simulator import Simulator
 from turnout.api.traffic import TrafficCounters
-from turnout.engines.vllm import VLLM
+from turnout.engines.vllm import vllm_traffic
 
 CHAT = EngineConfig("vllm", ("chat",))
 KEYED = EngineConfig("vllm", ("chat",), api_key="s3cret")
@@ -28,7 +28,7 @@ def url(sim: Simulator, path: str) -> str:
 
 
 async def traffic(client: httpx.AsyncClient, sim: Simulator) -> TrafficCounters:
-    return VLLM.traffic((await client.get(url(sim, "/metrics"))).text)
+    return vllm_traffic((await client.get(url(sim, "/metrics"))).text)
 
 
 def test_an_error_ratio_fails_that_share_of_chat_completions_with_vllms_error(running: Callable[..., Any]) -> None:
