@@ -44,10 +44,12 @@ def test_a_revision_three_times_faster_is_promoted_with_both_numbers(
     operator: OperatorProcess, backends: Backends
 ) -> None:
     gates = {"minThroughputRatio": 2.5}
-    backends.create("chat", paced(gates, 20))
+    # Answers long enough (about 11 tokens at 10 and 30 a second) that per-request overhead on a busy
+    # machine does not eat the 3x: 1.1 s against 0.37 s.
+    backends.create("chat", paced(gates, 10))
     backends.wait_phase("chat", "Healthy", timeout=120)
     blue_before = requests_received(backends, "blue")
-    backends.replace_spec("chat", paced(gates, 60, NEW_MODEL))
+    backends.replace_spec("chat", paced(gates, 30, NEW_MODEL))
     status = backends.wait_status("chat", timeout=180, activeColor="green", phase="Healthy")
     benchmark = status["benchmark"]
     assert benchmark["verdict"]["passed"], benchmark
