@@ -29,7 +29,9 @@ exactly `max_tokens` tokens (its words again), as `vllm bench serve --ignore-eos
 
 Both count the chat completions they received, and serve the count on a simulator-only endpoint,
 `GET /sim/requests` (neither guarded by the API key nor counted in `/metrics`):
-`{"chatCompletions": received, "inFlight": now, "mostInFlight": at most at once}`, since start.
+`{"chatCompletions": received, "streamed": of them with `"stream": true`, "inFlight": now,
+"mostInFlight": at most at once}`, since start (the checks' smoke request is not streamed; a
+benchmark's requests are).
 
 vLLM's `/metrics` counts what the simulator really served, as vLLM would (`vllm_metrics`): every
 request by route and status group, and for each chat completion its end-to-end latency, its time
@@ -111,6 +113,7 @@ class EngineState:
         self.degradation = degradation or Degradation()
         self.completions = 0  # chat completions since the degradation was set
         self.received = 0  # chat completions received since start, whatever their answer
+        self.streamed = 0  # of them, those asking for a stream
         self.in_flight = 0
         self.most_in_flight = 0
         self._random = random.Random()
@@ -144,7 +147,12 @@ class EngineState:
 
     def counts(self) -> dict[str, int]:
         """What `GET /sim/requests` answers."""
-        return {"chatCompletions": self.received, "inFlight": self.in_flight, "mostInFlight": self.most_in_flight}
+        return {
+            "chatCompletions": self.received,
+            "streamed": self.streamed,
+            "inFlight": self.in_flight,
+            "mostInFlight": self.most_in_flight,
+        }
 
     def failing(self) -> bool:
         """True once a `fail-after:N` simulator's N seconds have passed."""
@@ -185,6 +193,7 @@ def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable
         if request.path != "/v1/chat/completions" or request.method != "POST":
             return await handler(request)
         state.received += 1
+        state.streamed += await _asks_stream(request)
         state.in_flight += 1
         state.most_in_flight = max(state.most_in_flight, state.in_flight)
         try:
@@ -193,6 +202,15 @@ def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable
             state.in_flight -= 1
 
     return count
+
+
+async def _asks_stream(request: web.Request) -> bool:
+    """The request's JSON body says `"stream": true` (the body stays readable for the handler)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
 
 
 def vllm_app(state: EngineState) -> web.Application:
