@@ -30,7 +30,11 @@ def verbs(operator: InProcessOperator) -> list[tuple[str, str, str]]:
 def test_a_new_backend_becomes_healthy_once_its_first_pods_are_proven(operator: InProcessOperator) -> None:
     operator.create(spec())
     operator.reconcile()
-    assert verbs(operator) == [("apply", "Deployment", "chat-blue"), ("patch-status", "InferenceBackend", "chat")]
+    assert verbs(operator) == [
+        ("apply", "Deployment", "chat-blue"),
+        ("create", "ControllerRevision", f"chat-{backend().revision}"),
+        ("patch-status", "InferenceBackend", "chat"),
+    ]
     assert operator.status().phase == "Progressing"
     assert operator.service_color() is None
     operator.pods_ready(BLUE)

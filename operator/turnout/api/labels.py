@@ -14,6 +14,12 @@ CREATED_BY_ANNOTATION = "turnout.dev/created-by"
 # Set by people on an InferenceBackend, each with a revision as its value.
 PROMOTE_ANNOTATION = "turnout.dev/promote"
 ABORT_ANNOTATION = "turnout.dev/abort"
+# `<revision>@<when>`: try a failed revision again, once per distinct value (`kubectl turnout retry`).
+RETRY_ANNOTATION = "turnout.dev/retry"
+# Any value: hold every cutover where it is before traffic moves (`kubectl turnout pause`/`resume`).
+PAUSE_ANNOTATION = "turnout.dev/pause"
+# kubectl's own: why the object last changed, shown by `kubectl turnout history`.
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 MANAGER = "turnout"
 
 

@@ -681,5 +681,9 @@ class InferenceBackendSpec(Model):
     """The stable Service in front of the active color."""
     rollout: Rollout = Field(default_factory=Rollout)
     """How a new revision is proven and switched to."""
+    revision_history_limit: Annotated[int, Field(ge=1, le=100)] = 10
+    """Revisions kept as ControllerRevisions owned by the backend (each revision's spec, for
+    `kubectl turnout history` and `kubectl turnout undo`); the oldest beyond it are deleted, never
+    the serving one's. Changing it starts no cutover."""
     template: PodTemplate = Field(default_factory=PodTemplate)
     """Overrides for the engine's pods."""

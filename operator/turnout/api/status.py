@@ -189,6 +189,8 @@ class InferenceBackendStatus(StatusModel):
     """CamelCase reason of the last rollback, e.g. ReadyTimeout or CheckFailed."""
     last_failure_message: str | None = None
     """What went wrong with the last failed revision."""
+    last_retry: str | None = None
+    """The `turnout.dev/retry` annotation last acted on (`<revision>@<when>`): each value retries once."""
     ready_replicas: int = 0
     """Ready pods of the active color."""
     replicas: int = 0

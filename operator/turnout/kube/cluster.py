@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
@@ -67,6 +68,10 @@ class ClusterApi(Protocol):
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
     def create_claim(self, obj: KubeObject) -> None: ...
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None: ...
+    def list_controller_revisions(self, namespace: str, selector: str) -> list[KubeObject]: ...
+    def create_controller_revision(self, obj: KubeObject) -> None: ...
+    def patch_controller_revision(self, namespace: str, name: str, patch: KubeObject) -> None: ...
+    def delete_controller_revision(self, namespace: str, name: str) -> None: ...
 
 
 class CrdMissing(Exception):
@@ -86,6 +91,7 @@ class Cluster:
         self._services = self._dynamic.resources.get(api_version="v1", kind="Service")
         self._pods = self._dynamic.resources.get(api_version="v1", kind="Pod")
         self._claims = self._dynamic.resources.get(api_version="v1", kind="PersistentVolumeClaim")
+        self._history = self._dynamic.resources.get(api_version="apps/v1", kind="ControllerRevision")
         try:
             self._backends = self._dynamic.resources.get(api_version=f"{GROUP}/{VERSION}", kind=KIND)
         except ResourceNotFoundError:
@@ -204,6 +210,27 @@ class Cluster:
             field_manager=FIELD_MANAGER, _request_timeout=ROUTE_REQUEST_TIMEOUT_SECONDS,
         )  # fmt: skip
         return cast(KubeObject, stored)
+
+    def list_controller_revisions(self, namespace: str, selector: str) -> list[KubeObject]:
+        return _items(self._history.get(namespace=namespace, label_selector=selector))
+
+    def create_controller_revision(self, obj: KubeObject) -> None:
+        self._history.create(body=obj, namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER)
+
+    def patch_controller_revision(self, namespace: str, name: str, patch: KubeObject) -> None:
+        """Merge-patch a ControllerRevision (its number and annotations; its data is immutable)."""
+        self._history.patch(
+            body=patch,
+            namespace=namespace,
+            name=name,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+
+    def delete_controller_revision(self, namespace: str, name: str) -> None:
+        """Delete one; one already gone is fine."""
+        with contextlib.suppress(NotFoundError):
+            self._history.delete(namespace=namespace, name=name)
 
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
         """Merge-patch the status subresource; None values remove fields."""

@@ -14,10 +14,19 @@ from functools import partial
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
+from turnout.api.labels import BACKEND_LABEL, CHANGE_CAUSE_ANNOTATION
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject, in_thread
 from turnout.render import render_deployment, render_model_claim, render_service
 from turnout.render.deployment import deployment_name
+from turnout.render.history import (
+    HistoryEntry,
+    entries,
+    history_name,
+    next_number,
+    render_history_entry,
+    to_delete,
+)
 from turnout.render.route import RouteChange, color_service_names, render_color_service, route_with_weights
 from turnout.rollout.actions import (
     Action,
@@ -25,7 +34,9 @@ from turnout.rollout.actions import (
     ApplyColorServices,
     ApplyDeployment,
     ApplyService,
+    EventType,
     RecordEvent,
+    RecordRevision,
     ScaleDeployment,
     SetRouteWeights,
     SplitService,
@@ -76,6 +87,9 @@ async def execute(
             emit(action)
             continue
         assert backend is not None
+        if isinstance(action, RecordRevision):
+            await record_in_history(cluster, ref, backend, action, emit)
+            continue
         try:
             if await _write(cluster, ref, backend, action):
                 switched_at = time.monotonic()
@@ -123,6 +137,47 @@ async def _write(cluster: ClusterApi, ref: BackendRef, backend: Backend, action:
             raise AssertionError(f"not a write: {action!r}")
     await in_thread(write)
     return isinstance(action, ApplyService)
+
+
+async def record_in_history(
+    cluster: ClusterApi, ref: BackendRef, backend: Backend, action: RecordRevision, emit: EventSink
+) -> None:
+    """Keep the spec's revision in the backend's history and prune it. History is for people: when
+    the API server will not keep it (e.g. RBAC of an older chart), the cutover goes on and a Warning
+    Event says so."""
+    try:
+        await in_thread(partial(_record_in_history, cluster, ref, backend, action))
+    except ApiException as error:
+        if error.status not in REFUSALS:
+            raise
+        message = f"revision {backend.revision} not kept in history: {refusal_message(error)}"
+        emit(RecordEvent(EventType.WARNING, "HistoryNotRecorded", message))
+
+
+def _record_in_history(cluster: ClusterApi, ref: BackendRef, backend: Backend, action: RecordRevision) -> None:
+    objects = cluster.list_controller_revisions(ref.namespace, f"{BACKEND_LABEL}={ref.name}")
+    existing = entries(objects, ref.uid)
+    number = next_number(existing, backend.revision)
+    if number is not None:
+        entry = owned(render_history_entry(backend, number, action.change_cause), ref)
+        name = history_name(backend)
+        old = next((e for e in existing if e.name == name), None)
+        if old is not None and old.spec == entry["data"]["spec"]:
+            # Rolled out again: renumbered as the newest, with the cause of this rollout.
+            cause = {CHANGE_CAUSE_ANNOTATION: action.change_cause}
+            cluster.patch_controller_revision(
+                ref.namespace, name, {"revision": number, "metadata": {"annotations": cause}}
+            )
+        else:
+            if old is not None:
+                # The same pods from another spec (e.g. other rollout settings): data is immutable.
+                cluster.delete_controller_revision(ref.namespace, name)
+            cluster.create_controller_revision(entry)
+        existing = [e for e in existing if e.name != name]
+        existing.append(HistoryEntry(name, number, backend.revision, {}, action.change_cause or "", ""))
+    limit = backend.spec.revision_history_limit
+    for name in to_delete(existing, limit, (*action.keep, backend.revision)):
+        cluster.delete_controller_revision(ref.namespace, name)
 
 
 def set_route_weights(cluster: ClusterApi, backend: Backend, color: Color, weight: int) -> None:

@@ -18,7 +18,16 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
-from turnout.api.labels import ABORT_ANNOTATION, BACKEND_LABEL, COLOR_LABEL, PROMOTE_ANNOTATION, REVISION_LABEL
+from turnout.api.labels import (
+    ABORT_ANNOTATION,
+    BACKEND_LABEL,
+    CHANGE_CAUSE_ANNOTATION,
+    COLOR_LABEL,
+    PAUSE_ANNOTATION,
+    PROMOTE_ANNOTATION,
+    RETRY_ANNOTATION,
+    REVISION_LABEL,
+)
 from turnout.api.spec import Strategy
 from turnout.api.status import Color, InferenceBackendStatus, Phase
 from turnout.checks import CheckRound, CheckTarget, check_round
@@ -296,6 +305,9 @@ async def observe(
         route=route,
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
+        retry=annotations.get(RETRY_ANNOTATION),
+        paused=PAUSE_ANNOTATION in annotations,
+        change_cause=annotations.get(CHANGE_CAUSE_ANNOTATION),
         conflicts=tuple(conflicts),
     )
 

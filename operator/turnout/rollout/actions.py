@@ -58,6 +58,16 @@ class ApplyClaim:
     """Create the model volume's claim (never updated: a bound claim's spec is immutable)."""
 
 
+@dataclass(frozen=True)
+class RecordRevision:
+    """Keep the spec's revision in the backend's history (a ControllerRevision, numbered after the
+    newest), and delete the oldest beyond `spec.revisionHistoryLimit`, never those in `keep`."""
+
+    change_cause: str | None
+    """The backend's `kubernetes.io/change-cause` annotation when the cutover started."""
+    keep: tuple[str, ...] = ()
+
+
 class EventType(StrEnum):
     NORMAL = "Normal"
     WARNING = "Warning"
@@ -107,5 +117,6 @@ Action = (
     | ApplyColorServices
     | SetRouteWeights
     | ApplyClaim
+    | RecordRevision
     | RecordEvent
 )

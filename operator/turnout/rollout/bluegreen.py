@@ -57,6 +57,7 @@ class BlueGreen(Step):
                     FailureReason.ABORTED, f"aborted by the {ABORT_ANNOTATION} annotation"
                 )
             return self.roll_back_to_previous(FailureReason.CHECK_FAILED, "the Service was found on the old color")
+        self.take_retry()
         if self.revision == status.active_revision and status.preview_color is not None and not status.switched_at:
             return self.abandon_preview()
         if status.switched_at is not None and status.active_revision == self.revision:
@@ -100,6 +101,8 @@ class BlueGreen(Step):
             self.condition(ConditionType.DEGRADED, False, "AsExpected", "")
         self.requeue_after = float(self.rollout.checks.interval_seconds)
         if status.preview_started_at is None and not self.make_room(preview):
+            if self.observed.paused:
+                return self.held(f"revision {self.revision} waits to start on {preview}")
             self.enter(Phase.PROGRESSING)
             return self.done()
 
@@ -108,7 +111,7 @@ class BlueGreen(Step):
             self.actions.append(ApplyDeployment(preview, self.replicas))
         if status.preview_started_at is None:
             status.preview_started_at = format_time(self.now)
-            self.event(EventType.NORMAL, "Progressing", f"revision {self.revision} starting on {preview}")
+            self.announce_start(preview)
         if self.is_ready(state):
             return self.verify()
         return self.wait_for_ready(state)
@@ -211,12 +214,14 @@ class BlueGreen(Step):
             return benchmarking
         status = self.status
         # As in Argo Rollouts, the first revision has nothing to wait beside: it is promoted at once.
+        if self.observed.paused and status.active_color is not None:
+            return self.held(f"revision {self.revision} proven on {status.preview_color}")
         promoted = self.rollout.auto_promote or self.observed.promote == self.revision or status.active_color is None
         if not promoted:
             self.enter(
                 Phase.PAUSED,
                 f"revision {self.revision} proven on {status.preview_color}; waiting for promotion: "
-                f"kubectl annotate ib {self.backend.name} {PROMOTE_ANNOTATION}={self.revision}",
+                f"kubectl turnout promote {self.backend.name} (sets {PROMOTE_ANNOTATION}={self.revision})",
             )
             self.condition(ConditionType.PROGRESSING, True, "Paused", "waiting for promotion")
             return self.done()
@@ -416,6 +421,8 @@ class Recreate(BlueGreen):
         if active is None:
             return True
         old = self.observed.color(active)
+        if old.replicas > 0 and self.observed.paused:
+            return False  # scaling the serving color down is the outage a pause holds back
         if old.replicas > 0:
             self.actions.append(ScaleDeployment(active, 0))
             self.event(EventType.NORMAL, "Recreate", f"{active} scales to zero before {preview} starts")

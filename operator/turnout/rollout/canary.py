@@ -161,7 +161,7 @@ class Canary(BlueGreen):
         self.requeue_after = float(self.rollout.checks.interval_seconds)
         if status.preview_started_at is None:
             status.preview_started_at = format_time(self.now)
-            self.event(EventType.NORMAL, "Progressing", f"revision {self.revision} starting on {status.preview_color}")
+            self.announce_start(status.preview_color)
         if status.canary is None:
             return self.before_traffic()
         return self.run_step(status.canary)
@@ -191,6 +191,8 @@ class Canary(BlueGreen):
         benchmarking = self.benchmark_gate()
         if benchmarking is not None:
             return benchmarking
+        if self.observed.paused:
+            return self.held(f"revision {self.revision} proven on {self.preview}, before its first step")
         self.event(EventType.NORMAL, "CanaryStarted", f"revision {self.revision} proven on {self.preview}")
         return self.start_step(0)
 
@@ -235,12 +237,14 @@ class Canary(BlueGreen):
         where = f"step {canary.step + 1}/{len(steps)} ({describe_step(step)})"
         share = f"{canary.traffic_share}% of traffic on revision {self.revision}"
         if in_effect and self.step_done(step, canary):
+            if self.observed.paused:
+                return self.held(f"revision {self.revision} at {share} after {where}")
             return self.start_step(canary.step + 1)
         if step.pause is not None and step.pause.seconds is None and in_effect:
             self.enter(
                 Phase.PAUSED,
-                f"revision {self.revision} at {share} in {where}; to continue: kubectl annotate ib "
-                f"{self.backend.name} {PROMOTE_ANNOTATION}={self.revision}/{canary.step} --overwrite",
+                f"revision {self.revision} at {share} in {where}; to continue: kubectl turnout promote "
+                f"{self.backend.name} (sets {PROMOTE_ANNOTATION}={self.revision}/{canary.step})",
             )
             self.condition(ConditionType.PROGRESSING, True, "Paused", f"{where}: {share}, waiting for promotion")
             return self.done()

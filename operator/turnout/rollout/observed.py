@@ -140,6 +140,12 @@ class Observed:
     """The revision named by the `turnout.dev/promote` annotation, if any."""
     abort: str | None = None
     """The revision named by the `turnout.dev/abort` annotation, if any."""
+    retry: str | None = None
+    """The `turnout.dev/retry` annotation, `<revision>@<when>`, if any."""
+    change_cause: str | None = None
+    """The backend's `kubernetes.io/change-cause` annotation, if any."""
+    paused: bool = False
+    """The `turnout.dev/pause` annotation is set: no cutover moves traffic until it is removed."""
     conflicts: tuple[str, ...] = ()
     """Objects turnout would write for this backend that exist and are not this backend's: each a
     sentence naming the object and its owner. Nothing is written while there is one."""

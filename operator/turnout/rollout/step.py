@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from turnout.api.backend import Backend
-from turnout.api.labels import color_selector
+from turnout.api.labels import ABORT_ANNOTATION, PAUSE_ANNOTATION, RETRY_ANNOTATION, color_selector
 from turnout.api.spec import ServiceType
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase, ServedModel
 from turnout.rollout.actions import (
@@ -25,6 +25,7 @@ from turnout.rollout.actions import (
     CutoverResult,
     EventType,
     RecordEvent,
+    RecordRevision,
     ScaleDeployment,
 )
 from turnout.rollout.conditions import bounded, condition_status, format_precise_time, parse_time, set_condition
@@ -398,6 +399,59 @@ class Step(ABC):
         self.status.phase = phase
         if phase in _ANNOUNCED_PHASES and not announced:
             self.event(EventType.NORMAL, phase.value, message)
+
+    def announce_start(self, color: Color) -> None:
+        """A cutover to the spec's revision starts on `color`: said, and the revision kept in history."""
+        self.event(EventType.NORMAL, "Progressing", f"revision {self.revision} starting on {color}")
+        status = self.status
+        keep = tuple(r for r in (status.active_revision, status.previous_revision) if r is not None)
+        self.actions.append(RecordRevision(change_cause=self.observed.change_cause, keep=keep))
+
+    def held(self, where: str) -> Plan:
+        """The cutover waits where it is, before traffic moves, until `turnout.dev/pause` is removed;
+        its checks and analysis go on, and a failure still rolls it back."""
+        message = f"{where}; held by the {PAUSE_ANNOTATION} annotation: kubectl turnout resume {self.backend.name}"
+        self.enter(Phase.PAUSED, message)
+        self.condition(ConditionType.PROGRESSING, True, "PausedByUser", message)
+        return self.done()
+
+    def take_retry(self) -> None:
+        """Act once on a new `turnout.dev/retry` annotation (`<revision>@<when>`): a spec whose
+        revision failed is tried again as if it were new; any other value is said to be ignored."""
+        value = self.observed.retry
+        status = self.status
+        if value is None or value == status.last_retry:
+            return
+        status.last_retry = value
+        revision = value.split("@", 1)[0]
+        failed_benchmark = (
+            status.benchmark is not None
+            and status.benchmark.revision == self.revision
+            and status.benchmark.verdict is not None
+            and not status.benchmark.verdict.passed
+        )
+        failed = status.preview_color is None and status.last_failed_revision == self.revision
+        why = ""
+        if revision != self.revision:
+            why = f"the spec's revision is {self.revision}"
+        elif not (failed or failed_benchmark):
+            why = f"revision {self.revision} has not failed"
+        elif self.observed.abort == self.revision:
+            why = f"the {ABORT_ANNOTATION} annotation still names it; remove it first"
+        if why:
+            self.event(EventType.WARNING, "RetryIgnored", f"{RETRY_ANNOTATION}={value} ignored: {why}")
+            return
+        self.event(
+            EventType.NORMAL,
+            "Retrying",
+            f"revision {self.revision} tried again ({RETRY_ANNOTATION}); it failed with "
+            f"{status.last_failure_reason or 'BenchmarkFailed'}: {status.last_failure_message or ''}".rstrip(": "),
+        )
+        if failed:
+            status.last_failed_revision = None
+        if failed_benchmark:
+            status.benchmark = None
+        self.reset_checks(next_round_now=True)
 
     def end_preview(self) -> None:
         """No revision is being proven any more (the spec went back, or to zero replicas)."""

@@ -93,6 +93,10 @@ class FakeCluster:
         body = self._existing("InferenceBackend", namespace, name)
         body["metadata"].setdefault("annotations", {})[key] = value
 
+    def unannotate_backend(self, namespace: str, name: str, key: str) -> None:
+        """`kubectl annotate ib NAME KEY-`."""
+        self._existing("InferenceBackend", namespace, name)["metadata"].get("annotations", {}).pop(key, None)
+
     def delete_backend(self, namespace: str, name: str) -> None:
         """`kubectl delete`: the backend stays, marked, until its finalizer is removed."""
         self._existing("InferenceBackend", namespace, name)["metadata"]["deletionTimestamp"] = TERMINATING_SINCE
@@ -309,6 +313,39 @@ class FakeCluster:
                 route["metadata"][field] = _copy(body["metadata"][field])
         self._store_route(route, _copy(body.get("spec") or {}))
         return _copy(route)
+
+    def list_controller_revisions(self, namespace: str, selector: str) -> list[KubeObject]:
+        return self._list("ControllerRevision", namespace, selector)
+
+    def create_controller_revision(self, obj: KubeObject) -> None:
+        """Create; 409 when one of that name exists."""
+        meta = obj["metadata"]
+        self._write(Write("create", "ControllerRevision", meta["name"], _copy(obj)))
+        key = ("ControllerRevision", meta["namespace"], meta["name"])
+        if key in self.objects:
+            raise ApiException(status=409, reason="AlreadyExists")
+        entry = _copy(obj)
+        entry["metadata"].update(uid=self._uid(), creationTimestamp=TERMINATING_SINCE)
+        self.objects[key] = entry
+
+    def patch_controller_revision(self, namespace: str, name: str, patch: KubeObject) -> None:
+        """A merge patch; 422 when it would change the immutable `data`."""
+        self._write(Write("patch", "ControllerRevision", name, _copy(patch)))
+        entry = self.objects.get(("ControllerRevision", namespace, name))
+        if entry is None:
+            raise ApiException(status=404, reason="Not Found")
+        if "data" in patch and patch["data"] != entry.get("data"):
+            raise ApiException(status=422, reason="field is immutable")
+        self.objects["ControllerRevision", namespace, name] = merge_patch(entry, patch)
+
+    def delete_controller_revision(self, namespace: str, name: str) -> None:
+        self._write(Write("delete", "ControllerRevision", name, {}))
+        self.objects.pop(("ControllerRevision", namespace, name), None)
+
+    def history(self, namespace: str, name: str) -> list[KubeObject]:
+        """The backend's ControllerRevisions, oldest number first."""
+        found = self._list("ControllerRevision", namespace, f"turnout.dev/backend={name}")
+        return sorted(found, key=lambda entry: int(entry["revision"]))
 
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
         """A merge patch of the status subresource: None removes a field; the generation stays."""

@@ -49,7 +49,7 @@ def test_first_revision_announces_healthy_once_without_a_bake() -> None:
     assert reasons == ["Switched", "Healthy"]
 
 
-def test_paused_says_how_to_promote_with_what_exists_today() -> None:
+def test_paused_says_how_to_promote_with_the_plugin_and_the_annotation_it_sets() -> None:
     world = healthy_world(backend(rollout={"autoPromote": False}))
     new = backend(rollout={"autoPromote": False}, vllm={"dtype": "half"})
     world.start_verifying(new)
@@ -59,7 +59,7 @@ def test_paused_says_how_to_promote_with_what_exists_today() -> None:
         messages += [e.message for e in world.events() if e.reason == "Paused"]
     assert messages == [
         f"revision {new.revision} proven on green; waiting for promotion: "
-        f"kubectl annotate ib chat turnout.dev/promote={new.revision}"
+        f"kubectl turnout promote chat (sets turnout.dev/promote={new.revision})"
     ]
 
 

@@ -18,6 +18,7 @@ from turnout.rollout.actions import (
     ApplyDeployment,
     ApplyService,
     RecordEvent,
+    RecordRevision,
     ScaleDeployment,
     SplitService,
 )
@@ -68,6 +69,8 @@ class World:
         self.claim_exists = False
         self.promote: str | None = None
         self.abort: str | None = None
+        self.retry: str | None = None
+        self.paused = False
         self.last: Plan | None = None
 
     def observe(self, check: CheckOutcome | None = None) -> Observed:
@@ -83,6 +86,8 @@ class World:
             check=check,
             promote=self.promote,
             abort=self.abort,
+            retry=self.retry,
+            paused=self.paused,
         )
 
     def step(self, desired: Backend | InvalidSpec, check: CheckOutcome | None = None) -> Plan:
@@ -123,7 +128,7 @@ class World:
                 self.service_exists = True
             case ApplyClaim():
                 self.claim_exists = True
-            case RecordEvent():
+            case RecordEvent() | RecordRevision():
                 pass
             case _:
                 raise AssertionError(f"unknown action {action!r}")
@@ -157,9 +162,14 @@ class World:
         return [a for a in self.last.actions if isinstance(a, RecordEvent)]
 
     def changes(self) -> list[object]:
-        """The last plan's actions other than Events."""
+        """The last plan's actions on the backend's objects (not its Events, nor its history)."""
         assert self.last is not None
-        return [a for a in self.last.actions if not isinstance(a, RecordEvent)]
+        return [a for a in self.last.actions if not isinstance(a, RecordEvent | RecordRevision)]
+
+    def recorded(self) -> list[RecordRevision]:
+        """The last plan's records of the spec's revision in history."""
+        assert self.last is not None
+        return [a for a in self.last.actions if isinstance(a, RecordRevision)]
 
 
 PASS = CheckOutcome(passed=True)
