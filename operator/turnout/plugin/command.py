@@ -6,15 +6,18 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
 
 from turnout.api.backend import Backend, InvalidSpec
+from turnout.api.labels import BACKEND_LABEL, CHANGE_CAUSE_ANNOTATION
 from turnout.api.status import Color
 from turnout.plugin import view
 from turnout.render import render_backend
+from turnout.render.history import HistoryEntry, entries, find
 
 GROUP, VERSION, PLURAL = "turnout.dev", "v1alpha1", "inferencebackends"
 
@@ -107,8 +110,9 @@ class Cluster:
             )
         return list(result.get("items", []))
 
-    def annotate(self, namespace: str, name: str, key: str, value: str) -> None:
-        body = {"metadata": {"annotations": {key: value}}}
+    def annotate(self, namespace: str, name: str, changes: view.Annotations) -> None:
+        """Merge-patch the backend's annotations: a value sets, None removes."""
+        body = {"metadata": {"annotations": dict(changes)}}
         self._call(
             "patch",
             f"inferencebackends.turnout.dev/{name} in namespace {namespace}",
@@ -120,6 +124,32 @@ class Cluster:
             name,
             body,
         )
+
+    def replace(self, obj: dict[str, Any]) -> None:
+        """PUT the backend as read with its spec changed: its resourceVersion makes a concurrent edit a conflict."""
+        meta = obj["metadata"]
+        self._call(
+            "update",
+            f"inferencebackends.turnout.dev/{meta['name']} in namespace {meta['namespace']}",
+            self.custom.replace_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            meta["namespace"],
+            PLURAL,
+            meta["name"],
+            obj,
+        )
+
+    def history(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The ControllerRevisions labelled as the backend's (ownership is checked by the caller)."""
+        result = self._call(
+            "list",
+            f"controllerrevisions.apps in namespace {namespace}",
+            self.apps.list_namespaced_controller_revision,
+            namespace,
+            label_selector=f"{BACKEND_LABEL}={name}",
+        )
+        return [dict(self.sanitize(item)) for item in result.items]
 
     def _read(self, resource: str, call: Any, name: str, namespace: str) -> dict[str, Any] | None:
         obj = self._call("get", resource, call, name, namespace, missing_ok=True)
@@ -195,27 +225,107 @@ def command_list(arguments: argparse.Namespace, cluster: Cluster) -> int:
     return 0
 
 
-def _annotate(arguments: argparse.Namespace, cluster: Cluster, verb: str) -> int:
+def _annotate(
+    arguments: argparse.Namespace, cluster: Cluster, changes_of: Callable[[dict[str, Any]], view.Annotations]
+) -> int:
+    """Read the backend, decide the annotation changes (or refuse in one line), patch them."""
     namespace = arguments.namespace or cluster.default_namespace
-    status = cluster.backend(namespace, arguments.name).get("status") or {}
+    backend = cluster.backend(namespace, arguments.name)
     try:
-        key, value = (
-            view.promote_annotation(status, full=arguments.full) if verb == "promote" else view.abort_annotation(status)
-        )
+        changes = changes_of(backend)
     except view.Refused as refused:
-        print(f"kubectl turnout {verb}: {namespace}/{arguments.name}: {refused}", file=sys.stderr)
+        print(f"kubectl turnout {arguments.verb}: {namespace}/{arguments.name}: {refused}", file=sys.stderr)
         return 1
-    cluster.annotate(namespace, arguments.name, key, value)
-    print(f"inferencebackend {namespace}/{arguments.name} annotated {key}={value}")
+    cluster.annotate(namespace, arguments.name, changes)
+    print(f"inferencebackend {namespace}/{arguments.name} annotated {view.describe_changes(changes)}")
     return 0
 
 
 def command_promote(arguments: argparse.Namespace, cluster: Cluster) -> int:
-    return _annotate(arguments, cluster, "promote")
+    return _annotate(arguments, cluster, lambda backend: view.promote_annotations(backend, full=arguments.full))
 
 
 def command_abort(arguments: argparse.Namespace, cluster: Cluster) -> int:
-    return _annotate(arguments, cluster, "abort")
+    return _annotate(arguments, cluster, view.abort_annotations)
+
+
+def command_retry(arguments: argparse.Namespace, cluster: Cluster) -> int:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _annotate(arguments, cluster, lambda backend: view.retry_annotations(backend, now))
+
+
+def command_pause(arguments: argparse.Namespace, cluster: Cluster) -> int:
+    return _annotate(arguments, cluster, lambda backend: view.pause_annotations(backend, pause=True))
+
+
+def command_resume(arguments: argparse.Namespace, cluster: Cluster) -> int:
+    return _annotate(arguments, cluster, lambda backend: view.pause_annotations(backend, pause=False))
+
+
+def _history(cluster: Cluster, namespace: str, backend: dict[str, Any]) -> list[HistoryEntry]:
+    meta = backend["metadata"]
+    return entries(cluster.history(namespace, meta["name"]), meta.get("uid"))
+
+
+def command_history(arguments: argparse.Namespace, cluster: Cluster) -> int:
+    namespace = arguments.namespace or cluster.default_namespace
+    backend = cluster.backend(namespace, arguments.name)
+    found = _history(cluster, namespace, backend)
+    if arguments.revision is not None:
+        entry = find(found, arguments.revision)
+        if entry is None:
+            kept = ", ".join(str(e.number) for e in found) or "none"
+            raise PluginError(f"revision {arguments.revision} is not in the history of {namespace}/{arguments.name} "
+                              f"(kept: {kept})")  # fmt: skip
+        print(yaml.safe_dump({"revision": entry.number, "spec": entry.spec}, sort_keys=False), end="")
+        return 0
+    if arguments.output == "json":
+        print(json.dumps([_entry_dict(e) for e in found], indent=2))
+    elif arguments.output == "yaml":
+        print(yaml.safe_dump([_entry_dict(e) for e in found], sort_keys=False), end="")
+    else:
+        sys.stdout.write(view.format_history(found, backend.get("status") or {}))
+    return 0
+
+
+def _entry_dict(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "revision": entry.number,
+        "turnoutRevision": entry.revision,
+        "changeCause": entry.change_cause,
+        "created": entry.created,
+        "spec": entry.spec,
+    }
+
+
+def command_undo(arguments: argparse.Namespace, cluster: Cluster) -> int:
+    namespace = arguments.namespace or cluster.default_namespace
+    backend = cluster.backend(namespace, arguments.name)
+    where = f"{namespace}/{arguments.name}"
+    try:
+        target = view.undo_target(_history(cluster, namespace, backend), arguments.to_revision)
+    except view.Refused as refused:
+        raise PluginError(f"{where}: {refused}") from refused
+    if backend.get("spec") == target.spec:
+        print(f"inferencebackend {where}: skipped, the spec is revision {target.number}'s already")
+        return 0
+    status = backend.get("status") or {}
+    if target.revision == status.get("lastFailedRevision"):
+        print(
+            f"kubectl turnout undo: note: revision {target.number} ({target.revision}) failed last time "
+            f"({status.get('lastFailureReason')}); it is not tried again until "
+            f"`kubectl turnout retry {arguments.name}`",
+            file=sys.stderr,
+        )
+    changed = dict(backend)
+    changed["spec"] = target.spec
+    meta = changed["metadata"] = dict(backend["metadata"])
+    cause = f"kubectl turnout undo {arguments.name} --to-revision={target.number}"
+    meta["annotations"] = {**(meta.get("annotations") or {}), CHANGE_CAUSE_ANNOTATION: cause}
+    changed.pop("status", None)
+    cluster.replace(changed)
+    print(f"inferencebackend {where} rolled back to revision {target.number} (turnout revision {target.revision})")
+    return 0
 
 
 def command_diff(arguments: argparse.Namespace, cluster: Cluster) -> int:
@@ -255,6 +365,11 @@ VERBS = {
     "list": command_list,
     "promote": command_promote,
     "abort": command_abort,
+    "retry": command_retry,
+    "pause": command_pause,
+    "resume": command_resume,
+    "history": command_history,
+    "undo": command_undo,
     "diff": command_diff,
 }
 
@@ -297,7 +412,8 @@ def build_plugin_parser() -> argparse.ArgumentParser:
         "promote",
         "release a Paused revision",
         "Annotate turnout.dev/promote: blue/green, the preview revision; a canary pause, <revision>/<step> "
-        "(that pause only) or <revision> with --full (every pause). Refused when nothing is Paused.",
+        "(that pause only) or <revision> with --full (every pause); and lift a pause (turnout.dev/pause). "
+        "Refused when nothing is Paused.",
     )
     promote.add_argument("--full", action="store_true", help="canary: release every remaining pause")
     verb(
@@ -305,6 +421,41 @@ def build_plugin_parser() -> argparse.ArgumentParser:
         "roll back the cutover in flight",
         "Annotate turnout.dev/abort with the revision in flight (the preview, or the active one while it "
         "bakes). Refused when no cutover is in flight.",
+    )
+    verb(
+        "retry",
+        "try the last failed revision again",
+        "Annotate turnout.dev/retry=<failed revision>@<now>: the operator runs a normal cutover to it once more "
+        "without a spec change (and an abort annotation naming it is removed). Refused while a cutover is in "
+        "flight or when no revision failed.",
+    )
+    verb(
+        "pause",
+        "hold every cutover before traffic moves",
+        "Annotate turnout.dev/pause: a cutover goes on up to its switch (blue/green), its next weight (canary) "
+        "or its scale-down of the serving color (Recreate) and waits there in phase Paused; checks, analysis and "
+        "rollbacks go on. Refused when already paused.",
+    )
+    verb("resume", "lift a pause", "Remove turnout.dev/pause. Refused when not paused.")
+    history = verb(
+        "history",
+        "the revisions rolled out, with their change cause",
+        "List the backend's revision history (one ControllerRevision per revision rolled out, owned by the "
+        "backend, at most spec.revisionHistoryLimit), oldest first, with what each is now: serving, in flight, "
+        "warm, failed. The change cause is the backend's kubernetes.io/change-cause annotation when the "
+        "cutover started.",
+    )
+    history.add_argument("--revision", type=int, metavar="N", help="print revision N's spec")
+    history.add_argument("-o", "--output", choices=["json", "yaml"], help="print the entries with their specs")
+    undo = verb(
+        "undo",
+        "go back to an earlier revision's spec",
+        "Write revision N's spec (default: the one before the newest) back to the backend, which starts a "
+        "normal cutover (fast when that revision's color is still warm). A concurrent edit of the backend "
+        "fails the write instead of being lost.",
+    )
+    undo.add_argument(
+        "--to-revision", type=int, metavar="N", help="the revision from `history` (default: the previous)"
     )
     verb(
         "diff",

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from turnout.api.labels import ABORT_ANNOTATION, PROMOTE_ANNOTATION
+from turnout.api.labels import ABORT_ANNOTATION, PAUSE_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION
+from turnout.render.history import HistoryEntry, find
 
 # `status --watch` exit codes, like `kubectl rollout status`: 0 Healthy, 1 Degraded, 3 Paused.
 WATCH_EXIT = {"Healthy": 0, "Degraded": 1, "Paused": 3}
@@ -42,6 +43,62 @@ def watch_exit(backend: Mapping[str, Any]) -> int | None:
 
 class Refused(Exception):
     """A verb that has nothing to act on; the message is its one line."""
+
+
+Annotations = dict[str, str | None]
+"""Annotation changes for a merge patch: a value sets, None removes."""
+
+
+def promote_annotations(backend: Mapping[str, Any], *, full: bool = False) -> Annotations:
+    """`promote`: release what waits for a promotion, and lift a pause (as Argo Rollouts' promote does)."""
+    key, value = promote_annotation(backend.get("status") or {}, full=full)
+    changes: Annotations = {key: value}
+    if PAUSE_ANNOTATION in _annotations(backend):
+        changes[PAUSE_ANNOTATION] = None
+    return changes
+
+
+def abort_annotations(backend: Mapping[str, Any]) -> Annotations:
+    key, value = abort_annotation(backend.get("status") or {})
+    return {key: value}
+
+
+def retry_annotations(backend: Mapping[str, Any], now: str) -> Annotations:
+    """`retry`: name the failed revision once more (`<revision>@<now>`, so each retry is new), and
+    drop an abort annotation that names it (else the retry would be aborted at once)."""
+    status = backend.get("status") or {}
+    if status.get("previewRevision"):
+        raise Refused(f"a cutover is in flight (revision {status['previewRevision']}, phase {status.get('phase')})")
+    benchmark = status.get("benchmark") or {}
+    verdict = benchmark.get("verdict") or {}
+    revision = status.get("lastFailedRevision")
+    if not revision and verdict and not verdict.get("passed"):
+        revision = benchmark.get("revision")
+    if not revision:
+        raise Refused("no failed revision to retry")
+    changes: Annotations = {RETRY_ANNOTATION: f"{revision}@{now}"}
+    if _annotations(backend).get(ABORT_ANNOTATION) == revision:
+        changes[ABORT_ANNOTATION] = None
+    return changes
+
+
+def pause_annotations(backend: Mapping[str, Any], *, pause: bool) -> Annotations:
+    """`pause` sets `turnout.dev/pause`, `resume` removes it; each refused when there is nothing to do."""
+    paused = PAUSE_ANNOTATION in _annotations(backend)
+    if pause and paused:
+        raise Refused("already paused")
+    if not pause and not paused:
+        raise Refused("not paused")
+    return {PAUSE_ANNOTATION: "true" if pause else None}
+
+
+def _annotations(backend: Mapping[str, Any]) -> Mapping[str, str]:
+    return (backend.get("metadata") or {}).get("annotations") or {}
+
+
+def describe_changes(changes: Annotations) -> str:
+    """`turnout.dev/retry=abc@..., turnout.dev/abort-` as `kubectl annotate` writes them."""
+    return " ".join(f"{key}={value}" if value is not None else f"{key}-" for key, value in changes.items())
 
 
 def promote_annotation(status: Mapping[str, Any], *, full: bool = False) -> tuple[str, str]:
@@ -101,6 +158,11 @@ def format_status(
     lines = [
         f"Name:       {meta.get('namespace', '')}/{meta.get('name', '')}",
         f"Engine:     {spec.get('engine', '')}   Model: {(spec.get('model') or {}).get('name', '')}",
+        *(
+            [f"Serving:    {status.get('activeEngine', '')} {status['activeModel']}"]
+            if status.get("activeModel")
+            else []
+        ),
         f"Phase:      {_paint(phase, phase, colour)}",
         f"Strategy:   {(spec.get('rollout') or {}).get('strategy', 'BlueGreen')}",
         f"Service:    selects {served_colors(service)}",
@@ -133,6 +195,8 @@ def format_status(
     benchmark = status.get("benchmark")
     if benchmark:
         lines.append(f"Benchmark:  {benchmark.get('verdict') or 'running'}")
+    if PAUSE_ANNOTATION in _annotations(backend):
+        lines.append(f"Held:       by {PAUSE_ANNOTATION}; kubectl turnout resume {meta.get('name', '')}")
     if status.get("lastFailedRevision"):
         lines.append(
             f"Failed:     {status['lastFailedRevision']}: {status.get('lastFailureReason', '')} "
@@ -210,3 +274,60 @@ def unified_diff(live: Sequence[Mapping[str, Any]], desired: Sequence[Mapping[st
             )
         )
     return "".join(out)
+
+
+def history_state(entry: HistoryEntry, status: Mapping[str, Any]) -> str:
+    """What the revision is now: serving, in flight, warm (the previous color), failed, or nothing."""
+    if entry.revision == status.get("activeRevision"):
+        return "serving"
+    if entry.revision == status.get("previewRevision"):
+        return "in flight"
+    if entry.revision == status.get("previousRevision"):
+        return "warm"
+    if entry.revision == status.get("lastFailedRevision"):
+        return f"failed ({status.get('lastFailureReason') or 'RolledBack'})"
+    return ""
+
+
+def _model_of(spec: Mapping[str, Any]) -> str:
+    """The model a spec serves: the engine's own `model` when set, else `model.name`."""
+    engine = str(spec.get("engine") or "")
+    own = (spec.get(engine) or {}).get("model") if engine else None
+    return str(own or (spec.get("model") or {}).get("name") or "")
+
+
+def format_history(entries: Sequence[HistoryEntry], status: Mapping[str, Any]) -> str:
+    """The `kubectl turnout history` table, oldest first, like `kubectl rollout history`."""
+    header = ("REVISION", "TURNOUT-REVISION", "ENGINE", "MODEL", "STATE", "CHANGE-CAUSE")
+    rows = [header]
+    for entry in entries:
+        spec = entry.spec
+        rows.append(
+            (
+                str(entry.number),
+                entry.revision,
+                str(spec.get("engine") or ""),
+                _model_of(spec),
+                history_state(entry, status) or "-",
+                entry.change_cause or "<none>",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
+
+
+def undo_target(entries: Sequence[HistoryEntry], to_revision: int | None) -> HistoryEntry:
+    """The entry `undo` goes back to: number `to_revision`, or the one before the newest."""
+    if not entries:
+        raise Refused("no revision history (revisions are kept from the first cutover on)")
+    if to_revision is None:
+        if len(entries) < 2:
+            raise Refused(f"no revision before {entries[-1].number} in history")
+        return entries[-2]
+    found = find(entries, to_revision)
+    if found is None:
+        kept = ", ".join(str(entry.number) for entry in entries)
+        raise Refused(f"revision {to_revision} is not in history (kept: {kept})")
+    return found

@@ -24,7 +24,9 @@ class FakeCluster:
 
     def __init__(self, backends: dict[str, dict[str, Any]]) -> None:
         self.objects = backends
-        self.annotated: list[tuple[str, str, str, str]] = []
+        self.annotated: list[tuple[str, str, str, str | None]] = []
+        self.revisions: list[dict[str, Any]] = []
+        self.replaced: list[dict[str, Any]] = []
 
     def backend(self, namespace: str, name: str) -> dict[str, Any]:
         if name not in self.objects:
@@ -34,9 +36,21 @@ class FakeCluster:
     def backends(self, namespace: str | None) -> list[dict[str, Any]]:
         return list(self.objects.values())
 
-    def annotate(self, namespace: str, name: str, key: str, value: str) -> None:
-        self.annotated.append((namespace, name, key, value))
-        self.objects[name]["status"]["phase"] = "Healthy"
+    def annotate(self, namespace: str, name: str, changes: dict[str, str | None]) -> None:
+        annotations = self.objects[name]["metadata"].setdefault("annotations", {})
+        for key, value in changes.items():
+            self.annotated.append((namespace, name, key, value))
+            if value is None:
+                annotations.pop(key, None)
+            else:
+                annotations[key] = value
+
+    def history(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.revisions)
+
+    def replace(self, obj: dict[str, Any]) -> None:
+        self.replaced.append(copy.deepcopy(obj))
+        self.objects[obj["metadata"]["name"]] = obj
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return None
@@ -50,7 +64,7 @@ class FakeCluster:
 
 def _backend(phase: str, **status: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": "chat", "namespace": "ml"},
+        "metadata": {"name": "chat", "namespace": "ml", "uid": "u-1"},
         "spec": {"engine": "vllm"},
         "status": {"phase": phase, **status},
     }
@@ -150,3 +164,126 @@ def test_diff_of_the_rendered_objects_as_the_cluster_holds_them_is_empty_then_sh
     obj["spec"]["replicas"] = 3
     assert command.main(["diff", obj["metadata"]["name"]]) == 1
     assert "+  replicas: 3" in capsys.readouterr().out
+
+
+def test_promote_lifts_a_pause(cluster: FakeCluster) -> None:
+    cluster.objects["chat"]["metadata"]["annotations"] = {"turnout.dev/pause": "true"}
+    assert command.main(["promote", "chat"]) == 0
+    assert cluster.annotated == [
+        ("ml", "chat", "turnout.dev/promote", "bbb"),
+        ("ml", "chat", "turnout.dev/pause", None),
+    ]
+
+
+def test_pause_then_resume_and_each_refused_when_there_is_nothing_to_do(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert command.main(["pause", "chat"]) == 0
+    assert capsys.readouterr().out == "inferencebackend ml/chat annotated turnout.dev/pause=true\n"
+    assert command.main(["pause", "chat"]) == 1
+    assert capsys.readouterr().err == "kubectl turnout pause: ml/chat: already paused\n"
+    assert command.main(["resume", "chat"]) == 0
+    assert capsys.readouterr().out == "inferencebackend ml/chat annotated turnout.dev/pause-\n"
+    assert command.main(["resume", "chat"]) == 1
+    assert capsys.readouterr().err == "kubectl turnout resume: ml/chat: not paused\n"
+
+
+def test_retry_names_the_failed_revision_once_and_drops_an_abort_of_it(cluster: FakeCluster) -> None:
+    cluster.objects["chat"]["status"] = {"phase": "Degraded", "activeRevision": "aaa", "lastFailedRevision": "bbb"}
+    cluster.objects["chat"]["metadata"]["annotations"] = {"turnout.dev/abort": "bbb"}
+    assert command.main(["retry", "chat"]) == 0
+    (retry, abort) = cluster.annotated
+    assert retry[2] == "turnout.dev/retry"
+    assert str(retry[3]).startswith("bbb@")
+    assert abort == ("ml", "chat", "turnout.dev/abort", None)
+
+
+def test_retry_refused_without_a_failed_revision_or_during_a_cutover(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert command.main(["retry", "chat"]) == 1  # phase Paused, revision bbb in flight
+    assert "a cutover is in flight (revision bbb, phase Paused)" in capsys.readouterr().err
+    cluster.objects["chat"]["status"] = {"phase": "Healthy", "activeRevision": "aaa"}
+    assert command.main(["retry", "chat"]) == 1
+    assert capsys.readouterr().err == "kubectl turnout retry: ml/chat: no failed revision to retry\n"
+    assert cluster.annotated == []
+
+
+def columns(table: str) -> list[list[str]]:
+    """A table's cells, cut where its header's columns start."""
+    header, *rows = table.splitlines()
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [[line[a:b].strip() for a, b in bounds] for line in (header, *rows)]
+
+
+def _revision(number: int, revision: str, model: str, cause: str = "", owner: str = "u-1") -> dict[str, Any]:
+    annotations = {"kubernetes.io/change-cause": cause} if cause else {}
+    return {
+        "metadata": {
+            "name": f"chat-{revision}",
+            "labels": {"turnout.dev/backend": "chat", "turnout.dev/revision": revision},
+            "annotations": annotations,
+            "ownerReferences": [{"uid": owner}],
+        },
+        "data": {"spec": {"engine": "vllm", "model": {"name": model}}},
+        "revision": number,
+    }
+
+
+def test_history_lists_the_owned_revisions_with_state_and_cause(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.objects["chat"]["status"] = {"phase": "Degraded", "activeRevision": "aaa", "lastFailedRevision": "ccc",
+                                         "lastFailureReason": "CheckFailed"}  # fmt: skip
+    cluster.revisions = [
+        _revision(3, "ccc", "m3", "try 3B"),
+        _revision(1, "aaa", "m1"),
+        _revision(2, "zzz", "other", owner="another backend of that name, deleted and made again"),
+    ]
+    assert command.main(["history", "chat"]) == 0
+    assert columns(capsys.readouterr().out) == [
+        ["REVISION", "TURNOUT-REVISION", "ENGINE", "MODEL", "STATE", "CHANGE-CAUSE"],
+        ["1", "aaa", "vllm", "m1", "serving", "<none>"],
+        ["3", "ccc", "vllm", "m3", "failed (CheckFailed)", "try 3B"],
+    ]
+    assert command.main(["history", "chat", "--revision", "3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == {"revision": 3, "spec": {"engine": "vllm", "model": {"name": "m3"}}}
+    assert command.main(["history", "chat", "--revision", "2"]) == 1
+    assert capsys.readouterr().err == (
+        "kubectl turnout history: revision 2 is not in the history of ml/chat (kept: 1, 3)\n"
+    )
+
+
+def test_undo_writes_the_earlier_spec_back_with_its_cause(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.objects["chat"]["spec"] = {"engine": "vllm", "model": {"name": "m3"}}
+    cluster.objects["chat"]["metadata"]["resourceVersion"] = "42"
+    cluster.revisions = [_revision(1, "aaa", "m1"), _revision(2, "bbb", "m2"), _revision(3, "ccc", "m3")]
+    assert command.main(["undo", "chat"]) == 0
+    assert "rolled back to revision 2 (turnout revision bbb)" in capsys.readouterr().out
+    assert command.main(["undo", "chat", "--to-revision", "1"]) == 0
+    first, second = cluster.replaced
+    assert first["spec"] == {"engine": "vllm", "model": {"name": "m2"}}
+    assert second["spec"] == {"engine": "vllm", "model": {"name": "m1"}}
+    assert second["metadata"]["resourceVersion"] == "42"  # a concurrent edit is a conflict, not lost
+    assert second["metadata"]["annotations"]["kubernetes.io/change-cause"] == (
+        "kubectl turnout undo chat --to-revision=1"
+    )
+    assert "status" not in second
+
+
+def test_undo_refuses_a_revision_not_kept_and_skips_the_spec_already_there(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.objects["chat"]["spec"] = {"engine": "vllm", "model": {"name": "m1"}}
+    cluster.revisions = [_revision(1, "aaa", "m1")]
+    assert command.main(["undo", "chat"]) == 1
+    assert capsys.readouterr().err == "kubectl turnout undo: ml/chat: no revision before 1 in history\n"
+    assert command.main(["undo", "chat", "--to-revision", "7"]) == 1
+    assert capsys.readouterr().err == "kubectl turnout undo: ml/chat: revision 7 is not in history (kept: 1)\n"
+    assert command.main(["undo", "chat", "--to-revision", "1"]) == 0
+    assert "skipped" in capsys.readouterr().out
+    assert cluster.replaced == []
