@@ -317,8 +317,8 @@ class CanaryPause(Model):
     """Wait at the weight in effect; the analysis keeps judging meanwhile."""
 
     seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
-    """Seconds to wait. Unset: wait until promoted with
-    `kubectl annotate ib NAME turnout.dev/promote=<status.previewRevision>`."""
+    """Seconds to wait. Unset: wait until promoted with `kubectl turnout promote NAME` (it sets
+    `turnout.dev/promote=<status.previewRevision>/<step>`)."""
 
 
 class CanaryStep(Model):
@@ -434,9 +434,9 @@ class Rollout(Model):
     canary: Canary | None = None
     """The steps of strategy Canary (required with it; kept while another strategy runs)."""
     auto_promote: bool = True
-    """false: a proven revision waits in phase Paused until promoted with
-    `kubectl annotate ib NAME turnout.dev/promote=<status.previewRevision>` (BlueGreen, Recreate;
-    a canary pauses where its steps say)."""
+    """false: a proven revision waits in phase Paused until promoted with `kubectl turnout promote NAME`
+    (it sets `turnout.dev/promote=<status.previewRevision>`) (BlueGreen, Recreate; a canary pauses
+    where its steps say)."""
     ready_timeout_seconds: Annotated[int, Field(ge=30, le=86_400)] = 1800
     """Seconds the new revision may take to become Ready (weights load slowly) before rollback."""
     checks: Checks = Field(default_factory=Checks)

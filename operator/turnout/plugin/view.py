@@ -32,13 +32,43 @@ _COLORS = {"Healthy": "32", "Degraded": "31", "Paused": "33"}
 
 def watch_exit(backend: Mapping[str, Any]) -> int | None:
     """The `status --watch` exit code once the phase settles, None while it moves or the operator has
-    not seen the latest spec yet (status.observedGeneration behind metadata.generation)."""
+    not seen the latest spec yet (status.observedGeneration behind metadata.generation) or the last
+    request of a verb (see `unanswered`)."""
     status = backend.get("status") or {}
     generation = (backend.get("metadata") or {}).get("generation")
     observed = status.get("observedGeneration")
     if generation is not None and (observed is None or observed < generation):
         return None
+    if unanswered(backend):
+        return None
     return WATCH_EXIT.get(status.get("phase") or "Pending")
+
+
+def unanswered(backend: Mapping[str, Any]) -> str | None:
+    """The annotation the operator has not acted on yet, if any: annotations do not bump the
+    generation, so right after `promote`, `abort`, `retry` or `resume` the status still shows the
+    phase from before, which a watch must not take for the answer."""
+    annotations = _annotations(backend)
+    status = backend.get("status") or {}
+    phase = status.get("phase")
+    preview = status.get("previewRevision")
+    in_flight = preview or (status.get("activeRevision") if phase == "Baking" else None)
+    retry = annotations.get(RETRY_ANNOTATION)
+    if retry is not None and retry != status.get("lastRetry"):
+        return RETRY_ANNOTATION
+    abort = annotations.get(ABORT_ANNOTATION)
+    if abort is not None and in_flight and abort == in_flight:
+        return ABORT_ANNOTATION
+    promote = annotations.get(PROMOTE_ANNOTATION)
+    step = (status.get("canary") or {}).get("step", 0)
+    if phase == "Paused" and promote is not None and promote in (preview, f"{preview}/{step}"):
+        return PROMOTE_ANNOTATION
+    held = any(
+        c.get("type") == "Progressing" and c.get("reason") == "PausedByUser" for c in status.get("conditions") or []
+    )
+    if phase == "Paused" and held and PAUSE_ANNOTATION not in annotations:
+        return PAUSE_ANNOTATION
+    return None
 
 
 class Refused(Exception):

@@ -132,3 +132,43 @@ def test_diff_ignores_server_fields_and_defaults_and_shows_changes() -> None:
     assert "--- live/Service/chat" in text
     assert "-    c: green" in text
     assert "+    c: blue" in text
+
+
+@pytest.mark.parametrize(
+    ("annotations", "status"),
+    [
+        ({"turnout.dev/retry": "bbb@2026-11-28T15:00:00Z"}, {"phase": "Degraded", "lastFailedRevision": "bbb"}),
+        ({"turnout.dev/abort": "bbb"}, {"phase": "Paused", "previewRevision": "bbb"}),
+        ({"turnout.dev/abort": "bbb"}, {"phase": "Baking", "activeRevision": "bbb"}),
+        ({"turnout.dev/promote": "bbb"}, {"phase": "Paused", "previewRevision": "bbb"}),
+        ({"turnout.dev/promote": "bbb/1"}, {"phase": "Paused", "previewRevision": "bbb", "canary": {"step": 1}}),
+        (
+            {},
+            {
+                "phase": "Paused",
+                "previewRevision": "bbb",
+                "conditions": [{"type": "Progressing", "status": "True", "reason": "PausedByUser"}],
+            },
+        ),
+    ],
+)
+def test_watch_waits_while_the_operator_has_not_answered_a_verb(
+    annotations: dict[str, str], status: dict[str, Any]
+) -> None:
+    backend = {"metadata": {"generation": 1, "annotations": annotations}, "status": {"observedGeneration": 1, **status}}
+    assert view.watch_exit(backend) is None
+
+
+@pytest.mark.parametrize(
+    ("annotations", "status", "code"),
+    [
+        # Each acted on: retried, aborted (rolled back), promoted past that pause, paused by the user.
+        ({"turnout.dev/retry": "b@t"}, {"phase": "Degraded", "lastRetry": "b@t", "lastFailedRevision": "b"}, 1),
+        ({"turnout.dev/abort": "bbb"}, {"phase": "Degraded", "lastFailedRevision": "bbb"}, 1),
+        ({"turnout.dev/promote": "bbb/1"}, {"phase": "Paused", "previewRevision": "bbb", "canary": {"step": 3}}, 3),
+        ({"turnout.dev/pause": "true"}, {"phase": "Paused", "previewRevision": "bbb"}, 3),
+    ],
+)
+def test_watch_exits_once_the_operator_answered(annotations: dict[str, str], status: dict[str, Any], code: int) -> None:
+    backend = {"metadata": {"generation": 1, "annotations": annotations}, "status": {"observedGeneration": 1, **status}}
+    assert view.watch_exit(backend) == code
