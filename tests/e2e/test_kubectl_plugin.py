@@ -110,6 +110,7 @@ def test_abort_mid_bake_retry_history_and_undo(operator: OperatorProcess, backen
     assert backends.status("chat")["activeRevision"] == second
     assert "Retrying" in [reason for _, reason, _ in backends.events("chat")]
 
+    backends.wait("chat", lambda s: not s.get("previousRevision"), timeout=30, what="blue scaled down")
     code, out, _ = plugin("history", "chat")
     assert code == 0
     rows = [line.split() for line in out.splitlines()[1:]]
@@ -128,6 +129,7 @@ def test_abort_mid_bake_retry_history_and_undo(operator: OperatorProcess, backen
     last = out.splitlines()[-1]
     assert last.split()[:2] == ["3", first]
     assert last.endswith("kubectl turnout undo chat --to-revision=1")
+    assert "HistoryNotRecorded" not in [reason for _, reason, _ in backends.events("chat")]
 
     code, _, err = plugin("undo", "chat", "--to-revision", "9")
     assert code == 1

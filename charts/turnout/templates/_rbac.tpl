@@ -44,10 +44,11 @@ The chart's README lists the same rules with the code that uses each (a test kee
   resources: [events]
   verbs: [create]
 # The revision history (one ControllerRevision per revision, owned by the backend): listed by the
-# backend's label when a cutover starts, created, renumbered, and the oldest deleted.
+# backend's label when a cutover starts, created (a revision rolled out again: deleted and created
+# as the newest), and the oldest deleted.
 - apiGroups: [apps]
   resources: [controllerrevisions]
-  verbs: [list, create, patch, delete]
+  verbs: [list, create, delete]
 # The JSONL prompts of rollout.benchmark.prompts.configMapKeyRef, read by name; no list or watch.
 - apiGroups: [""]
   resources: [configmaps]

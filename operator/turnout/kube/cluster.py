@@ -70,7 +70,6 @@ class ClusterApi(Protocol):
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None: ...
     def list_controller_revisions(self, namespace: str, selector: str) -> list[KubeObject]: ...
     def create_controller_revision(self, obj: KubeObject) -> None: ...
-    def patch_controller_revision(self, namespace: str, name: str, patch: KubeObject) -> None: ...
     def delete_controller_revision(self, namespace: str, name: str) -> None: ...
 
 
@@ -216,16 +215,6 @@ class Cluster:
 
     def create_controller_revision(self, obj: KubeObject) -> None:
         self._history.create(body=obj, namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER)
-
-    def patch_controller_revision(self, namespace: str, name: str, patch: KubeObject) -> None:
-        """Merge-patch a ControllerRevision (its number and annotations; its data is immutable)."""
-        self._history.patch(
-            body=patch,
-            namespace=namespace,
-            name=name,
-            content_type="application/merge-patch+json",
-            field_manager=FIELD_MANAGER,
-        )
 
     def delete_controller_revision(self, namespace: str, name: str) -> None:
         """Delete one; one already gone is fine."""

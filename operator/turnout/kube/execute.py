@@ -14,7 +14,7 @@ from functools import partial
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
-from turnout.api.labels import BACKEND_LABEL, CHANGE_CAUSE_ANNOTATION
+from turnout.api.labels import BACKEND_LABEL
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject, in_thread
 from turnout.render import render_deployment, render_model_claim, render_service
@@ -161,18 +161,11 @@ def _record_in_history(cluster: ClusterApi, ref: BackendRef, backend: Backend, a
     if number is not None:
         entry = owned(render_history_entry(backend, number, action.change_cause), ref)
         name = history_name(backend)
-        old = next((e for e in existing if e.name == name), None)
-        if old is not None and old.spec == entry["data"]["spec"]:
-            # Rolled out again: renumbered as the newest, with the cause of this rollout.
-            cause = {CHANGE_CAUSE_ANNOTATION: action.change_cause}
-            cluster.patch_controller_revision(
-                ref.namespace, name, {"revision": number, "metadata": {"annotations": cause}}
-            )
-        else:
-            if old is not None:
-                # The same pods from another spec (e.g. other rollout settings): data is immutable.
-                cluster.delete_controller_revision(ref.namespace, name)
-            cluster.create_controller_revision(entry)
+        if any(e.name == name for e in existing):
+            # Rolled out again: made again as the newest, with this rollout's spec and cause. (Not
+            # patched: the API server re-encodes `data` on any update and refuses it as changed.)
+            cluster.delete_controller_revision(ref.namespace, name)
+        cluster.create_controller_revision(entry)
         existing = [e for e in existing if e.name != name]
         existing.append(HistoryEntry(name, number, backend.revision, {}, action.change_cause or "", ""))
     limit = backend.spec.revision_history_limit

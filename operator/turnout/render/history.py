@@ -2,8 +2,8 @@
 
 The convention `kubectl rollout history` follows for StatefulSets and DaemonSets: each entry is
 owned by the backend, numbered (`revision`) in the order the revisions were rolled out, and
-renumbered as the newest when an old revision is rolled out again. Its `data` (the spec) is
-immutable; its number and change cause are not. Pure: what to write and what to delete.
+made again as the newest when an old revision is rolled out again (the API server refuses any
+update of one: it re-encodes `data` and finds it changed). Pure: what to write and what to delete.
 """
 
 from __future__ import annotations

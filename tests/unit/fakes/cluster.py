@@ -328,16 +328,6 @@ class FakeCluster:
         entry["metadata"].update(uid=self._uid(), creationTimestamp=TERMINATING_SINCE)
         self.objects[key] = entry
 
-    def patch_controller_revision(self, namespace: str, name: str, patch: KubeObject) -> None:
-        """A merge patch; 422 when it would change the immutable `data`."""
-        self._write(Write("patch", "ControllerRevision", name, _copy(patch)))
-        entry = self.objects.get(("ControllerRevision", namespace, name))
-        if entry is None:
-            raise ApiException(status=404, reason="Not Found")
-        if "data" in patch and patch["data"] != entry.get("data"):
-            raise ApiException(status=422, reason="field is immutable")
-        self.objects["ControllerRevision", namespace, name] = merge_patch(entry, patch)
-
     def delete_controller_revision(self, namespace: str, name: str) -> None:
         self._write(Write("delete", "ControllerRevision", name, {}))
         self.objects.pop(("ControllerRevision", namespace, name), None)

@@ -287,3 +287,29 @@ def test_undo_refuses_a_revision_not_kept_and_skips_the_spec_already_there(
     assert command.main(["undo", "chat", "--to-revision", "1"]) == 0
     assert "skipped" in capsys.readouterr().out
     assert cluster.replaced == []
+
+
+def test_an_unreachable_cluster_is_one_line_and_exit_1_for_every_verb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens on port 1 of the loopback: every verb's first call is refused.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "ml"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    for verb in ("status", "list", "promote", "abort", "retry", "pause", "resume", "history", "undo", "diff"):
+        named = [] if verb == "list" else ["chat"]
+        assert command.main(["--kubeconfig", str(kubeconfig), verb, *named]) == 1, verb
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.startswith(f"kubectl turnout {verb}: cannot reach the cluster"), err
+        assert err.count("\n") == 1, err
