@@ -407,5 +407,10 @@ class VllmProfile:
         await probe.request("GET", "/health")
         await probe.expect_listed("/v1/models", served_name, list_key="data", name_key="id", verb="serves")
 
+    async def embed(self, probe: PodProbe, served_name: str) -> int:
+        """`POST /v1/embeddings` (OpenAI's shape, served by vLLM's pooling runner): `data[0].embedding`'s length."""
+        request = {"model": served_name, "input": "ping"}
+        return await probe.embedding_length("/v1/embeddings", request, "data", 0, "embedding")
+
 
 VLLM = VllmProfile()

@@ -198,6 +198,10 @@ class BlueGreen(Step):
             self.enter(Phase.VERIFYING, f"revision {self.revision}: all pods Ready, checking them", announce=not again)
             self.reset_checks(next_round_now=True)
             return self.done()
+        changed = self.dimension_change()
+        if changed is not None:
+            # Not a flaky answer that another round may mend: the model serves vectors of that length.
+            return self.fail(FailureReason.EMBEDDING_DIMENSION_CHANGED, changed)
         if not self.count_check():
             return self.fail(FailureReason.CHECK_FAILED, self.check_message())
         if status.check_passes < self.rollout.checks.success_threshold:
