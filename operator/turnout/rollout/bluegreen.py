@@ -63,7 +63,7 @@ class BlueGreen(Step):
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
             return self.steady()
-        if self.revision == status.last_failed_revision and status.preview_color is None:
+        if self.revision == status.last_failed_revision and status.preview_color is None and not self.refusal_lifted():
             return self.steady(failed_revision_pending=True)
         return self.cutover()
 

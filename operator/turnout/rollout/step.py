@@ -367,6 +367,14 @@ class Step(ABC):
             "once the clients re-index"
         )
 
+    def refusal_lifted(self) -> bool:
+        """The spec's revision failed only for a change of dimension, which `rollout.allowDimensionChange`
+        now allows: it is tried again, though its revision is the same (rollout settings are not in it)."""
+        return (
+            self.status.last_failure_reason == FailureReason.EMBEDDING_DIMENSION_CHANGED.value
+            and self.rollout.allow_dimension_change
+        )
+
     def refused_for_this_spec(self) -> bool:
         """The API server refused a write for the spec generation being reconciled (not a failed revision's)."""
         return self.status.last_failed_revision != self.revision and any(

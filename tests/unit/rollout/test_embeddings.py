@@ -101,3 +101,37 @@ def test_a_serving_revision_never_measured_is_no_reason_to_refuse() -> None:
     for _ in range(3):
         world.step(new, vectors(1024))
     assert world.service_color == GREEN
+
+
+def test_allowing_the_change_after_the_refusal_tries_the_same_revision_again() -> None:
+    old = embedding()
+    world = serving(old, 768)
+    refused = embedding("mxbai-embed-large")
+    world.start_verifying(refused)
+    world.step(refused, vectors(1024))
+    assert world.status.last_failure_reason == "EmbeddingDimensionChanged"
+    world.step(refused)
+    assert world.changes() == []  # not retried while the spec says nothing new
+    allowed = embedding("mxbai-embed-large", rollout={"allowDimensionChange": True})
+    assert allowed.revision == refused.revision  # rollout settings are not in the revision
+    world.step(allowed)
+    assert world.status.preview_revision == allowed.revision
+    assert world.status.phase == Phase.PROGRESSING
+    world.ready(GREEN)
+    world.step(allowed)
+    for _ in range(3):
+        world.step(allowed, vectors(1024))
+    assert world.service_color == GREEN
+    assert world.status.phase == Phase.BAKING
+
+
+def test_a_revision_that_failed_otherwise_is_not_retried_by_allowing_a_dimension_change() -> None:
+    world = serving(embedding(), 768)
+    new = embedding("mxbai-embed-large")
+    world.start_verifying(new)
+    for _ in range(3):
+        world.step(new, CheckOutcome(passed=False, message="/api/embed answered 500"))
+    assert world.status.last_failure_reason == "CheckFailed"
+    world.step(embedding("mxbai-embed-large", rollout={"allowDimensionChange": True}))
+    assert world.changes() == []
+    assert world.status.preview_color is None
