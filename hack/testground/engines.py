@@ -14,11 +14,11 @@ Embeddings (`EngineConfig.embedding_dimension`, annotation `sim.turnout.dev/embe
 a model with a dimension answers each input (a string or a list of them) with a vector of that many
 floats, the same for the same text, of length 1 (as embedding models normalise them), in OpenAI's
 shape (`data[].embedding`) or Ollama's (`/api/embed`: `embeddings[]`). A model without one is a
-chat model: vLLM answers 400 ("does not support Embeddings API", as its generate runner does),
-Ollama 400 ("does not support embeddings"). The degradation's added latency and error ratio apply
-to embedding requests as to chat completions; vLLM's `/metrics` counts them under
-`handler="/v1/embeddings"`, with their latency (vLLM records a pooling request's end-to-end
-latency and, at its prefill, its time to first token).
+chat model: vLLM answers 404 `{"detail": "Not Found"}` (vLLM 0.32.0 registers its embedding routes
+only for a model that supports the embed task), Ollama 400 ("does not support embeddings").
+The degradation's added latency and error ratio apply to embedding requests as to chat
+completions; vLLM's `/metrics` counts them under `handler="/v1/embeddings"`, with their latency
+(vLLM records a pooling request's end-to-end latency and, at its prefill, its time to first token).
 
 Behaviours as each engine shows them:
 
@@ -321,7 +321,8 @@ def vllm_app(state: EngineState) -> web.Application:
             return _vllm_error(f"The model `{requested}` does not exist.", "NotFoundError", 404, "model")
         dimension = state.config.embedding_dimension
         if dimension is None:
-            return _vllm_error("The model does not support Embeddings API", "BadRequestError", 400)
+            # What FastAPI answers for a route vLLM did not register.
+            return web.json_response({"detail": "Not Found"}, status=404)
         started = time.monotonic()
         if await state.degrade():
             state.metrics.finished(time.monotonic() - started, "error")

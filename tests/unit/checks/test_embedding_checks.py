@@ -55,7 +55,7 @@ def test_the_api_key_goes_with_vllms_embedding_request() -> None:
 @pytest.mark.parametrize(
     ("engine", "said"),
     [
-        (Engine.VLLM, "/v1/embeddings answered 400: The model does not support Embeddings API"),
+        (Engine.VLLM, '/v1/embeddings answered 404: {"detail": "Not Found"}'),
         (Engine.OLLAMA, '/api/embed answered 400: "embed" does not support embeddings'),
     ],
 )
