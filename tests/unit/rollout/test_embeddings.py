@@ -135,3 +135,21 @@ def test_a_revision_that_failed_otherwise_is_not_retried_by_allowing_a_dimension
     world.step(embedding("mxbai-embed-large", rollout={"allowDimensionChange": True}))
     assert world.changes() == []
     assert world.status.preview_color is None
+
+
+def test_recreate_refuses_another_dimension_and_brings_the_old_model_back() -> None:
+    recreate = {"strategy": "Recreate"}
+    old = embedding(rollout=recreate)
+    world = serving(old, 768)
+    new = embedding("mxbai-embed-large", rollout=recreate)
+    world.step(new)
+    world.pods_gone(BLUE)
+    world.step(new)
+    world.ready(GREEN)
+    world.step(new)
+    assert world.status.phase == Phase.VERIFYING
+    world.step(new, vectors(1024))
+    assert world.status.last_failure_reason == "EmbeddingDimensionChanged"
+    assert ScaleDeployment(BLUE, 1) in world.changes()
+    assert ScaleDeployment(GREEN, 0) in world.changes()
+    assert world.service_color == BLUE
