@@ -2,11 +2,23 @@
 
 The apps speak the endpoints turnout checks and clients call, shaped like the real engines:
 
-- vLLM (OpenAI server): `/health`, `/metrics`, `/v1/models`, `/v1/chat/completions` (JSON or SSE).
+- vLLM (OpenAI server): `/health`, `/metrics`, `/v1/models`, `/v1/chat/completions` (JSON or SSE),
+  `/v1/embeddings`.
   With an API key, `/v1/*` needs `Authorization: Bearer <key>` (401 `{"error": "Unauthorized"}`),
   `/health` and `/metrics` do not. An unknown model name is a 404 `NotFoundError`.
 - Ollama: `/`, `/api/version`, `/api/tags` (names always `name:tag`), `/api/pull` (NDJSON progress),
-  `/api/copy`, and the OpenAI-compatible `/v1/models`, `/v1/chat/completions`. No auth.
+  `/api/copy`, `/api/embed`, and the OpenAI-compatible `/v1/models`, `/v1/chat/completions`,
+  `/v1/embeddings`. No auth.
+
+Embeddings (`EngineConfig.embedding_dimension`, annotation `sim.turnout.dev/embedding-dimension`):
+a model with a dimension answers each input (a string or a list of them) with a vector of that many
+floats, the same for the same text, of length 1 (as embedding models normalise them), in OpenAI's
+shape (`data[].embedding`) or Ollama's (`/api/embed`: `embeddings[]`). A model without one is a
+chat model: vLLM answers 404 `{"detail": "Not Found"}` (vLLM 0.32.0 registers its embedding routes
+only for a model that supports the embed task), Ollama 400 ("does not support embeddings").
+The degradation's added latency and error ratio apply to embedding requests as to chat
+completions; vLLM's `/metrics` counts them under `handler="/v1/embeddings"`, with their latency
+(vLLM records a pooling request's end-to-end latency and, at its prefill, its time to first token).
 
 Behaviours as each engine shows them:
 
@@ -86,10 +98,18 @@ class EngineConfig:
     models: tuple[str, ...]
     root: str = ""
     api_key: str | None = field(default=None, repr=False)
+    embedding_dimension: int | None = None
+    """The length of the vectors the model answers embedding requests with; None: a chat model."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (the key included: it only travels over the simhost's stdin)."""
-        return {"engine": self.engine, "models": list(self.models), "root": self.root, "api_key": self.api_key}
+        return {
+            "engine": self.engine,
+            "models": list(self.models),
+            "root": self.root,
+            "api_key": self.api_key,
+            "embedding_dimension": self.embedding_dimension,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EngineConfig:
@@ -97,7 +117,13 @@ class EngineConfig:
         engine = data["engine"]
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}; accepted: {', '.join(ENGINES)}")
-        return cls(engine, tuple(data.get("models") or ()), data.get("root") or "", data.get("api_key"))
+        return cls(
+            engine,
+            tuple(data.get("models") or ()),
+            data.get("root") or "",
+            data.get("api_key"),
+            data.get("embedding_dimension"),
+        )
 
 
 class EngineState:
@@ -114,6 +140,7 @@ class EngineState:
         self.completions = 0  # chat completions since the degradation was set
         self.received = 0  # chat completions received since start, whatever their answer
         self.streamed = 0  # of them, those asking for a stream
+        self.embeddings = 0  # embedding requests received since start, on any of the engine's endpoints
         self.in_flight = 0
         self.most_in_flight = 0
         self._random = random.Random()
@@ -152,6 +179,7 @@ class EngineState:
             "streamed": self.streamed,
             "inFlight": self.in_flight,
             "mostInFlight": self.most_in_flight,
+            "embeddings": self.embeddings,
         }
 
     def failing(self) -> bool:
@@ -183,6 +211,7 @@ def build_app(state: EngineState) -> web.Application:
 
 
 SIM_REQUESTS_PATH = "/sim/requests"
+EMBEDDING_PATHS = frozenset({"/v1/embeddings", "/api/embed"})
 
 
 def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable[web.StreamResponse]]:
@@ -190,6 +219,9 @@ def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable
     async def count(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path == SIM_REQUESTS_PATH and request.method == "GET":
             return web.json_response(state.counts())
+        if request.path in EMBEDDING_PATHS and request.method == "POST":
+            state.embeddings += 1
+            return await handler(request)
         if request.path != "/v1/chat/completions" or request.method != "POST":
             return await handler(request)
         state.received += 1
@@ -214,7 +246,7 @@ async def _asks_stream(request: web.Request) -> bool:
 
 
 def vllm_app(state: EngineState) -> web.Application:
-    """vLLM's OpenAI server: /health, /metrics, /v1/models, /v1/chat/completions."""
+    """vLLM's OpenAI server: /health, /metrics, /v1/models, /v1/chat/completions, /v1/embeddings."""
 
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -278,6 +310,40 @@ def vllm_app(state: EngineState) -> web.Application:
             return _vllm_error(_FAILED, "InternalServerError", 500)
         return await _chat_completion(request, state, body, requested, fingerprint=None, started=started)
 
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        body = await _json_body(request)
+        texts = _embedding_inputs(body)
+        if body is None or texts is None:
+            return _vllm_error("'input' must be a string or a list of strings.", "BadRequestError", 400)
+        listed = state.visible_models()
+        requested = body.get("model") or (listed[0] if listed else "")
+        if state.resolve(requested) is None:
+            return _vllm_error(f"The model `{requested}` does not exist.", "NotFoundError", 404, "model")
+        dimension = state.config.embedding_dimension
+        if dimension is None:
+            # What FastAPI answers for a route vLLM did not register.
+            return web.json_response({"detail": "Not Found"}, status=404)
+        started = time.monotonic()
+        if await state.degrade():
+            state.metrics.finished(time.monotonic() - started, "error")
+            return _vllm_error(_FAILED, "InternalServerError", 500)
+        tokens = sum(len(text.split()) for text in texts)
+        state.metrics.first_token(time.monotonic() - started)
+        state.metrics.finished(time.monotonic() - started, "stop", tokens)
+        return web.json_response(
+            {
+                "id": f"embd-{uuid.uuid4().hex}",
+                "object": "list",
+                "created": int(time.time()),
+                "model": requested,
+                "data": [
+                    {"index": i, "object": "embedding", "embedding": embedding_vector(text, dimension)}
+                    for i, text in enumerate(texts)
+                ],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
+            }
+        )
+
     async def metrics(_: web.Request) -> web.StreamResponse:
         return web.Response(
             body=state.metrics.text(),
@@ -291,11 +357,13 @@ def vllm_app(state: EngineState) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
     return app
 
 
 def ollama_app(state: EngineState) -> web.Application:
-    """Ollama's server: /, /api/version, /api/tags, /api/pull, /api/copy, /v1/models, /v1/chat/completions."""
+    """Ollama's server: /, /api/version, /api/tags, /api/pull, /api/copy, /api/embed, /v1/models,
+    /v1/chat/completions, /v1/embeddings."""
 
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -373,15 +441,88 @@ def ollama_app(state: EngineState) -> web.Application:
             return _openai_error(_FAILED, "api_error", 500)
         return await _chat_completion(request, state, body, requested, fingerprint="fp_ollama", started=started)
 
+    async def embed(request: web.Request) -> web.StreamResponse:
+        """Ollama's own: `{"model", "input"}` in, `{"model", "embeddings": [[...]], ...}` out."""
+        body = await _json_body(request)
+        texts = _embedding_inputs(body)
+        if body is None or texts is None:
+            return web.json_response({"error": "invalid input type"}, status=400)
+        requested = body.get("model")
+        if not isinstance(requested, str) or state.resolve(requested) is None:
+            return web.json_response({"error": f'model "{requested}" not found, try pulling it first'}, status=404)
+        dimension = state.config.embedding_dimension
+        if dimension is None:
+            return web.json_response({"error": f'"{requested}" does not support embeddings'}, status=400)
+        started = time.monotonic()
+        if await state.degrade():
+            return web.json_response({"error": _FAILED}, status=500)
+        return web.json_response(
+            {
+                "model": requested,
+                "embeddings": [embedding_vector(text, dimension) for text in texts],
+                "total_duration": int((time.monotonic() - started) * 1e9),
+                "load_duration": 0,
+                "prompt_eval_count": sum(len(text.split()) for text in texts),
+            }
+        )
+
+    async def openai_embeddings(request: web.Request) -> web.StreamResponse:
+        """Ollama's OpenAI-compatible embeddings: OpenAI's shape, the model named as the client named it."""
+        body = await _json_body(request)
+        texts = _embedding_inputs(body)
+        if body is None or texts is None:
+            return _openai_error("invalid input type", "invalid_request_error", 400)
+        requested = body.get("model")
+        if not isinstance(requested, str) or state.resolve(requested) is None:
+            return _openai_error(f'model "{requested}" not found, try pulling it first', "not_found_error", 404)
+        dimension = state.config.embedding_dimension
+        if dimension is None:
+            return _openai_error(f'"{requested}" does not support embeddings', "invalid_request_error", 400)
+        if await state.degrade():
+            return _openai_error(_FAILED, "api_error", 500)
+        tokens = sum(len(text.split()) for text in texts)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "embedding": embedding_vector(text, dimension), "index": i}
+                    for i, text in enumerate(texts)
+                ],
+                "model": requested,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
     app = web.Application(middlewares=[guard])
     app.router.add_get("/", root)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/tags", tags)
     app.router.add_post("/api/pull", pull)
     app.router.add_post("/api/copy", copy)
+    app.router.add_post("/api/embed", embed)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", openai_embeddings)
     return app
+
+
+def embedding_vector(text: str, dimension: int) -> list[float]:
+    """A vector of `dimension` floats of length 1, the same for the same text, from its SHA-256."""
+    seed = hashlib.sha256(text.encode()).digest()
+    generator = random.Random(seed)
+    raw = [generator.gauss(0.0, 1.0) for _ in range(dimension)]
+    norm = sum(x * x for x in raw) ** 0.5 or 1.0
+    return [x / norm for x in raw]
+
+
+def _embedding_inputs(body: dict[str, Any] | None) -> list[str] | None:
+    """The texts of an embedding request's `input` (a string, or a non-empty list of strings); None otherwise."""
+    found = body.get("input") if body is not None else None
+    if isinstance(found, str):
+        return [found]
+    if isinstance(found, list) and found and all(isinstance(text, str) for text in found):
+        return list(found)
+    return None
 
 
 async def _chat_completion(

@@ -19,6 +19,9 @@ The contract the renderer honours (and that these tests hold it to):
   (each completion's pace; 0 is all at once) and `sim.turnout.dev/jitter` (0 to 1: each wait varies
   by that share), default 0 (see `behaviour.Degradation`). Like the behaviour, they change a running
   simulator at once.
+- Embeddings: annotation `sim.turnout.dev/embedding-dimension: N` (1 to 65536) makes the model an
+  embedding model whose vectors have N floats (see `engines`); without it the model is a chat
+  model, which the engines' embedding endpoints refuse. A change replaces the simulator.
 - Only a pod in phase Running with a pod IP is served, and not while its container's status says
   it is not running (a crash-looping container has no socket).
 """
@@ -40,6 +43,7 @@ LATENCY_ANNOTATION = "sim.turnout.dev/latency"
 TTFT_ANNOTATION = "sim.turnout.dev/ttft"
 TOKENS_PER_SECOND_ANNOTATION = "sim.turnout.dev/tokens-per-second"
 JITTER_ANNOTATION = "sim.turnout.dev/jitter"
+EMBEDDING_DIMENSION_ANNOTATION = "sim.turnout.dev/embedding-dimension"
 
 VLLM_PORT = 8000
 OLLAMA_PORT = 11434
@@ -77,10 +81,11 @@ class PodSim:
     api_key_ref: SecretKeyRef | None = None
     api_key: str | None = field(default=None, repr=False)
     degradation: Degradation = field(default_factory=Degradation)
+    embedding_dimension: int | None = None
 
     def config(self, api_key: str | None = None) -> EngineConfig:
         """The engine config, with the key read from `api_key_ref` (or the literal one)."""
-        return EngineConfig(self.engine, self.models, self.root, api_key or self.api_key)
+        return EngineConfig(self.engine, self.models, self.root, api_key or self.api_key, self.embedding_dimension)
 
     def live_update(self, running: PodSim) -> tuple[Behaviour | None, Degradation | None] | None:
         """What changes the `running` simulator into this one without replacing it: the behaviour
@@ -133,7 +138,17 @@ def pod_sim(pod: dict[str, Any]) -> PodSim | None:
         found = _vllm_sim(sim_id, ip, meta.get("namespace", ""), container, env, behaviour)
     else:
         found = _ollama_sim(sim_id, ip, env, behaviour)
-    return dataclasses.replace(found, degradation=degradation)
+    dimension = _annotation(annotations, EMBEDDING_DIMENSION_ANNOTATION, parse_embedding_dimension)
+    return dataclasses.replace(found, degradation=degradation, embedding_dimension=dimension)
+
+
+def parse_embedding_dimension(value: str | None) -> int | None:
+    """Annotation `sim.turnout.dev/embedding-dimension`: a whole number 1 to 65536, or None when unset."""
+    if value is None:
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= 65536:
+        raise BehaviourError(f"{value!r} is not a vector length: give a whole number from 1 to 65536")
+    return int(value)
 
 
 def _annotation(annotations: dict[str, str], name: str, parse: Callable[[str | None], T]) -> T:

@@ -325,17 +325,45 @@ class EndpointClient(InBackground):
                     continue
                 ip, port = endpoints[turn % len(endpoints)]
                 turn += 1
-                body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
                 try:
-                    answer = http.post(f"http://{ip}:{port}/v1/chat/completions", json=body, headers=self.headers)
-                    answer.raise_for_status()
-                    self.models.add(answer.json()["model"])
+                    self.models.add(self.ask(http, f"http://{ip}:{port}"))
                     self.answered_by[ip] = self.answered_by.get(ip, 0) + 1
-                except (httpx.HTTPError, KeyError, ValueError) as error:
+                except (httpx.HTTPError, KeyError, ValueError, IndexError, TypeError) as error:
                     self.failures.append(f"{ip}:{port}: {error!r}")
                     self.failed_at.append(time.monotonic())
                 self.sent += 1
                 stop.wait(0.05)
+
+    def ask(self, http: httpx.Client, base: str) -> str:
+        """One request to the pod at `base`: the model its answer names; raises when it is no answer."""
+        body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        answer = http.post(f"{base}/v1/chat/completions", json=body, headers=self.headers)
+        answer.raise_for_status()
+        model: str = answer.json()["model"]
+        return model
+
+
+class EmbeddingClient(EndpointClient):
+    """An OpenAI embeddings client (`POST /v1/embeddings`) following the Service's ready endpoints."""
+
+    def __init__(self, backends: Backends, service: str, model: str, **more: Any) -> None:
+        super().__init__(backends, service, **more)
+        self.model = model
+        self.dimensions: set[int] = set()
+        """The lengths of the vectors it got."""
+
+    def ask(self, http: httpx.Client, base: str) -> str:
+        answer = http.post(
+            f"{base}/v1/embeddings", json={"model": self.model, "input": ["a query", "a passage"]}, headers=self.headers
+        )
+        answer.raise_for_status()
+        body = answer.json()
+        vectors = [item["embedding"] for item in body["data"]]
+        if len(vectors) != 2 or not all(v and all(isinstance(x, float) for x in v) for v in vectors):
+            raise ValueError(f"not two vectors of floats: {str(body)[:200]}")
+        self.dimensions.update(len(v) for v in vectors)
+        model: str = body["model"]
+        return model
 
 
 Listing = Callable[[], dict[str, Any]]

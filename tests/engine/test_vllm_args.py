@@ -21,7 +21,7 @@ import yaml
 
 from tests.preparation import run_in_vllm
 from turnout.api.backend import Backend
-from turnout.api.spec import Engine
+from turnout.api.spec import Engine, Task
 from turnout.api.status import Color
 from turnout.cli import find_backend
 from turnout.engines.vllm import OWNED_OPTIONS, REFUSED_FLAGS, REPEATABLE_FLAGS, VLLM, owned_flag, vllm_args
@@ -90,6 +90,28 @@ def random_backends(count: int, seed: int = 20) -> list[Backend]:
     return backends
 
 
+def embedding_backends() -> list[Backend]:
+    """Embedding models as people run them on vLLM: a native embedding architecture, one that needs
+    its own modelling code, and a decoder converted to embed."""
+    models = [
+        ("BAAI/bge-base-en-v1.5", []),
+        ("nomic-ai/nomic-embed-text-v1.5", ["--trust-remote-code"]),
+        ("intfloat/e5-mistral-7b-instruct", ["--max-num-seqs=32"]),
+    ]
+    return [
+        Backend.parse(
+            f"embed-{index}",
+            "ml",
+            {
+                "engine": "vllm",
+                "model": {"name": model, "servedName": "embed", "task": "embedding"},
+                "vllm": {"extraArgs": extra},
+            },
+        )
+        for index, (model, extra) in enumerate(models)
+    ]
+
+
 def spellings(option: str) -> list[str]:
     """Words vLLM may read as `option` or one of its abbreviations: each prefix of it, alone, with a
     value, with a `.key` (a key of its JSON) and with `_` for `-` (vLLM reads both alike)."""
@@ -118,7 +140,7 @@ def rendered_args(backend: Backend) -> list[str]:
 
 @pytest.fixture(scope="module")
 def backends() -> list[Backend]:
-    return example_backends() + random_backends(24)
+    return example_backends() + random_backends(24) + embedding_backends()
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +173,17 @@ def test_vllm_serve_reads_the_rendered_args_as_the_spec_says(backends: list[Back
             "host": None,
             # The key reaches vLLM through VLLM_API_KEY only.
             "api_key": None,
+            # A chat model is left to vLLM's choice of runner; an embedding model runs the pooling one.
+            "runner": "pooling" if backend.task is Task.EMBEDDING else "auto",
+            "convert": "embed" if backend.task is Task.EMBEDDING else "auto",
         }, backend.name
+
+
+def test_the_embedding_backends_are_tested(backends: list[Backend]) -> None:
+    embedding = [backend for backend in backends if backend.task is Task.EMBEDDING]
+    assert len(embedding) >= 3
+    for backend in embedding:
+        assert {"--runner=pooling", "--convert=embed"} <= set(vllm_args(backend))
 
 
 def test_vllm_serve_refuses_a_misspelt_flag_or_a_wrong_value(backends: list[Backend], parsed: dict[str, Any]) -> None:

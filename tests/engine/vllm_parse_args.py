@@ -89,6 +89,8 @@ def parse(parser: argparse.ArgumentParser, command: Any, words: list[str]) -> di
             "port": args.port,
             "host": args.host,
             "api_key": getattr(args, "api_key", None),
+            "runner": engine.runner,
+            "convert": engine.convert,
         },
     }
 

@@ -21,7 +21,15 @@ from pydantic_core import ErrorDetails
 
 from turnout.api import rules
 from turnout.api.rules import MAX_NAME_LENGTH
-from turnout.api.spec import DNS_SUBDOMAIN_PATTERN, PATTERN_HINTS, AccessMode, Engine, InferenceBackendSpec, Strategy
+from turnout.api.spec import (
+    DNS_SUBDOMAIN_PATTERN,
+    PATTERN_HINTS,
+    AccessMode,
+    Engine,
+    InferenceBackendSpec,
+    Strategy,
+    Task,
+)
 from turnout.engines import EngineProfile, owned_env, profile_of
 
 GROUP = "turnout.dev"
@@ -89,6 +97,11 @@ class Backend:
     def model_name(self) -> str:
         """The model the active engine serves: its own `model` if set, else `model.name`."""
         return self.profile.options(self.spec).model or self.spec.model.name
+
+    @property
+    def task(self) -> Task:
+        """What clients ask the model for."""
+        return self.spec.model.task
 
     @property
     def served_name(self) -> str:
@@ -161,6 +174,9 @@ class Backend:
             "tensorParallelSize": profile.tensor_parallel_size(self),
             "template": spec.template.model_dump(mode="json", by_alias=True),
         }
+        if spec.model.task is not Task.CHAT:
+            # Only when not chat, so the revisions of backends written before `task` stay as they were.
+            pod_affecting["task"] = spec.model.task.value
         if self.api_key_digest is not None:
             # Only for engines with a key, so the revisions of all other backends stay as they were.
             pod_affecting["apiKeyDigest"] = self.api_key_digest
@@ -242,8 +258,11 @@ def _storage_problems(spec: InferenceBackendSpec) -> list[str]:
 
 
 def _benchmark_problems(spec: InferenceBackendSpec) -> list[str]:
-    """The rule of `turnout.api.rules` on `rollout.benchmark`: ratios need a serving revision to compare with."""
+    """The rules of `turnout.api.rules` on `rollout.benchmark`: chat models only, and ratios need a serving
+    revision to compare with."""
     benchmark = spec.rollout.benchmark
+    if benchmark is not None and spec.model.task is Task.EMBEDDING:
+        return [f"spec.rollout.benchmark: {rules.EMBEDDING_HAS_NO_BENCHMARK}"]
     if spec.rollout.strategy is not Strategy.RECREATE or benchmark is None:
         return []
     if benchmark.min_throughput_ratio is None and benchmark.max_latency_ratio is None:

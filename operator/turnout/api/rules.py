@@ -70,6 +70,11 @@ RECREATE_HAS_NOTHING_TO_COMPARE = (
     "nothing to compare with: use the absolute gates (minOutputTokensPerSecond, maxP95TtftSeconds), "
     "or strategy BlueGreen or Canary for minThroughputRatio and maxLatencyRatio"
 )
+EMBEDDING_HAS_NO_BENCHMARK = (
+    "rollout.benchmark measures streamed chat completions (output tokens/s, time to first token), which an "
+    "embedding model (model.task embedding) does not produce: remove rollout.benchmark; the checks still "
+    "prove each pod answers with vectors of the serving revision's dimension"
+)
 # The HTTPRoute refers to one Service per color, `<service>-blue` and `<service>-green`.
 MAX_ROUTED_SERVICE_NAME_LENGTH = 63 - len("-green")
 ROUTED_SERVICE_NAME_TOO_LONG = (
@@ -125,6 +130,12 @@ RULES: tuple[Rule, ...] = (
         ("spec",),
         f"{_STRATEGY} != 'Recreate' || !{_HAS_RATIO_GATE}",
         RECREATE_HAS_NOTHING_TO_COMPARE,
+        ".rollout.benchmark",
+    ),
+    Rule(
+        ("spec",),
+        "!has(self.model.task) || self.model.task != 'embedding' || !has(self.rollout) || !has(self.rollout.benchmark)",
+        EMBEDDING_HAS_NO_BENCHMARK,
         ".rollout.benchmark",
     ),
     Rule(

@@ -112,6 +112,13 @@ class Engine(StrEnum):
     OLLAMA = "ollama"
 
 
+class Task(StrEnum):
+    """What the model is asked for: chat completions, or embedding vectors."""
+
+    CHAT = "chat"
+    EMBEDDING = "embedding"
+
+
 class AccessMode(StrEnum):
     """How the model volume can be mounted: by one node, or by many nodes at once."""
 
@@ -183,6 +190,14 @@ class ModelSource(Model):
         None
     )
     """The model name clients send, the same on both engines. Default: the backend's name."""
+    task: Task = Task.CHAT
+    """What clients ask the model for. `chat` (chat and text completions; vision-language models
+    such as `llava:7b` are chat models too) or `embedding` (vectors, e.g. `nomic-embed-text`:
+    vLLM runs its pooling runner with `--runner pooling --convert embed`, Ollama needs nothing
+    more). turnout's checks ask for what the task serves: an embedding backend's pods must answer
+    `POST /v1/embeddings` (vLLM) or `POST /api/embed` (Ollama) with a vector, whose length is
+    recorded per revision in `status.servedModels` and must stay the same across a cutover
+    (see `rollout.allowDimensionChange`). Default: chat."""
     storage: Storage | None = None
     """The shared model volume. Without it each pod gets an empty scratch volume and downloads
     the model again on every start."""
@@ -310,7 +325,9 @@ class Checks(Model):
     """Seconds between two rounds of checks of the serving revision once its bake is over. After a
     failing round, rounds are `intervalSeconds` apart until the counters decide."""
     smoke_request: bool = True
-    """Also send one tiny chat completion (`max_tokens: 1`) with the served name."""
+    """Also send one tiny chat completion (`max_tokens: 1`) with the served name. An embedding
+    backend (`model.task: embedding`) is always sent one tiny embedding request instead, whatever
+    this says: its answer is the vector whose length (dimension) is compared across a cutover."""
 
 
 class CanaryPause(Model):
@@ -447,11 +464,18 @@ class Rollout(Model):
     """Seconds after the bake before the old revision scales to zero."""
     auto_rollback: bool = True
     """Roll back by itself when the new revision fails. false: stay Degraded and wait for a human."""
+    allow_dimension_change: bool = False
+    """For an embedding backend (`model.task: embedding`): let a new revision whose vectors have
+    another length (dimension) than the serving revision's take traffic. false: such a revision is
+    refused before the switch (reason EmbeddingDimensionChanged), since clients' vector indexes
+    hold vectors of the old length and would break; set true when the clients re-index."""
     benchmark: Benchmark | None = None
     """Before the new revision takes traffic, send the same bounded load of streamed chat completions
     to one of its pods and then to one pod of the running revision (never both at once), and promote
     it only if its numbers pass the gates set here. The running pod serves production meanwhile: it
-    gets at most `requests` benchmark requests, `concurrency` at a time. Unset: no benchmark."""
+    gets at most `requests` benchmark requests, `concurrency` at a time. Unset: no benchmark.
+    Chat models only: its gates are tokens/s and time to first token, which an embedding model
+    (`model.task: embedding`) does not produce; such a spec is refused."""
 
 
 def _kept_as_given(model: type[BaseModel]) -> GetPydanticSchema:

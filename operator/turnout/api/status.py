@@ -142,6 +142,10 @@ class ServedModel(StatusModel):
     """vllm or ollama."""
     model: str
     """The model the engine loads (its own override, such as `ollama.model`, when set)."""
+    embedding_dimension: int | None = None
+    """For an embedding model (`model.task: embedding`): the length of the vectors its pods answer,
+    as turnout's checks measured it. A new revision must keep the serving revision's, unless
+    `rollout.allowDimensionChange`."""
 
 
 class InferenceBackendStatus(StatusModel):

@@ -256,5 +256,10 @@ class OllamaProfile:
             same=lambda listed: OllamaName.parse(listed).same_as(wanted),
         )
 
+    async def embed(self, probe: PodProbe, served_name: str) -> int:
+        """`POST /api/embed`, Ollama's own (its `/v1/embeddings` serves OpenAI's clients): `embeddings[0]`'s length."""
+        request = {"model": served_name, "input": "ping"}
+        return await probe.embedding_length("/api/embed", request, "embeddings", 0)
+
 
 OLLAMA = OllamaProfile()

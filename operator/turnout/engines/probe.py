@@ -151,6 +151,28 @@ class PodProbe:
         if not any(same(name) if same else name == wanted for name in names):
             raise CheckFailed(f'{path} lacks "{self.shown(wanted)}" ({self._listing(verb, names)})')
 
+    async def embedding_length(self, path: str, payload: dict[str, Any], *vector_at: str | int) -> int:
+        """`POST path` with `payload`, and the length of the vector found at `vector_at` (keys and indexes
+        into the JSON answer, e.g. `"data", 0, "embedding"`): a non-empty list of numbers.
+
+        Raises `CheckFailed` naming where the answer departs from that.
+        """
+        found: Any = await self.json_object("POST", path, payload)
+        where = ""
+        for step in vector_at:
+            where += f"[{step}]" if isinstance(step, int) else (f".{step}" if where else step)
+            if isinstance(step, int):
+                found = found[step] if isinstance(found, list) and len(found) > step else None
+            else:
+                found = found.get(step) if isinstance(found, dict) else None
+            if found is None:
+                raise CheckFailed(f"{path} answered 200 without {where}")
+        if not isinstance(found, list) or not found:
+            raise CheckFailed(f"{path} answered 200 with {where} that is not a vector (a non-empty list of numbers)")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in found):
+            raise CheckFailed(f"{path} answered 200 with {where} holding something other than numbers")
+        return len(found)
+
     def redact(self, message: str) -> str:
         """The message with the API key masked, should an engine ever echo it back."""
         return message.replace(self._api_key, "***") if self._api_key else message

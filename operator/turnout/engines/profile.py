@@ -80,3 +80,7 @@ class EngineProfile(Protocol):
 
     async def check(self, probe: PodProbe, served_name: str) -> None:
         """Whether the pod behind `probe` lives and serves `served_name`; raises `CheckFailed` saying why not."""
+
+    async def embed(self, probe: PodProbe, served_name: str) -> int:
+        """One tiny embedding request to `served_name` on the engine's own embeddings endpoint: the length
+        (dimension) of the vector it answers; raises `CheckFailed` when the answer is not a vector of numbers."""

@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from turnout.api.cel import Rule, cel_format, cel_join, cel_list, cel_map
-from turnout.api.spec import WHITESPACE, WHITESPACE_CLASS, InferenceBackendSpec, SecretKeyRef, Vllm
+from turnout.api.spec import WHITESPACE, WHITESPACE_CLASS, InferenceBackendSpec, SecretKeyRef, Task, Vllm
 from turnout.api.traffic import TrafficCounters
 from turnout.engines.container import (
     STARTUP_BUDGET_SECONDS,
@@ -47,6 +47,8 @@ OWNED_OPTIONS: dict[str, str] = {
     "max_model_len": "set vllm.maxModelLen instead",
     "dtype": "set vllm.dtype instead",
     "api_key": "set vllm.apiKeySecretRef instead",
+    "runner": "set model.task instead (embedding runs the pooling runner)",
+    "convert": "set model.task instead (embedding converts the model to embed)",
     "download_dir": "turnout keeps downloads on the model volume (model.storage); leave it out",
     "config": "a config file could set the flags turnout owns; put its other options in extraArgs",
     "host": _LISTENS,
@@ -76,6 +78,8 @@ REFUSED_FLAGS: dict[str, tuple[str, str]] = {
     "--max-model-len": ("--max-m", "max_model_len"),
     "--dtype": ("--dt", "dtype"),
     "--api-key": ("--api-k", "api_key"),
+    "--runner": ("--ru", "runner"),
+    "--convert": ("--conv", "convert"),
     "--download-dir": ("--do", "download_dir"),
     "--config": ("--config", "config"),
     "--host": ("--ho", "host"),
@@ -232,6 +236,16 @@ CRD_RULES = (
 )
 
 
+TASK_ARGS: dict[Task, tuple[str, ...]] = {
+    # vLLM picks its runner from the model's architecture; a chat model needs nothing said.
+    Task.CHAT: (),
+    # The pooling runner serves /v1/embeddings; `embed` adapts a model whose architecture vLLM
+    # would otherwise run as a generator (and is what an embedding architecture gets anyway).
+    Task.EMBEDDING: ("--runner=pooling", "--convert=embed"),
+}
+"""vLLM's arguments for each `model.task`."""
+
+
 def vllm_args(backend: Backend) -> list[str]:
     """The arguments after `vllm serve`: the model first, then one `--flag=value` word per option.
 
@@ -248,6 +262,7 @@ def vllm_args(backend: Backend) -> list[str]:
         f"--max-model-len={options.max_model_len}",
         f"--dtype={options.dtype.value}",
         f"--port={VLLM.port}",
+        *TASK_ARGS[backend.task],
         *options.extra_args,
     ]
     return [kubelet_literal(word) for word in words]
@@ -391,6 +406,11 @@ class VllmProfile:
         """`GET /health` answers (the engine lives) and `GET /v1/models` lists `served_name` in `data[].id`."""
         await probe.request("GET", "/health")
         await probe.expect_listed("/v1/models", served_name, list_key="data", name_key="id", verb="serves")
+
+    async def embed(self, probe: PodProbe, served_name: str) -> int:
+        """`POST /v1/embeddings` (OpenAI's shape, served by vLLM's pooling runner): `data[0].embedding`'s length."""
+        request = {"model": served_name, "input": "ping"}
+        return await probe.embedding_length("/v1/embeddings", request, "data", 0, "embedding")
 
 
 VLLM = VllmProfile()

@@ -367,9 +367,10 @@ async def run_checks(
         api_key=api_key,
         timeout_seconds=checks.timeout_seconds,
         smoke_request=checks.smoke_request,
+        task=backend.task,
         client=client,
     )
-    return CheckOutcome(result.passed, result.message)
+    return CheckOutcome(result.passed, result.message, result.embedding_dimension)
 
 
 def benchmark_due(backend: Backend, status: InferenceBackendStatus) -> bool:

@@ -197,6 +197,10 @@ def format_status(
         f"Strategy:   {(spec.get('rollout') or {}).get('strategy', 'BlueGreen')}",
         f"Service:    selects {served_colors(service)}",
     ]
+    measured = [m for m in status.get("servedModels") or [] if isinstance(m, dict) and m.get("embeddingDimension")]
+    if measured:
+        dimensions = ", ".join(f"{m['embeddingDimension']} (revision {m.get('revision', '')})" for m in measured)
+        lines.append(f"Embeddings: dimension {dimensions}")
     for color in ("blue", "green"):
         roles = []
         if status.get("activeColor") == color:

@@ -64,7 +64,7 @@ class BlueGreen(Step):
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
             return self.steady()
-        if self.revision == status.last_failed_revision and status.preview_color is None:
+        if self.revision == status.last_failed_revision and status.preview_color is None and not self.refusal_lifted():
             return self.steady(failed_revision_pending=True)
         return self.cutover()
 
@@ -201,6 +201,10 @@ class BlueGreen(Step):
             self.enter(Phase.VERIFYING, f"revision {self.revision}: all pods Ready, checking them", announce=not again)
             self.reset_checks(next_round_now=True)
             return self.done()
+        changed = self.dimension_change()
+        if changed is not None:
+            # Not a flaky answer that another round may mend: the model serves vectors of that length.
+            return self.fail(FailureReason.EMBEDDING_DIMENSION_CHANGED, changed)
         if not self.count_check():
             return self.fail(FailureReason.CHECK_FAILED, self.check_message())
         if status.check_passes < self.rollout.checks.success_threshold:

@@ -22,6 +22,7 @@ class FailureReason(StrEnum):
     CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
     FAILED_CREATE = "FailedCreate"
     CHECK_FAILED = "CheckFailed"
+    EMBEDDING_DIMENSION_CHANGED = "EmbeddingDimensionChanged"
     ANALYSIS_FAILED = "AnalysisFailed"
     APPLY_FAILED = "ApplyFailed"
     BENCHMARK_FAILED = "BenchmarkFailed"
@@ -65,6 +66,8 @@ class CheckOutcome:
 
     passed: bool
     message: str = ""
+    embedding_dimension: int | None = None
+    """The length of the vectors the pods answered (an embedding model's round that passed)."""
 
 
 @dataclass(frozen=True)

@@ -332,13 +332,49 @@ class Step(ABC):
         named = {status.active_revision, status.preview_revision, status.previous_revision} - {None}
         served = {found.revision: found for found in status.served_models if found.revision in named}
         if self.revision in named:
+            known = served.get(self.revision)
             served[self.revision] = ServedModel(
-                revision=self.revision, engine=self.backend.engine.value, model=self.backend.model_name
+                revision=self.revision,
+                engine=self.backend.engine.value,
+                model=self.backend.model_name,
+                embedding_dimension=self.measured_dimension() or (known.embedding_dimension if known else None),
             )
         status.served_models = sorted(served.values(), key=lambda found: found.revision)
         active = served.get(status.active_revision or "")
         status.active_engine = active.engine if active else None
         status.active_model = active.model if active else None
+
+    def measured_dimension(self) -> int | None:
+        """The length of the vectors the spec's revision answered in this reconcile's round, if it measured one."""
+        check = self.observed.check
+        return check.embedding_dimension if check is not None and check.passed else None
+
+    def dimension_change(self) -> str | None:
+        """Why the spec's revision may not take the traffic: its vectors (measured in this round) have another
+        length than those of the revision that serves, and `rollout.allowDimensionChange` is off. None when
+        they may, or when either length is unknown (a chat model, or a serving revision never measured)."""
+        status = self.status
+        new = self.measured_dimension()
+        if new is None or self.rollout.allow_dimension_change or status.active_revision in (None, self.revision):
+            return None
+        serving = next((m for m in status.served_models if m.revision == status.active_revision), None)
+        old = serving.embedding_dimension if serving is not None else None
+        if old is None or old == new:
+            return None
+        return (
+            f"revision {self.revision} answers embeddings of dimension {new}, the serving revision "
+            f"{status.active_revision} of dimension {old}: clients' vector indexes hold vectors of dimension {old} "
+            f"and would break. Serve a model of dimension {old}, or set rollout.allowDimensionChange: true "
+            "once the clients re-index"
+        )
+
+    def refusal_lifted(self) -> bool:
+        """The spec's revision failed only for a change of dimension, which `rollout.allowDimensionChange`
+        now allows: it is tried again, though its revision is the same (rollout settings are not in it)."""
+        return (
+            self.status.last_failure_reason == FailureReason.EMBEDDING_DIMENSION_CHANGED.value
+            and self.rollout.allow_dimension_change
+        )
 
     def refused_for_this_spec(self) -> bool:
         """The API server refused a write for the spec generation being reconciled (not a failed revision's)."""

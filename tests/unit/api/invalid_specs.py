@@ -483,6 +483,22 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            vllm(model={"name": "nomic-ai/nomic-embed-text-v1.5", "task": "embedding"}, rollout={"benchmark": {}}),
+            "spec.rollout.benchmark: rollout.benchmark measures streamed chat completions",
+            ("spec.rollout.benchmark", "rollout.benchmark measures streamed chat completions"),
+        ),
+        id="embedding-with-benchmark",
+    ),
+    pytest.param(
+        Case(
+            ollama(model={"name": "llava:7b", "task": "vision"}),
+            "spec.model.task: should be 'chat' or 'embedding'",
+            ("spec.model.task", 'supported values: "chat", "embedding"'),
+        ),
+        id="task-vision",
+    ),
+    pytest.param(
+        Case(
             vllm(rollout={"strategy": "Canary"}),
             "spec.rollout.strategy: strategy Canary needs rollout.canary.steps",
             ("spec.rollout.strategy", "strategy Canary needs rollout.canary.steps"),

@@ -340,6 +340,16 @@ BOUNDS: list[tuple[str, dict[str, Any], bool]] = [
         False,
     ),
     ("BlueGreen, minThroughputRatio", {"rollout__benchmark": {"minThroughputRatio": 3}}, False),
+    ("task embedding", {"model__task": "embedding"}, False),
+    (
+        "task embedding, allowDimensionChange",
+        {"model__task": "embedding", "rollout__allowDimensionChange": True},
+        False,
+    ),
+    ("task chat, benchmark", {"model__task": "chat", "rollout__benchmark": {"requests": 10}}, False),
+    ("task embedding, benchmark", {"model__task": "embedding", "rollout__benchmark": {"requests": 10}}, True),
+    ("task embedding, empty benchmark", {"model__task": "embedding", "rollout__benchmark": {}}, True),
+    ("task vision", {"model__task": "vision"}, True),
     (
         "httpRoute with a service name of 57 characters",
         {

@@ -25,6 +25,7 @@ PINNED_EXAMPLES = {
     "vllm-tp2-api-key": "37b7078c2d",
     "vllm-to-ollama-fallback": "3f9a657588",
     "ollama-to-vllm-canary": "9b439b90ed",
+    "embeddings-ollama-to-vllm": "237415b11e",
 }
 
 PINNED_SPECS: dict[str, tuple[dict[str, Any], str]] = {

@@ -115,6 +115,9 @@ class TgiProfile:
         if model != served_name:
             raise CheckFailed(f'/info names model {model!r}, not "{served_name}"')
 
+    async def embed(self, probe: PodProbe, served_name: str) -> int:
+        return await probe.embedding_length("/embed", {"inputs": "ping"}, 0)
+
 
 TGI = TgiProfile()
 

@@ -53,6 +53,22 @@ def test_status_shows_phase_step_colors_service_failure_and_events() -> None:
     assert "\033[" not in text
 
 
+def test_status_shows_each_revisions_embedding_dimension_and_nothing_for_chat() -> None:
+    embedding = {
+        **CANARY_PAUSED,
+        "status": {
+            **CANARY_PAUSED["status"],
+            "servedModels": [
+                {"revision": "aaa111", "engine": "ollama", "model": "nomic-embed-text", "embeddingDimension": 768},
+                {"revision": "bbb222", "engine": "vllm", "model": "BAAI/bge-large-en-v1.5", "embeddingDimension": 1024},
+            ],
+        },
+    }
+    text = view.format_status(embedding, {"blue": None, "green": None}, None, [])
+    assert "Embeddings: dimension 768 (revision aaa111), 1024 (revision bbb222)" in text
+    assert "Embeddings:" not in view.format_status(CANARY_PAUSED, {"blue": None, "green": None}, None, [])
+
+
 def test_status_colours_only_when_asked_and_says_what_is_absent() -> None:
     text = view.format_status(CANARY_PAUSED, {"blue": None, "green": None}, None, [], colour=True)
     assert "\033[33mPaused\033[0m" in text

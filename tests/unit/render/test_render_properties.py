@@ -125,6 +125,8 @@ def twin_specs(draw: st.DrawFn) -> Twins:
         spec["model"]["servedName"] = draw(served)
     if draw(st.booleans()):
         spec["model"]["storage"] = draw(storages())
+    if draw(st.booleans()):
+        spec["model"]["task"] = draw(st.sampled_from(["chat", "embedding"]))
     for resource in ("cpu", "memory"):
         if draw(st.booleans()):
             spec["resources"][resource] = draw(quantity)

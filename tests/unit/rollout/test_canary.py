@@ -495,3 +495,17 @@ def test_a_route_without_refs_of_turnout_is_refused_with_what_to_change(operator
     route = operator.cluster.http_route(NAMESPACE, ROUTE)
     assert route is not None
     assert route["spec"]["rules"] == [{"backendRefs": [OTHER_REF]}]  # untouched
+
+
+def test_an_embedding_canary_of_another_dimension_never_gets_traffic(operator: InProcessOperator) -> None:
+    embedding = {"name": "nomic-embed-text", "servedName": "embed", "task": "embedding"}
+    operator.checks.answer = CheckOutcome(passed=True, embedding_dimension=768)
+    operator.start_healthy(canary_spec(STEPS, model=embedding))
+    operator.edit(canary_spec(STEPS, model={**embedding, "name": "mxbai-embed-large"}))
+    operator.checks.answer = CheckOutcome(passed=True, embedding_dimension=1024)
+    settle(operator, until="Degraded")
+    status = operator.status()
+    assert (status.last_failure_reason, status.active_color) == ("EmbeddingDimensionChanged", BLUE)
+    assert "dimension 1024" in (status.last_failure_message or "")
+    assert status.canary is None
+    assert service_selector(operator) == {"turnout.dev/backend": NAME, "turnout.dev/color": "blue"}

@@ -118,7 +118,7 @@ def test_every_chat_completion_received_is_counted_whatever_its_answer(running: 
 
     statuses, counts = asyncio.run(scenario())
     assert statuses == [200, 500, 404, 401, 200]
-    assert counts == {"chatCompletions": 4, "streamed": 2, "inFlight": 0, "mostInFlight": 1}
+    assert counts == {"chatCompletions": 4, "streamed": 2, "inFlight": 0, "mostInFlight": 1, "embeddings": 0}
 
 
 def test_requests_in_flight_are_counted_and_the_most_at_once_kept(
@@ -154,5 +154,5 @@ def test_requests_in_flight_are_counted_and_the_most_at_once_kept(
         return during, after
 
     during, after = asyncio.run(scenario())
-    assert during == {"chatCompletions": 5, "streamed": 5, "inFlight": 5, "mostInFlight": 5}
-    assert after == {"chatCompletions": 5, "streamed": 5, "inFlight": 0, "mostInFlight": 5}
+    assert during == {"chatCompletions": 5, "streamed": 5, "inFlight": 5, "mostInFlight": 5, "embeddings": 0}
+    assert after == {"chatCompletions": 5, "streamed": 5, "inFlight": 0, "mostInFlight": 5, "embeddings": 0}
