@@ -306,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off; default 8080)")
     run.add_argument("--health-port", type=int, default=8081, help="liveness endpoint port, /healthz (default 8081)")
     run.add_argument("--bind", default="0.0.0.0", help="address for the metrics and health ports (default 0.0.0.0)")
+    run.add_argument(
+        "--leader-election-namespace",
+        metavar="NAMESPACE",
+        help="act only while holding the Lease --leader-election-id in this namespace (replicas of one "
+        "install share it; the chart sets its own namespace); without it, no leader election",
+    )
+    run.add_argument(
+        "--leader-election-id", default="turnout", metavar="NAME", help="the Lease's name (default turnout)"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=command_run)
     return parser
@@ -315,11 +324,15 @@ def command_run(arguments: argparse.Namespace) -> int:
     """`turnout run`: the operator, until SIGINT/SIGTERM."""
     import asyncio
     import logging
+    import os
+    import socket
 
     import kopf
 
     from turnout import handlers, metrics
+    from turnout.health import Liveness, serve_health, standby_problem
     from turnout.kube.cluster import Cluster, CrdMissing
+    from turnout.kube.lease import LeaseElector
 
     assert handlers.run_backend  # importing the module registers the Kopf handlers
 
@@ -346,21 +359,52 @@ def command_run(arguments: argparse.Namespace) -> int:
     except CrdMissing as error:
         print(f"turnout run: {error}", file=sys.stderr)
         return 1
-    memo = kopf.Memo(cluster=cluster)
+    liveness = Liveness()
+    memo = kopf.Memo(cluster=cluster, liveness=liveness)
     if arguments.metrics_port:
         metrics.serve_metrics(arguments.metrics_port, arguments.bind)
-    liveness = f"http://{arguments.bind}:{arguments.health_port}/healthz" if arguments.health_port else None
-    asyncio.run(
-        kopf.operator(
-            registry=kopf.get_default_registry(),
-            memo=memo,
-            standalone=True,
-            clusterwide=not arguments.namespaces,
-            namespaces=arguments.namespaces or [],
-            liveness_endpoint=liveness,
-        )
-    )
-    return 0
+    if arguments.health_port:
+        serve_health(liveness, arguments.bind, arguments.health_port)
+    elector = None
+    if arguments.leader_election_namespace:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        lease = cluster.lease(arguments.leader_election_namespace, arguments.leader_election_id)
+        elector = LeaseElector(lease, identity)
+        liveness.role = lambda: standby_problem(elector)
+
+    async def operate() -> int:
+        stop = asyncio.Event()
+        holding: asyncio.Task[None] | None = None
+        if elector is not None:
+            metrics.set_leading(False)
+            await elector.acquire()
+            cluster.leading = elector.leading
+            holding = asyncio.create_task(elector.hold(stop))
+        metrics.set_leading(True)
+        try:
+            await kopf.operator(
+                registry=kopf.get_default_registry(),
+                memo=memo,
+                standalone=True,
+                clusterwide=not arguments.namespaces,
+                namespaces=arguments.namespaces or [],
+                stop_flag=stop,
+            )
+        finally:
+            if holding is not None:
+                holding.cancel()
+        if elector is None:
+            return 0
+        if holding is not None and holding.done() and not holding.cancelled() and stop.is_set():
+            # Lost the Lease: exit, so that the restart stands by behind the new leader.
+            return 1
+        elector.release()
+        return 0
+
+    try:
+        return asyncio.run(operate())
+    except KeyboardInterrupt:
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

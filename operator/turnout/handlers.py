@@ -12,11 +12,13 @@ import random
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from turnout import metrics
 from turnout.api.backend import GROUP, PLURAL, VERSION
 from turnout.api.labels import BACKEND_LABEL
-from turnout.kube.cluster import Cluster
+from turnout.health import Liveness, reconcile_budget
+from turnout.kube.cluster import Cluster, NotLeading
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 
@@ -40,6 +42,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.finalizer = "turnout.dev/daemon"
     if memo.get("cluster") is None:
         memo.cluster = Cluster.connect()
+    if memo.get("liveness") is None:
+        memo.liveness = Liveness()
     memo.wakers = {}
 
 
@@ -72,39 +76,63 @@ async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, l
     memo.wakers[key] = wake
 
     def emit(event: RecordEvent) -> None:
-        kopf.event(body, type=event.type.value, reason=event.reason, message=event.message)
+        if memo.cluster.may_write():  # a replica that lost its Lease says nothing more
+            kopf.event(body, type=event.type.value, reason=event.reason, message=event.message)
 
     failures = 0
+    last_kind: str | None = None
     try:
         while not stopped:
             wake.clear()
             try:
-                delay = await reconcile(memo.cluster, namespace, name, emit)
-                failures = 0
+                with memo.liveness.reconciling(key, reconcile_budget(body.get("spec") or {})):
+                    delay = await reconcile(memo.cluster, namespace, name, emit)
+                failures, last_kind = 0, None
             except Exception as error:  # a bug or an API outage: log it, count it, retry with backoff
                 failures += 1
-                logger.exception("reconcile failed (%d in a row)", failures)
+                kind = failure_kind(error)
                 metrics.record_reconcile_error(type(error).__name__)
                 delay = retry_delay(failures, random.random())
+                if kind != last_kind and not is_transient(error):
+                    logger.exception("reconcile failed (%d in a row)", failures)
+                else:  # an API outage, or the same failure again: one line, no traceback
+                    logger.warning("reconcile failed (%d in a row, next try in %.0f s): %s", failures, delay, kind)
+                last_kind = kind
             await _sleep(wake, stopped, delay)
     finally:
         memo.wakers.pop(key, None)
 
 
+def failure_kind(error: BaseException) -> str:
+    """One line naming a failure, the same for the same failure: type, status, first line of the message."""
+    status = getattr(error, "status", None)
+    first = (str(error).splitlines() or [""])[0][:160]
+    return f"{type(error).__name__}{f' {status}' if status else ''}: {first}".rstrip(": ")
+
+
+def is_transient(error: BaseException) -> bool:
+    """An API outage or a slow API server, not a bug: worth one line, not a traceback."""
+    if isinstance(error, ApiException | OSError | TimeoutError | NotLeading):
+        return True
+    return type(error).__module__.startswith("urllib3")
+
+
+# Async, so each runs on the event loop that the daemons' wake-up Events belong to (an
+# asyncio.Event set from Kopf's thread pool wakes its waiter late, or not at all).
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def backend_changed(name: str, namespace: str | None, type: str, memo: Any, **_: Any) -> None:
+async def backend_changed(name: str, namespace: str | None, type: str, memo: Any, **_: Any) -> None:
     if type == "DELETED" and namespace is not None:
         metrics.forget_backend(namespace, name)
     _wake(memo, namespace, name)
 
 
 @kopf.on.event("pods", labels={BACKEND_LABEL: kopf.PRESENT})
-def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     _wake(memo, namespace, labels[BACKEND_LABEL])
 
 
 @kopf.on.event("deployments", labels={BACKEND_LABEL: kopf.PRESENT})
-def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+async def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
     _wake(memo, namespace, labels[BACKEND_LABEL])
 
 

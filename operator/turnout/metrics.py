@@ -40,6 +40,8 @@ SERVING_FAILURES = Counter(
     ["reason"],
 )
 RECONCILES = Counter("turnout_reconciles", "Reconciles that ran to their end (observe, plan, execute, status).")
+API_WRITES = Counter("turnout_api_writes", "Writes this replica sent to the API server, by verb.", ["verb"])
+LEADING = Gauge("turnout_leading", "1 while this replica holds the leader-election Lease (or runs without one).")
 RECONCILE_ERRORS = Counter("turnout_reconcile_errors", "Reconcile attempts that failed, by kind.", ["kind"])
 BENCHMARKS = Counter("turnout_benchmarks", "Benchmark gates judged, by verdict (passed, failed).", ["verdict"])
 BENCHMARK_THROUGHPUT = Histogram(
@@ -115,6 +117,14 @@ def record_switch_latency(seconds: float) -> None:
 def record_reconcile() -> None:
     """Count a reconcile that ran to its end."""
     RECONCILES.inc()
+
+
+def record_api_write(verb: str) -> None:
+    API_WRITES.labels(verb=verb).inc()
+
+
+def set_leading(leading: bool) -> None:
+    LEADING.set(1 if leading else 0)
 
 
 def record_reconcile_error(kind: str) -> None:

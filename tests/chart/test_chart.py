@@ -52,6 +52,11 @@ def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return operator
 
 
+def workload_grants(objects: list[dict[str, Any]], kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """The Roles (or RoleBindings) over the backends' objects: all but leader election's own."""
+    return [o for o in find(objects, kind, namespace) if not o["metadata"]["name"].endswith("-leader-election")]
+
+
 def rules_of(role: dict[str, Any]) -> set[tuple[str, str, frozenset[str]]]:
     """A role's rules as (apiGroup, resource, verbs), one per resource."""
     return {
@@ -118,17 +123,27 @@ def test_every_rendered_object_passes_kubernetes_openapi_validation(render: Rend
     assert {"Deployment", "ServiceAccount", "Service"} <= set(validated)
 
 
-def test_defaults_run_one_hardened_operator_replica(render: Render) -> None:
+def test_defaults_run_two_hardened_replicas_with_leader_election(render: Render) -> None:
     objects = render(None)
     deployment = one(objects, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
     operator = container(objects)
     assert operator["image"] == "turnout/turnout:0.1.0"  # the chart's appVersion
-    assert operator["args"] == ["run", "--metrics-port=8080", "--health-port=8081"]
+    assert operator["args"] == [
+        "run",
+        "--metrics-port=8080",
+        "--health-port=8081",
+        "--leader-election-namespace=$(POD_NAMESPACE)",
+        f"--leader-election-id={deployment['metadata']['name']}",
+    ]
+    # The Lease in the release's namespace only: get, create, update; nothing else of coordination.
+    lease_role = next(r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-leader-election"))
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    assert rules_of(lease_role) == {("coordination.k8s.io", "leases", frozenset({"get", "create", "update"}))}
     assert operator["env"] == [
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
     ]
@@ -186,8 +201,8 @@ def test_service_monitor_is_off_by_default_and_scrapes_the_metrics_port_when_on(
 
 def test_cluster_scope_binds_one_cluster_role_to_the_service_account(render: Render) -> None:
     objects = render(None)
-    assert find(objects, "Role") == []
-    assert find(objects, "RoleBinding") == []
+    assert workload_grants(objects, "Role") == []
+    assert workload_grants(objects, "RoleBinding") == []
     role = one(objects, "ClusterRole")
     binding = one(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -201,10 +216,10 @@ def test_cluster_scope_binds_one_cluster_role_to_the_service_account(render: Ren
 
 def test_namespaces_scope_grants_only_in_the_listed_namespaces(render: Render) -> None:
     objects = render(VALUE_SETS["two-namespaces"])
-    roles = find(objects, "Role")
+    roles = workload_grants(objects, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["ml", "ml-staging"]
     for namespace in ("ml", "ml-staging"):
-        (binding,) = find(objects, "RoleBinding", namespace)
+        (binding,) = workload_grants(objects, "RoleBinding", namespace)
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "turnout"}
         assert binding["subjects"][0]["namespace"] == NAMESPACE
     cluster_rules = rules_of(one(objects, "ClusterRole"))
@@ -226,7 +241,7 @@ def test_default_cluster_scope_reads_no_secret_anywhere(render: Render) -> None:
 def test_secret_namespaces_get_a_secret_only_role_each_and_nothing_elsewhere(render: Render) -> None:
     objects = render(VALUE_SETS["secrets-in-two-namespaces"])
     assert secret_readers(objects) == {"ml": {"get"}, "ml-staging": {"get"}}
-    for role in find(objects, "Role"):
+    for role in workload_grants(objects, "Role"):
         assert role["metadata"]["name"] == "turnout-secrets"
         assert rules_of(role) == {("", "secrets", frozenset({"get"}))}
         assert bound_to_the_operator(objects, role)
@@ -240,13 +255,13 @@ def test_secret_namespaces_star_is_the_explicit_cluster_wide_opt_in(render: Rend
     (secrets_role,) = [role for role in find(objects, "ClusterRole") if role["metadata"]["name"] == "turnout-secrets"]
     assert rules_of(secrets_role) == {("", "secrets", frozenset({"get"}))}
     assert bound_to_the_operator(objects, secrets_role)
-    assert find(objects, "Role") == []
+    assert workload_grants(objects, "Role") == []
 
 
 def test_namespaces_scope_reads_secrets_in_each_watched_namespace_only(render: Render) -> None:
     objects = render(VALUE_SETS["two-namespaces"])
     assert secret_readers(objects) == {"ml": {"get"}, "ml-staging": {"get"}}
-    for role in find(objects, "Role"):
+    for role in workload_grants(objects, "Role"):
         assert bound_to_the_operator(objects, role)
 
 
@@ -346,3 +361,11 @@ def test_invalid_values_are_rejected_with_the_field_named(render: Render, case: 
     message = str(failure.value)
     for word in words:
         assert word in message, message
+
+
+def test_without_leader_election_one_replica_replaced_by_recreate(render: Render) -> None:
+    objects = render({"leaderElection": {"enabled": False}, "replicas": 1})
+    deployment = one(objects, "Deployment")
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (1, {"type": "Recreate"})
+    assert not any(arg.startswith("--leader-election") for arg in container(objects)["args"])
+    assert not [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-leader-election")]

@@ -58,8 +58,10 @@ def free_port() -> int:
 class OperatorProcess:
     """`turnout run` in a child process, as it runs in a cluster; killable at any moment."""
 
-    def __init__(self, kubeconfig: str, log_dir: Path) -> None:
+    def __init__(self, kubeconfig: str, log_dir: Path, lease: tuple[str, str] | None = None) -> None:
         self.kubeconfig = kubeconfig
+        self.lease = lease
+        """(namespace, name) of the leader-election Lease it stands for; None: it acts alone."""
         self.log_path = log_dir / "operator.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
@@ -67,9 +69,11 @@ class OperatorProcess:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
+        election = [f"--leader-election-namespace={self.lease[0]}", f"--leader-election-id={self.lease[1]}"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "turnout", "run", "--kubeconfig", self.kubeconfig, "--bind", "127.0.0.1",
-             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port)],
+             "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+             *(election if self.lease else [])],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -138,10 +138,16 @@ class ChartOperator(OperatorProcess):
 
     def start(self) -> None:
         ports = {"--metrics-port": self.metrics_port, "--health-port": self.health_port}
-        args = [
-            re.sub(r"^(--[a-z-]+-port)=\d+$", lambda m: f"{m[1]}={ports[m[1]]}", a) for a in self.release.operator_args
-        ]
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "POD_NAMESPACE": self.release.namespace}
+        # As the kubelet runs it: the ports this test chose, and $(VAR) references expanded.
+        args = [
+            re.sub(
+                r"\$\((\w+)\)",
+                lambda m: environment[m[1]],
+                re.sub(r"^(--[a-z-]+-port)=\d+$", lambda m: f"{m[1]}={ports[m[1]]}", a),
+            )
+            for a in self.release.operator_args
+        ]
         environment.pop("KUBECONFIG", None)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

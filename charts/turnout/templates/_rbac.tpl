@@ -118,3 +118,12 @@ roleRef:
 subjects:
   {{- include "turnout.rbac.subjects" .top | nindent 2 }}
 {{- end -}}
+
+{{- /* Leader election: the one Lease of the release, in its namespace (turnout.kube.lease). */ -}}
+{{- define "turnout.rbac.leaseRules" -}}
+# Leader election (turnout.kube.lease): read the Lease, create it once, renew or take it over
+# (a PUT carrying the resourceVersion read, so two replicas never both win).
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+{{- end }}

@@ -3,7 +3,9 @@
 Every write is server-side apply under the field manager `turnout` (with force: turnout owns the
 objects it renders), a merge patch of one field, a create that tolerates 409, or (an HTTPRoute, which
 turnout does not own) a replace that carries the resourceVersion it was read with. The client is
-synchronous; the async callers run it in a worker thread.
+synchronous; the async callers run it on turnout's own bounded pool of worker threads, and every
+request has connect and read timeouts (`REQUEST_TIMEOUT`), so a half-open connection costs one
+worker for seconds, never forever.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -20,9 +23,14 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
+from turnout import metrics
 from turnout.api.backend import GROUP, KIND, VERSION
 
 FIELD_MANAGER = "turnout"
+REQUEST_TIMEOUT = (5.0, 30.0)
+"""Seconds to connect, and to wait for the answer, of any API request that does not set its own."""
+API_WORKERS = 16
+"""Blocking API calls in flight at once, across all backends."""
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
 ROUTE_REQUEST_TIMEOUT_SECONDS = 10.0
@@ -73,6 +81,10 @@ class ClusterApi(Protocol):
     def delete_controller_revision(self, namespace: str, name: str) -> None: ...
 
 
+class NotLeading(Exception):
+    """This replica does not hold the leader-election Lease (any more): it writes nothing."""
+
+
 class CrdMissing(Exception):
     """The API server does not serve InferenceBackends: the CRD is not installed."""
 
@@ -82,6 +94,8 @@ class Cluster:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.configuration: client.Configuration = api_client.configuration
+        self.leading: Callable[[], bool] = lambda: True
+        """Whether this replica may write: with leader election, while it holds the Lease."""
         self._dynamic = DynamicClient(api_client)
         self._core = client.CoreV1Api(api_client)
         # Not through discovery: a cluster without the Gateway API must still run every other backend.
@@ -110,7 +124,11 @@ class Cluster:
                 config.load_kube_config(client_configuration=configuration)
         else:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return cls(client.ApiClient(configuration))
+        return cls(BoundedApiClient(configuration))
+
+    def lease(self, namespace: str, name: str) -> ClusterLease:
+        """The Lease of leader election."""
+        return ClusterLease(self._dynamic, namespace, name)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -166,8 +184,18 @@ class Cluster:
 
     # -- writes ------------------------------------------------------------------------------
 
+    def may_write(self) -> bool:
+        return self.leading()
+
+    def _guard(self, verb: str) -> None:
+        """Every write first: a replica that lost its Lease must not write, even mid-reconcile."""
+        if not self.leading():
+            raise NotLeading("this replica does not hold the leader-election lease")
+        metrics.record_api_write(verb)
+
     def apply(self, obj: KubeObject) -> None:
         """Server-side apply `obj` as the field manager `turnout`; only the kinds turnout renders for apply."""
+        self._guard("apply")
         appliable = {("apps/v1", "Deployment"): self._deployments, ("v1", "Service"): self._services}
         resource = appliable.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
         if resource is None:
@@ -181,6 +209,7 @@ class Cluster:
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         """Set replicas only, through the scale subresource, leaving the template alone."""
+        self._guard("scale")
         self._deployments.subresources["scale"].patch(
             body={"spec": {"replicas": replicas}},
             namespace=namespace,
@@ -191,6 +220,7 @@ class Cluster:
 
     def create_claim(self, obj: KubeObject) -> None:
         """Create a claim once; a claim that already exists is left as it is."""
+        self._guard("create")
         try:
             self._claims.create(body=obj, namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER)
         except ApiException as error:
@@ -204,6 +234,7 @@ class Cluster:
         409 Conflict when someone changed the route since (read again and recompute), instead of losing
         their change; without one it answers 422. Raises ApiException as the API server answers (404: gone).
         """
+        self._guard("replace")
         stored = self._custom.replace_namespaced_custom_object(
             GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTP_ROUTES, name, body,
             field_manager=FIELD_MANAGER, _request_timeout=ROUTE_REQUEST_TIMEOUT_SECONDS,
@@ -214,15 +245,18 @@ class Cluster:
         return _items(self._history.get(namespace=namespace, label_selector=selector))
 
     def create_controller_revision(self, obj: KubeObject) -> None:
+        self._guard("create")
         self._history.create(body=obj, namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER)
 
     def delete_controller_revision(self, namespace: str, name: str) -> None:
         """Delete one; one already gone is fine."""
+        self._guard("delete")
         with contextlib.suppress(NotFoundError):
             self._history.delete(namespace=namespace, name=name)
 
     def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
         """Merge-patch the status subresource; None values remove fields."""
+        self._guard("patch")
         self._backends.status.patch(
             body={"status": status},
             namespace=ref.namespace,
@@ -232,9 +266,46 @@ class Cluster:
         )
 
 
+class BoundedApiClient(client.ApiClient):
+    """An API client whose every request has timeouts (`REQUEST_TIMEOUT` unless the call sets its own):
+    the typed and the dynamic clients both go through `call_api`."""
+
+    def call_api(
+        self,
+        method: Any,
+        url: Any,
+        header_params: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> Any:
+        timeout = _request_timeout or REQUEST_TIMEOUT
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout=timeout)
+
+
+_workers = ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="turnout-api")
+
+
+class ClusterLease:
+    """One `coordination.k8s.io/v1` Lease, read and written as dicts (see `turnout.kube.lease`)."""
+
+    def __init__(self, dynamic: DynamicClient, namespace: str, name: str) -> None:
+        self.namespace, self.name = namespace, name
+        self._leases = dynamic.resources.get(api_version="coordination.k8s.io/v1", kind="Lease")
+
+    def get(self) -> KubeObject | None:
+        return _get(lambda: self._leases.get(namespace=self.namespace, name=self.name))
+
+    def create(self, body: KubeObject) -> None:
+        self._leases.create(body=body, namespace=self.namespace)
+
+    def replace(self, body: KubeObject) -> None:
+        self._leases.replace(body=body, namespace=self.namespace, name=self.name)
+
+
 async def in_thread(call: Callable[[], T]) -> T:
-    """Run a blocking client call without blocking the operator's event loop."""
-    return await asyncio.to_thread(call)
+    """Run a blocking client call on turnout's API workers, without blocking the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_workers, call)
 
 
 def _items(result: Any) -> list[KubeObject]:
