@@ -204,8 +204,9 @@ def test_helm_install_creates_the_operator_with_roles_only_where_it_watches(
     assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
     apps = client.AppsV1Api(api_client)
     # The API server (and its admission) took the hardened pod; the kubelet stand-in runs it.
+    # Two replicas by default: one holds the Lease, the other stands by.
     wait_for(
-        lambda: (apps.read_namespaced_deployment(release.name, release.namespace).status.available_replicas or 0) == 1,
+        lambda: (apps.read_namespaced_deployment(release.name, release.namespace).status.available_replicas or 0) == 2,
         timeout=60, what="the operator Deployment available",
     )  # fmt: skip
 
