@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.kube.benchmark import run_benchmark
@@ -23,6 +25,9 @@ from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
 
 log = logging.getLogger("turnout")
+
+CONFLICT_RETRY_SECONDS = 0.2
+"""How soon a reconcile whose status write met a changed backend runs again."""
 
 Clock = Callable[[], datetime]
 """The time a reconcile decides at, timezone-aware UTC: the wall clock, or a test's."""
@@ -92,7 +97,15 @@ async def reconcile(
         result = plan(desired, replace(observed, rejected=rejected))
         executed = replace(await execute(cluster, ref, backend, result.actions, emit), switched_at=executed.switched_at)
     switched_at = executed.switched_at
-    await write_status(cluster, ref, observed.status, result.status)
+    try:
+        await write_status(cluster, ref, observed.status, result.status, meta.get("resourceVersion"))
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        # The backend changed since it was read (a spec edit, an annotation): plan again from it at once.
+        # What this plan wrote is found again by the next observation (the Service, the Deployments).
+        log.info("%s/%s changed while it was being planned; reading it again", ref.namespace, ref.name)
+        return CONFLICT_RETRY_SECONDS
 
     engine = backend.engine.value if backend else (body.get("spec") or {}).get("engine", "unknown")
     metrics.set_backend_phase(ref.namespace, ref.name, str(engine), result.status.phase.value)

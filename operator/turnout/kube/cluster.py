@@ -75,7 +75,9 @@ class ClusterApi(Protocol):
     def apply(self, obj: KubeObject) -> None: ...
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
     def create_claim(self, obj: KubeObject) -> None: ...
-    def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None: ...
+    def patch_backend_status(
+        self, ref: BackendRef, status: KubeObject, resource_version: str | None = None
+    ) -> None: ...
     def list_controller_revisions(self, namespace: str, selector: str) -> list[KubeObject]: ...
     def create_controller_revision(self, obj: KubeObject) -> None: ...
     def delete_controller_revision(self, namespace: str, name: str) -> None: ...
@@ -254,11 +256,15 @@ class Cluster:
         with contextlib.suppress(NotFoundError):
             self._history.delete(namespace=namespace, name=name)
 
-    def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
-        """Merge-patch the status subresource; None values remove fields."""
+    def patch_backend_status(self, ref: BackendRef, status: KubeObject, resource_version: str | None = None) -> None:
+        """Merge-patch the status subresource; None values remove fields. With `resource_version` (the
+        backend's as read), the API server answers 409 Conflict when the backend changed since."""
         self._guard("patch")
+        body: KubeObject = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         self._backends.status.patch(
-            body={"status": status},
+            body=body,
             namespace=ref.namespace,
             name=ref.name,
             content_type="application/merge-patch+json",

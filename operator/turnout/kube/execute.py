@@ -215,12 +215,21 @@ def _object_of(backend: Backend, action: Action) -> str:
 
 
 async def write_status(
-    cluster: ClusterApi, ref: BackendRef, before: InferenceBackendStatus, after: InferenceBackendStatus
+    cluster: ClusterApi,
+    ref: BackendRef,
+    before: InferenceBackendStatus,
+    after: InferenceBackendStatus,
+    resource_version: str | None = None,
 ) -> bool:
-    """Patch the status when it changed; an idle backend costs no write. Returns whether it wrote."""
+    """Patch the status when it changed; an idle backend costs no write. Returns whether it wrote.
+
+    With `resource_version`, the backend's as it was read for this plan: a backend changed since
+    (a new spec, an annotation, another writer) makes the API server answer 409, and the caller
+    reads it again and plans afresh instead of recording a status planned from the old one.
+    """
     old = before.model_dump(mode="json", by_alias=True)
     new = after.model_dump(mode="json", by_alias=True)
     if old == new:
         return False
-    await in_thread(lambda: cluster.patch_backend_status(ref, new))
+    await in_thread(lambda: cluster.patch_backend_status(ref, new, resource_version))
     return True

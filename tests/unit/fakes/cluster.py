@@ -76,7 +76,13 @@ class FakeCluster:
         body = {
             "apiVersion": "turnout.dev/v1alpha1",
             "kind": "InferenceBackend",
-            "metadata": {"name": name, "namespace": namespace, "uid": self._uid(), "generation": 1},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": self._uid(),
+                "generation": 1,
+                "resourceVersion": str(self._next()),
+            },
             "spec": _copy(spec),
         }
         self.objects["InferenceBackend", namespace, name] = body
@@ -88,14 +94,18 @@ class FakeCluster:
         if body["spec"] != spec:
             body["spec"] = _copy(spec)
             body["metadata"]["generation"] += 1
+            body["metadata"]["resourceVersion"] = str(self._next())
 
     def annotate_backend(self, namespace: str, name: str, key: str, value: str) -> None:
         body = self._existing("InferenceBackend", namespace, name)
         body["metadata"].setdefault("annotations", {})[key] = value
+        body["metadata"]["resourceVersion"] = str(self._next())
 
     def unannotate_backend(self, namespace: str, name: str, key: str) -> None:
         """`kubectl annotate ib NAME KEY-`."""
-        self._existing("InferenceBackend", namespace, name)["metadata"].get("annotations", {}).pop(key, None)
+        meta = self._existing("InferenceBackend", namespace, name)["metadata"]
+        meta.get("annotations", {}).pop(key, None)
+        meta["resourceVersion"] = str(self._next())
 
     def delete_backend(self, namespace: str, name: str) -> None:
         """`kubectl delete`: the backend stays, marked, until its finalizer is removed."""
@@ -337,8 +347,9 @@ class FakeCluster:
         found = self._list("ControllerRevision", namespace, f"turnout.dev/backend={name}")
         return sorted(found, key=lambda entry: int(entry["revision"]))
 
-    def patch_backend_status(self, ref: BackendRef, status: KubeObject) -> None:
-        """A merge patch of the status subresource: None removes a field; the generation stays."""
+    def patch_backend_status(self, ref: BackendRef, status: KubeObject, resource_version: str | None = None) -> None:
+        """A merge patch of the status subresource: None removes a field; the generation stays. With
+        `resource_version`, 409 when the backend changed since (a new resourceVersion)."""
         if self.lose_status_writes > 0:
             self.lose_status_writes -= 1
             self.status_writes_lost += 1
@@ -347,7 +358,10 @@ class FakeCluster:
         body = self.objects.get(("InferenceBackend", ref.namespace, ref.name))
         if body is None or body["metadata"]["uid"] != ref.uid:
             raise NotFound(f"inferencebackends {ref.name!r} not found")
+        if resource_version is not None and resource_version != body["metadata"].get("resourceVersion"):
+            raise ApiException(status=409, reason="Conflict")
         body["status"] = merge_patch(body.get("status") or {}, status)
+        body["metadata"]["resourceVersion"] = str(self._next())
 
     # -- inside ---------------------------------------------------------------------------------
 
