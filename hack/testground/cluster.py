@@ -56,6 +56,7 @@ class LocalCluster:
         self.timings: dict[str, float] = {}  # seconds per start step, for benchmarks
         self._components: list[ChildProcess] = []
         self._pki: ClusterPki | None = None
+        self._etcd_url = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -81,6 +82,17 @@ class LocalCluster:
         """Copy the components' logs (and kwok's config) into ``destination``."""
         if self.logs_dir.exists():
             shutil.copytree(self.logs_dir, destination, dirs_exist_ok=True)
+
+    def restart(self, name: str, timeout: float = 60.0) -> float:
+        """Stop one component (``kube-apiserver`` or ``etcd``) as an upgrade or a crash would, start
+        it again with the same flags, and return the seconds it was down (until healthy again)."""
+        component = next(c for c in self._components if c.name == name)
+        began = time.monotonic()
+        component.stop()
+        component.start()
+        url = {"kube-apiserver": f"{self.server}/readyz", "etcd": f"{self._etcd_url}/health"}[name]
+        self._wait_healthy(name, url, timeout, component=component)
+        return time.monotonic() - began
 
     @property
     def pids(self) -> list[int]:
@@ -137,6 +149,7 @@ class LocalCluster:
             "--log-level=warn",
         ])  # fmt: skip
         self._wait_healthy(etcd.name, f"{client_url}/health", timeout, component=etcd)
+        self._etcd_url = client_url
         return client_url
 
     def _start_apiserver(self, etcd_url: str, timeout: float) -> None:

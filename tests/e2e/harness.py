@@ -69,11 +69,13 @@ class OperatorProcess:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        election = [f"--leader-election-namespace={self.lease[0]}", f"--leader-election-id={self.lease[1]}"]
+        election = []
+        if self.lease is not None:
+            election = [f"--leader-election-namespace={self.lease[0]}", f"--leader-election-id={self.lease[1]}"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "turnout", "run", "--kubeconfig", self.kubeconfig, "--bind", "127.0.0.1",
              "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-             *(election if self.lease else [])],
+             *election],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
