@@ -133,6 +133,10 @@ def format_status(
     benchmark = status.get("benchmark")
     if benchmark:
         lines.append(f"Benchmark:  {benchmark.get('verdict') or 'running'}")
+    gpu_memory = status.get("gpuMemory")
+    if gpu_memory:
+        verdict = {True: "fits", False: "does not fit"}.get(gpu_memory.get("fits"), "not judged")
+        lines.append(f"GPU memory: {gpu_memory.get('revision', '')} {verdict}: {gpu_memory.get('message', '')}")
     if status.get("lastFailedRevision"):
         lines.append(
             f"Failed:     {status['lastFailedRevision']}: {status.get('lastFailureReason', '')} "

@@ -88,6 +88,10 @@ class BlueGreen(Step):
             self.enter(Phase.PROGRESSING)
         if self.replicas == 0:
             return self.wait_for_replicas()
+        if status.preview_started_at is None:
+            refused = self.gpu_memory_gate()
+            if refused is not None:
+                return refused
         if status.preview_color is None:
             # The idle color carries the preview; if it was still warm from the last cutover it is
             # reused as it is when it already runs this revision (a revert is a fast rollback).

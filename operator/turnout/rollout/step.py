@@ -28,6 +28,7 @@ from turnout.rollout.actions import (
     ScaleDeployment,
 )
 from turnout.rollout.conditions import bounded, condition_status, format_precise_time, parse_time, set_condition
+from turnout.rollout.gpu_memory import gpu_memory_status
 from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
 
 IDLE_RESYNC_SECONDS = 60.0
@@ -258,6 +259,38 @@ class Step(ABC):
         self.enter(Phase.DEGRADED)
         self.reset_checks()
         self.condition(ConditionType.DEGRADED, True, reason.value, text)
+        return self.done()
+
+    def gpu_memory_gate(self) -> Plan | None:
+        """Before the spec's revision gets any pod: estimate its GPU memory into the status and, when it
+        cannot fit where its pods can land, refuse to start it (InsufficientGPUMemory); None to go on.
+
+        Not remembered as a failed revision: the facts it rests on (`model.architecture`,
+        `resources.gpuMemory`, the nodes' labels) are no part of the revision, so it is judged again at
+        every reconcile and the revision starts once they say it fits.
+        """
+        status = self.status
+        estimate = gpu_memory_status(self.backend, self.observed.gpu_nodes)
+        status.gpu_memory = estimate
+        if estimate is None or estimate.fits is not False:
+            return None
+        reason = FailureReason.INSUFFICIENT_GPU_MEMORY
+        text = f"revision {self.revision}: {reason.value}: {estimate.message}"
+        preview = status.preview_color
+        if preview is not None and status.active_color is not None:
+            self.route_all_to(status.active_color)  # a superseded canary's share goes back first
+        if preview is not None and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))  # a superseded preview holds no GPUs meanwhile
+        self.end_preview()
+        if not self.degraded_by(reason):
+            self.event(EventType.WARNING, reason.value, text)
+        status.last_failure_reason = reason.value
+        status.last_failure_message = bounded(estimate.message)
+        self.reset_checks(next_round_now=True)
+        self.enter(Phase.DEGRADED)
+        self.condition(ConditionType.DEGRADED, True, reason.value, text)
+        self.condition(ConditionType.PROGRESSING, False, reason.value, text)
+        self.requeue_after = IDLE_RESYNC_SECONDS
         return self.done()
 
     # -- observations -----------------------------------------------------------------------

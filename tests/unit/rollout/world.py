@@ -21,7 +21,7 @@ from turnout.rollout.actions import (
     ScaleDeployment,
     SplitService,
 )
-from turnout.rollout.observed import CheckOutcome, ColorState, Observed, PodFailure
+from turnout.rollout.observed import CheckOutcome, ColorState, GpuNodes, Observed, PodFailure
 from turnout.rollout.plan import Plan, check_target, plan
 
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -68,6 +68,7 @@ class World:
         self.claim_exists = False
         self.promote: str | None = None
         self.abort: str | None = None
+        self.gpu_nodes: GpuNodes | None = None
         self.last: Plan | None = None
 
     def observe(self, check: CheckOutcome | None = None) -> Observed:
@@ -83,6 +84,7 @@ class World:
             check=check,
             promote=self.promote,
             abort=self.abort,
+            gpu_nodes=self.gpu_nodes,
         )
 
     def step(self, desired: Backend | InvalidSpec, check: CheckOutcome | None = None) -> Plan:
