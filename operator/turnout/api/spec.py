@@ -179,8 +179,8 @@ class Architecture(Model):
     checkpoints (AWQ, GPTQ, FP8: `quantization_config` in config.json): the estimate assumes 16-bit weights."""
 
     parameters: Annotated[int, Field(ge=1, le=100_000_000_000_000)]
-    """Parameter count, e.g. 8030261248 for Llama-3.1-8B: the model card's "Model size", or the sum of
-    `metadata.total_size` in `model.safetensors.index.json` divided by 2 for 16-bit weights."""
+    """Parameter count, e.g. 8030261248 for Llama-3.1-8B: the model card's "Model size", or
+    `metadata.total_size` (bytes) in `model.safetensors.index.json` divided by 2 for 16-bit weights."""
     layers: Annotated[int, Field(ge=1, le=10_000)]
     """Transformer layers: `num_hidden_layers` in config.json (32 for Llama-3.1-8B)."""
     kv_heads: Annotated[int, Field(ge=1, le=10_000)]
