@@ -12,6 +12,7 @@ from kubernetes import client
 from testground.nodes import build_gpu_node
 from testground.waiting import wait_for
 from tests.e2e.harness import Backends, OperatorProcess, vllm_spec
+from turnout.plugin import command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("simulated_engines")]
 
@@ -45,7 +46,11 @@ def llama_on(node_selector: dict[str, str], max_model_len: int) -> dict[str, Any
 
 
 def test_a_context_too_long_for_the_l4s_fails_fast_and_the_suggested_one_serves(
-    operator: OperatorProcess, backends: Backends, l4_nodes: dict[str, str]
+    operator: OperatorProcess,
+    backends: Backends,
+    l4_nodes: dict[str, str],
+    kube_cluster: object,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     backends.create("chat", llama_on(l4_nodes, 32768))
     degraded = backends.wait(
@@ -67,6 +72,11 @@ def test_a_context_too_long_for_the_l4s_fails_fast_and_the_suggested_one_serves(
     # No engine pod, nor a Deployment that could make one.
     assert backends.deployment_replicas("chat-blue") is None
     assert backends.core.list_namespaced_pod(backends.namespace).items == []
+    kubeconfig = str(kube_cluster.kubeconfig)  # type: ignore[attr-defined]
+    capsys.readouterr()
+    assert command.main(["--kubeconfig", kubeconfig, "status", "chat", "-n", backends.namespace]) == 0
+    shown = capsys.readouterr().out
+    assert f"GPU memory: {status['gpuMemory']['revision']} does not fit: needs 15.0 GiB weights" in shown
 
     backends.replace_spec("chat", llama_on(l4_nodes, 26624))
     status = backends.wait_phase("chat", "Healthy", timeout=90)
