@@ -63,7 +63,8 @@ class BlueGreen(Step):
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
             return self.steady()
-        if self.revision == status.last_failed_revision and status.preview_color is None:
+        failed = self.revision == status.last_failed_revision and not self.refused_for_gpu_memory()
+        if failed and status.preview_color is None:
             return self.steady(failed_revision_pending=True)
         return self.cutover()
 

@@ -265,33 +265,40 @@ class Step(ABC):
         """Before the spec's revision gets any pod: estimate its GPU memory into the status and, when it
         cannot fit where its pods can land, refuse to start it (InsufficientGPUMemory); None to go on.
 
-        Not remembered as a failed revision: the facts it rests on (`model.architecture`,
-        `resources.gpuMemory`, the nodes' labels) are no part of the revision, so it is judged again at
-        every reconcile and the revision starts once they say it fits.
+        Remembered as the failed revision, but judged again at every reconcile (see `decide`): the facts
+        it rests on (`model.architecture`, `resources.gpuMemory`, the nodes' labels) are no part of the
+        revision, so it starts, and is forgotten as failed, once they say it fits.
         """
         status = self.status
         estimate = gpu_memory_status(self.backend, self.observed.gpu_nodes)
         status.gpu_memory = estimate
-        if estimate is None or estimate.fits is not False:
-            return None
         reason = FailureReason.INSUFFICIENT_GPU_MEMORY
+        if estimate is None or estimate.fits is not False:
+            if self.refused_for_gpu_memory():
+                status.last_failed_revision = status.last_failure_reason = status.last_failure_message = None
+            return None
         text = f"revision {self.revision}: {reason.value}: {estimate.message}"
-        preview = status.preview_color
-        if preview is not None and status.active_color is not None:
-            self.route_all_to(status.active_color)  # a superseded canary's share goes back first
-        if preview is not None and self.observed.color(preview).replicas > 0:
-            self.actions.append(ScaleDeployment(preview, 0))  # a superseded preview holds no GPUs meanwhile
+        preview, active = status.preview_color, status.active_color
+        if preview is not None and active is not None:
+            self.route_all_to(active)  # a superseded canary's share goes back first; steady() scales it down
+        elif preview is not None and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))  # a superseded first preview holds no GPUs meanwhile
         self.end_preview()
         if not self.degraded_by(reason):
             self.event(EventType.WARNING, reason.value, text)
-        status.last_failure_reason = reason.value
-        status.last_failure_message = bounded(estimate.message)
+        self.remember_failure(self.revision, reason, estimate.message)
         self.reset_checks(next_round_now=True)
-        self.enter(Phase.DEGRADED)
         self.condition(ConditionType.DEGRADED, True, reason.value, text)
         self.condition(ConditionType.PROGRESSING, False, reason.value, text)
-        self.requeue_after = IDLE_RESYNC_SECONDS
-        return self.done()
+        return self.steady(failed_revision_pending=True)
+
+    def refused_for_gpu_memory(self) -> bool:
+        """The spec's revision is the failed one, refused by the GPU memory estimate (judged again each time)."""
+        status = self.status
+        return (
+            status.last_failed_revision == self.revision
+            and status.last_failure_reason == FailureReason.INSUFFICIENT_GPU_MEMORY.value
+        )
 
     # -- observations -----------------------------------------------------------------------
 

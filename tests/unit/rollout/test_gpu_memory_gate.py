@@ -114,3 +114,24 @@ def test_a_quantization_flag_makes_the_estimate_unsure() -> None:
     assert world.changes() == [ApplyDeployment(BLUE, 1)]
     assert world.status.gpu_memory is not None
     assert "--quantization" in world.status.gpu_memory.message
+
+
+def test_the_refused_revision_starts_once_the_facts_say_it_fits_and_is_no_longer_called_failed() -> None:
+    world = healthy_world(backend())
+    refused = llama(16384, resources={"gpus": 1, "gpuMemory": "16Gi"})
+    world.step(refused)
+    assert world.changes() == []
+    assert (world.status.last_failed_revision, world.status.last_failure_reason) == (
+        refused.revision,
+        "InsufficientGPUMemory",
+    )
+    world.advance(60)
+    world.step(refused)  # judged again, not waited out as a failed revision
+    assert world.changes() == []
+    assert world.events() == []
+    bigger = llama(16384, resources={"gpus": 1, "gpuMemory": "24Gi"})
+    assert bigger.revision == refused.revision  # the GPU's memory is no part of the revision
+    world.step(bigger)
+    assert world.changes() == [ApplyDeployment(GREEN, 1)]
+    assert world.status.last_failed_revision is None
+    assert world.status.last_failure_reason is None
