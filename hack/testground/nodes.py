@@ -15,14 +15,24 @@ GPU_NODES = ("gpu-node-0", "gpu-node-1")
 CPU_NODES = ("cpu-node-0",)
 
 
-def build_gpu_node(name: str, gpus: int = GPUS_PER_NODE) -> dict[str, Any]:
-    """A node like an 8-way H100 machine with the NVIDIA device plugin and GPU feature discovery."""
+def build_gpu_node(
+    name: str,
+    gpus: int = GPUS_PER_NODE,
+    *,
+    product: str = "NVIDIA-H100-80GB-HBM3",
+    memory_mib: int = 81559,
+    instance_type: str = "p5.48xlarge",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A node like an 8-way H100 machine (by default) with the NVIDIA device plugin and GPU feature
+    discovery, whose `nvidia.com/gpu.memory` label is the MiB of one GPU (an L4: 23034)."""
     labels = {
         "nvidia.com/gpu.present": "true",
-        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+        "nvidia.com/gpu.product": product,
         "nvidia.com/gpu.count": str(gpus),
-        "nvidia.com/gpu.memory": "81559",
-        "node.kubernetes.io/instance-type": "p5.48xlarge",
+        "nvidia.com/gpu.memory": str(memory_mib),
+        "node.kubernetes.io/instance-type": instance_type,
+        **(labels or {}),
     }
     resources = {"cpu": "192", "memory": "2048Gi", "pods": "110", "ephemeral-storage": "3000Gi",
                  GPU_RESOURCE: str(gpus)}  # fmt: skip

@@ -223,11 +223,14 @@ def test_namespaces_scope_grants_only_in_the_listed_namespaces(render: Render) -
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "turnout"}
         assert binding["subjects"][0]["namespace"] == NAMESPACE
     cluster_rules = rules_of(one(objects, "ClusterRole"))
-    # Cluster-wide it may only read CRDs and namespace names: nothing that holds a workload or a secret.
+    # Cluster-wide it may only read CRDs, namespace names and nodes (their GPU memory labels): nothing
+    # that holds a workload or a secret.
     assert {(group, resource) for group, resource, _ in cluster_rules} == {
         ("apiextensions.k8s.io", "customresourcedefinitions"),
         ("", "namespaces"),
+        ("", "nodes"),
     }
+    assert granted(cluster_rules, "", "nodes") == frozenset({"list"})
     assert all(verbs <= {"list", "watch"} for _, _, verbs in cluster_rules)
     assert one(objects, "ClusterRoleBinding")["roleRef"]["name"] == one(objects, "ClusterRole")["metadata"]["name"]
     args = container(objects)["args"]

@@ -226,3 +226,46 @@ def test_every_phase_is_reached_through_the_real_reconcile(operator: InProcessOp
     operator.pods_ready(GREEN)
     reconcile(5)  # Verifying, then Benchmarking
     assert set(seen) == {phase.value for phase in Phase}, seen
+
+
+LLAMA_8B_FACTS = {"parameters": 8_030_261_248, "layers": 32, "kvHeads": 8, "headDim": 128}
+
+
+def test_a_revision_too_large_for_the_labelled_gpu_nodes_gets_no_deployment(operator: InProcessOperator) -> None:
+    operator.cluster.put_node("l4-0", {"nvidia.com/gpu.memory": "23034", "pool": "l4"})
+    operator.cluster.put_node("h100-0", {"nvidia.com/gpu.memory": "81559", "pool": "h100"})
+    operator.cluster.put_node("cpu-0", {}, gpus=0)
+    facts = {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "chat", "architecture": LLAMA_8B_FACTS}
+    operator.create(spec(model=facts, vllm={"maxModelLen": 32768}, template={"nodeSelector": {}}))
+    operator.reconcile()
+    # The H100 node can take it: the largest GPU the pods may land on is the one judged against.
+    assert verbs(operator)[0] == ("apply", "Deployment", "chat-blue")
+    operator.edit(spec(model=facts, vllm={"maxModelLen": 65536}, template={"nodeSelector": {"pool": "l4"}}))
+    operator.reconcile()
+    # Only the L4 node is left to land on, and 64k tokens fit nowhere there: the first revision's
+    # preview is scaled down, nothing new is applied.
+    assert verbs(operator) == [("scale", "Deployment", "chat-blue"), ("patch-status", "InferenceBackend", "chat")]
+    assert condition(operator.status(), "Degraded")[1] == "InsufficientGPUMemory"
+    operator.edit(spec(model=facts, vllm={"maxModelLen": 32768}, template={"nodeSelector": {"pool": "none"}}))
+    operator.reconcile()
+    status = operator.status()
+    assert status.gpu_memory is not None
+    assert status.gpu_memory.fits is None  # no GPU node matches: not judged
+    assert "no node with nvidia.com/gpu matches template.nodeSelector" in status.gpu_memory.message
+
+
+def test_labelled_l4_nodes_refuse_a_32k_context_with_the_longest_that_fits(operator: InProcessOperator) -> None:
+    for name in ("l4-0", "l4-1"):
+        operator.cluster.put_node(name, {"nvidia.com/gpu.memory": "23034", "nvidia.com/gpu.product": "NVIDIA-L4"})
+    facts = {"name": "meta-llama/Llama-3.1-8B-Instruct", "servedName": "chat", "architecture": LLAMA_8B_FACTS}
+    operator.create(spec(model=facts, vllm={"maxModelLen": 32768}))
+    operator.reconcile()
+    assert verbs(operator) == [("patch-status", "InferenceBackend", "chat")]
+    status = operator.status()
+    assert status.phase == "Degraded"
+    assert condition(status, "Degraded")[1] == "InsufficientGPUMemory"
+    assert "use maxModelLen ≤ 26624" in condition(status, "Degraded")[2]
+    assert [e.reason for e in operator.events] == ["InsufficientGPUMemory"]
+    operator.edit(spec(model=facts, vllm={"maxModelLen": 26624}))
+    operator.reconcile()
+    assert ("apply", "Deployment", "chat-blue") in verbs(operator)

@@ -73,6 +73,11 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# The nvidia.com/gpu.memory label of the GPU nodes, listed once before a vLLM revision with
+# model.architecture starts (Cluster.list_nodes, the GPU memory estimate); no get or watch.
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [list]
 {{- if eq .Values.watch.scope "namespaces" }}
 # Only when watching listed namespaces: Kopf follows whether they exist (cluster-wide it does not look).
 - apiGroups: [""]

@@ -179,6 +179,25 @@ class Storage(Model):
     """Where the volume is mounted in the engine's container."""
 
 
+class Architecture(Model):
+    """Size facts of the model, from its `config.json` (on Hugging Face: the model's "Files and
+    versions" tab). turnout estimates from them, before any pod is created, whether the weights and
+    the KV cache of one `maxModelLen` sequence fit in the GPUs' memory. Leave unset for quantized
+    checkpoints (AWQ, GPTQ, FP8: `quantization_config` in config.json): the estimate assumes 16-bit weights."""
+
+    parameters: Annotated[int, Field(ge=1, le=100_000_000_000_000)]
+    """Parameter count, e.g. 8030261248 for Llama-3.1-8B: the model card's "Model size", or
+    `metadata.total_size` (bytes) in `model.safetensors.index.json` divided by 2 for 16-bit weights."""
+    layers: Annotated[int, Field(ge=1, le=10_000)]
+    """Transformer layers: `num_hidden_layers` in config.json (32 for Llama-3.1-8B)."""
+    kv_heads: Annotated[int, Field(ge=1, le=10_000)]
+    """Key/value heads: `num_key_value_heads` in config.json (8 for Llama-3.1-8B); without it, as many
+    as `num_attention_heads`."""
+    head_dim: Annotated[int, Field(ge=1, le=100_000)]
+    """Size of one attention head: `head_dim` in config.json, else `hidden_size` divided by
+    `num_attention_heads` (4096 / 32 = 128 for Llama-3.1-8B)."""
+
+
 class ModelSource(Model):
     """Which model to serve and under which name."""
 
@@ -201,6 +220,11 @@ class ModelSource(Model):
     storage: Storage | None = None
     """The shared model volume. Without it each pod gets an empty scratch volume and downloads
     the model again on every start."""
+    architecture: Architecture | None = None
+    """Size facts from the model's config.json, for vLLM: with them, a revision that cannot fit in
+    the GPUs' memory fails at once (InsufficientGPUMemory, with a maxModelLen or tensorParallelSize
+    that would fit) instead of holding GPUs until vLLM crashes. Unset: no estimate. Changing it never
+    starts a cutover."""
 
 
 class Resources(Model):
@@ -212,6 +236,10 @@ class Resources(Model):
     """CPU request and limit, e.g. `8` or `500m`."""
     memory: Quantity | None = None
     """Memory request and limit, e.g. `64Gi`."""
+    gpu_memory: Quantity | None = None
+    """Memory of one GPU, e.g. `24Gi`, for the GPU memory estimate (see `model.architecture`). Unset:
+    read from the `nvidia.com/gpu.memory` label (MiB) that NVIDIA GPU feature discovery puts on the
+    nodes the pods can land on. Changing it never starts a cutover."""
 
 
 class SecretKeyRef(Model):

@@ -148,6 +148,27 @@ class ServedModel(StatusModel):
     `rollout.allowDimensionChange`."""
 
 
+class GpuMemoryStatus(StatusModel):
+    """turnout's estimate of the GPU memory a vLLM revision needs per GPU, made before its pods are created."""
+
+    revision: str
+    """The revision estimated."""
+    weights_gib: float | None = Field(default=None, alias="weightsGiB")
+    """Weights per GPU, GiB."""
+    kv_cache_gib: float | None = Field(default=None, alias="kvCacheGiB")
+    """KV cache of one sequence of maxModelLen tokens per GPU, GiB."""
+    allowance_gib: float | None = Field(default=None, alias="allowanceGiB")
+    """Allowance for activations and runtime per GPU, GiB."""
+    needed_gib: float | None = Field(default=None, alias="neededGiB")
+    """All of the above, GiB."""
+    available_gib: float | None = Field(default=None, alias="availableGiB")
+    """gpuMemoryUtilization times the memory of one GPU, GiB; unset when unknown."""
+    fits: bool | None = None
+    """Whether it fits; unset when it cannot be said (no architecture facts, or GPU memory unknown)."""
+    message: str = ""
+    """The estimate in words, with what would fit when it does not."""
+
+
 class InferenceBackendStatus(StatusModel):
     """What turnout observed and decided."""
 
@@ -183,6 +204,8 @@ class InferenceBackendStatus(StatusModel):
     """Failing check rounds in a row in the current phase."""
     benchmark: BenchmarkStatus | None = None
     """The last benchmark (`rollout.benchmark`): the revision it judged, each color's numbers, the verdict."""
+    gpu_memory: GpuMemoryStatus | None = None
+    """The GPU memory estimate of the last vLLM revision started (or refused for it)."""
     canary: CanaryStatus | None = None
     """The canary in flight (strategy Canary), from the moment its pods proved they serve the model."""
     last_check_time: str | None = None

@@ -33,6 +33,8 @@ API_WORKERS = 16
 """Blocking API calls in flight at once, across all backends."""
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
+NODE_LIST_TIMEOUT_SECONDS = 10.0
+"""Seconds one list of nodes (for a GPU memory estimate) may take."""
 ROUTE_REQUEST_TIMEOUT_SECONDS = 10.0
 """Seconds one read or replace of an HTTPRoute may take."""
 GATEWAY_GROUP, GATEWAY_VERSION, HTTP_ROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
@@ -71,6 +73,7 @@ class ClusterApi(Protocol):
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None: ...
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None: ...
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None: ...
+    def list_nodes(self, selector: str) -> list[KubeObject]: ...
     def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject: ...
     def apply(self, obj: KubeObject) -> None: ...
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
@@ -183,6 +186,14 @@ class Cluster:
                 return None
             raise
         return cast(KubeObject, found)  # the custom objects API answers with the JSON object as a dict
+
+    def list_nodes(self, selector: str) -> list[KubeObject]:
+        """The nodes with the labels of `selector` (all nodes when it is empty), as plain dicts.
+
+        Raises ApiException as the API server answers: 403 when turnout may not list nodes.
+        """
+        found = self._core.list_node(label_selector=selector, _request_timeout=NODE_LIST_TIMEOUT_SECONDS)
+        return [cast(KubeObject, self._core.api_client.sanitize_for_serialization(node)) for node in found.items]
 
     # -- writes ------------------------------------------------------------------------------
 

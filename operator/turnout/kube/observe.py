@@ -44,11 +44,14 @@ from turnout.render.route import (
     route_with_weights,
 )
 from turnout.rollout.conditions import parse_time
+from turnout.rollout.gpu_memory import needs_gpu_nodes
 from turnout.rollout.observed import (
     BenchmarkRun,
     CheckOutcome,
     ColorState,
     FailureReason,
+    GpuNode,
+    GpuNodes,
     Observed,
     PodFailure,
     RouteState,
@@ -221,6 +224,60 @@ def service_splits(service: Mapping[str, Any] | None) -> bool:
     return BACKEND_LABEL in selector and COLOR_LABEL not in selector
 
 
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_MEMORY_LABEL = "nvidia.com/gpu.memory"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def gpu_nodes_of(nodes: Sequence[KubeObject], node_selector: Mapping[str, str]) -> GpuNodes:
+    """The nodes a backend's GPU pods can land on: `nvidia.com/gpu` in their capacity, every label of
+    `template.nodeSelector`; with their GPU memory label (MiB) when it is a number.
+
+    Taints, tolerations and affinity are not weighed: a node they rule out only makes the estimate
+    judge against a GPU the pods would not get, and the largest GPU is the one judged against.
+    """
+    found = []
+    for node in nodes:
+        meta, status = node.get("metadata") or {}, node.get("status") or {}
+        labels = meta.get("labels") or {}
+        capacity = status.get("capacity") or {}
+        if str(capacity.get(GPU_RESOURCE, "0")) in ("", "0"):
+            continue
+        if any(labels.get(key) != value for key, value in node_selector.items()):
+            continue
+        memory = str(labels.get(GPU_MEMORY_LABEL, ""))
+        found.append(
+            GpuNode(
+                name=str(meta.get("name", "")),
+                memory_mib=int(memory) if memory.isdigit() and int(memory) > 0 else None,
+                product=labels.get(GPU_PRODUCT_LABEL),
+            )
+        )
+    return GpuNodes(nodes=tuple(sorted(found, key=lambda n: n.name)))
+
+
+def gpu_memory_due(backend: Backend, status: InferenceBackendStatus) -> bool:
+    """The spec's revision is about to get its first pods and its GPU memory estimate reads the nodes."""
+    starting = status.preview_started_at is None or status.preview_revision != backend.revision
+    return needs_gpu_nodes(backend) and backend.revision != status.active_revision and starting
+
+
+async def read_gpu_nodes(cluster: ClusterApi, backend: Backend) -> GpuNodes:
+    """The GPU nodes of the backend's `template.nodeSelector`, or why they could not be read (never raises
+    for the API server's answer: an estimate without nodes says so and refuses nothing)."""
+    node_selector = backend.spec.template.node_selector
+    selector = ",".join(f"{key}={value}" for key, value in sorted(node_selector.items()))
+    try:
+        nodes = await in_thread(partial(cluster.list_nodes, selector))
+    except ApiException as error:
+        if error.status == 403:
+            return GpuNodes(problem="turnout may not list nodes: grant it list on nodes, or set resources.gpuMemory")
+        return GpuNodes(problem=f"the API server answered {error.status} listing nodes")
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        return GpuNodes(problem=f"no answer from the API server listing nodes ({type(error).__name__})")
+    return gpu_nodes_of(nodes, node_selector)
+
+
 def check_targets(pods: Sequence[KubeObject], color: Color, revision: str, port: int) -> list[CheckTarget]:
     """Ready pods of `color` running `revision`, with an IP."""
     return [
@@ -260,6 +317,7 @@ async def observe(
     traffic: TrafficSample | None = None
     benchmark: BenchmarkRun | None = None
     route: RouteState | None = None
+    gpu_nodes: GpuNodes | None = None
     conflicts: list[str] = []
     if backend is not None:
         service = await in_thread(lambda: cluster.get_service(namespace, backend.service_name))
@@ -287,6 +345,8 @@ async def observe(
             traffic = await read_traffic(backend, status, pods, target, scraper or scrape_traffic)
         if benchmarker is not None and benchmark_due(backend, status):
             benchmark = await benchmarker(cluster, backend, status, pods)
+        if gpu_memory_due(backend, status):
+            gpu_nodes = await read_gpu_nodes(cluster, backend)
     annotations = meta.get("annotations") or {}
     return Observed(
         now=now,
@@ -309,6 +369,7 @@ async def observe(
         paused=PAUSE_ANNOTATION in annotations,
         change_cause=annotations.get(CHANGE_CAUSE_ANNOTATION),
         conflicts=tuple(conflicts),
+        gpu_nodes=gpu_nodes,
     )
 
 

@@ -229,6 +229,10 @@ def format_status(
     benchmark = status.get("benchmark")
     if benchmark:
         lines.append(f"Benchmark:  {benchmark.get('verdict') or 'running'}")
+    gpu_memory = status.get("gpuMemory")
+    if gpu_memory:
+        verdict = {True: "fits", False: "does not fit"}.get(gpu_memory.get("fits"), "not judged")
+        lines.append(f"GPU memory: {gpu_memory.get('revision', '')} {verdict}: {gpu_memory.get('message', '')}")
     if PAUSE_ANNOTATION in _annotations(backend):
         lines.append(f"Held:       by {PAUSE_ANNOTATION}; kubectl turnout resume {meta.get('name', '')}")
     if status.get("lastFailedRevision"):

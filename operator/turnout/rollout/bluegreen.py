@@ -64,7 +64,8 @@ class BlueGreen(Step):
             return self.bake()
         if self.revision == status.active_revision and status.preview_color is None:
             return self.steady()
-        if self.revision == status.last_failed_revision and status.preview_color is None and not self.refusal_lifted():
+        failed = self.revision == status.last_failed_revision and not self.refused_for_gpu_memory()
+        if failed and status.preview_color is None and not self.refusal_lifted():
             return self.steady(failed_revision_pending=True)
         return self.cutover()
 
@@ -89,6 +90,10 @@ class BlueGreen(Step):
             self.enter(Phase.PROGRESSING)
         if self.replicas == 0:
             return self.wait_for_replicas()
+        if status.preview_started_at is None:
+            refused = self.gpu_memory_gate()
+            if refused is not None:
+                return refused
         if status.preview_color is None:
             # The idle color carries the preview; if it was still warm from the last cutover it is
             # reused as it is when it already runs this revision (a revert is a fast rollback).

@@ -150,6 +150,10 @@ class Canary(BlueGreen):
         if self.replicas == 0:
             self.route(0)
             return self.wait_for_replicas()
+        if status.preview_started_at is None:
+            refused = self.gpu_memory_gate()
+            if refused is not None:
+                return refused
         if status.preview_color is None:
             status.preview_color = status.active_color.other
             status.previous_color = status.previous_revision = status.scale_down_at = None

@@ -26,6 +26,7 @@ class FailureReason(StrEnum):
     ANALYSIS_FAILED = "AnalysisFailed"
     APPLY_FAILED = "ApplyFailed"
     BENCHMARK_FAILED = "BenchmarkFailed"
+    INSUFFICIENT_GPU_MEMORY = "InsufficientGPUMemory"
     ABORTED = "Aborted"
 
 
@@ -116,6 +117,25 @@ class ApplyRejection:
 
 
 @dataclass(frozen=True)
+class GpuNode:
+    """A node the pods can land on (it has `nvidia.com/gpu` and matches `template.nodeSelector`)."""
+
+    name: str
+    memory_mib: int | None
+    """Its `nvidia.com/gpu.memory` label (MiB per GPU, as NVIDIA GPU feature discovery sets it)."""
+    product: str | None = None
+    """Its `nvidia.com/gpu.product` label, e.g. NVIDIA-L4."""
+
+
+@dataclass(frozen=True)
+class GpuNodes:
+    """The GPU nodes read for a GPU memory estimate, or why they could not be read."""
+
+    nodes: tuple[GpuNode, ...] = ()
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything one reconcile of one backend reads before deciding."""
 
@@ -154,6 +174,8 @@ class Observed:
     sentence naming the object and its owner. Nothing is written while there is one."""
     rejected: ApplyRejection | None = None
     """A write this reconcile's first plan asked for and the API server refused; plan again with it."""
+    gpu_nodes: GpuNodes | None = None
+    """The GPU nodes, read when a vLLM revision with `model.architecture` is about to start; None otherwise."""
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, ColorState())

@@ -29,6 +29,7 @@ from turnout.rollout.actions import (
     ScaleDeployment,
 )
 from turnout.rollout.conditions import bounded, condition_status, format_precise_time, parse_time, set_condition
+from turnout.rollout.gpu_memory import gpu_memory_status
 from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
 
 IDLE_RESYNC_SECONDS = 60.0
@@ -260,6 +261,45 @@ class Step(ABC):
         self.reset_checks()
         self.condition(ConditionType.DEGRADED, True, reason.value, text)
         return self.done()
+
+    def gpu_memory_gate(self) -> Plan | None:
+        """Before the spec's revision gets any pod: estimate its GPU memory into the status and, when it
+        cannot fit where its pods can land, refuse to start it (InsufficientGPUMemory); None to go on.
+
+        Remembered as the failed revision, but judged again at every reconcile (see `decide`): the facts
+        it rests on (`model.architecture`, `resources.gpuMemory`, the nodes' labels) are no part of the
+        revision, so it starts, and is forgotten as failed, once they say it fits.
+        """
+        status = self.status
+        estimate = gpu_memory_status(self.backend, self.observed.gpu_nodes)
+        status.gpu_memory = estimate
+        reason = FailureReason.INSUFFICIENT_GPU_MEMORY
+        if estimate is None or estimate.fits is not False:
+            if self.refused_for_gpu_memory():
+                status.last_failed_revision = status.last_failure_reason = status.last_failure_message = None
+            return None
+        text = f"revision {self.revision}: {reason.value}: {estimate.message}"
+        preview, active = status.preview_color, status.active_color
+        if preview is not None and active is not None:
+            self.route_all_to(active)  # a superseded canary's share goes back first; steady() scales it down
+        elif preview is not None and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))  # a superseded first preview holds no GPUs meanwhile
+        self.end_preview()
+        if not self.degraded_by(reason):
+            self.event(EventType.WARNING, reason.value, text)
+        self.remember_failure(self.revision, reason, estimate.message)
+        self.reset_checks(next_round_now=True)
+        self.condition(ConditionType.DEGRADED, True, reason.value, text)
+        self.condition(ConditionType.PROGRESSING, False, reason.value, text)
+        return self.steady(failed_revision_pending=True)
+
+    def refused_for_gpu_memory(self) -> bool:
+        """The spec's revision is the failed one, refused by the GPU memory estimate (judged again each time)."""
+        status = self.status
+        return (
+            status.last_failed_revision == self.revision
+            and status.last_failure_reason == FailureReason.INSUFFICIENT_GPU_MEMORY.value
+        )
 
     # -- observations -----------------------------------------------------------------------
 

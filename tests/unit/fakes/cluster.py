@@ -136,6 +136,16 @@ class FakeCluster:
         self._store_route(route, _copy(spec))
         return _copy(route)
 
+    def put_node(self, name: str, labels: dict[str, str], gpus: int = 1) -> None:
+        """A node with `gpus` nvidia.com/gpu in its capacity and the given labels."""
+        capacity = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+        self.objects[("Node", "", name)] = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": dict(labels)},
+            "status": {"capacity": capacity, "allocatable": dict(capacity)},
+        }
+
     def crash_after(self, writes: int | None) -> None:
         """The operator dies at its write number `writes + 1` from now (0: at the next write); None: it does not."""
         self._crash = None if writes is None else _Crash(writes)
@@ -254,6 +264,9 @@ class FakeCluster:
 
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
         return self.http_route(namespace, name)
+
+    def list_nodes(self, selector: str) -> list[KubeObject]:
+        return self._list("Node", "", selector)
 
     # -- ClusterApi: the writes ---------------------------------------------------------------
 

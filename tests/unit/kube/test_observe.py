@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from turnout.api.status import Color
-from turnout.kube.observe import check_targets, color_states, ownership_conflict, pod_failures, service_color
-from turnout.rollout.observed import FailureReason
+from turnout.kube.observe import (
+    check_targets,
+    color_states,
+    gpu_nodes_of,
+    ownership_conflict,
+    pod_failures,
+    service_color,
+)
+from turnout.rollout.observed import FailureReason, GpuNode
 
 
 def pod(
@@ -163,3 +170,23 @@ def test_a_foreign_object_of_the_backends_name_is_a_conflict_naming_its_owner() 
     assert "an earlier object of the same name" in str(ownership_conflict(earlier, "Deployment", "chat", UID))
     unowned = owned_object("Deployment", "chat-blue", {"turnout.dev/backend": "chat"}, None)
     assert "labelled turnout.dev/backend=chat" in str(ownership_conflict(unowned, "Deployment", "chat", UID))
+
+
+def node(name: str, labels: dict[str, str], gpus: str | None = "1") -> dict[str, Any]:
+    capacity = {"cpu": "8", **({"nvidia.com/gpu": gpus} if gpus is not None else {})}
+    return {"metadata": {"name": name, "labels": labels}, "status": {"capacity": capacity}}
+
+
+def test_gpu_nodes_are_those_with_gpus_that_match_the_node_selector() -> None:
+    l4 = {"nvidia.com/gpu.memory": "23034", "nvidia.com/gpu.product": "NVIDIA-L4", "pool": "l4"}
+    found = gpu_nodes_of(
+        [
+            node("cpu-1", {"pool": "l4"}, gpus=None),
+            node("gpu-0", {"pool": "l4", "nvidia.com/gpu.memory": "23034"}, gpus="0"),
+            node("gpu-2", l4),
+            node("gpu-1", {**l4, "nvidia.com/gpu.memory": "lots"}),
+            node("a100-1", {"nvidia.com/gpu.memory": "81920", "pool": "a100"}),
+        ],
+        {"pool": "l4"},
+    )
+    assert found.nodes == (GpuNode("gpu-1", None, "NVIDIA-L4"), GpuNode("gpu-2", 23034, "NVIDIA-L4"))

@@ -69,6 +69,22 @@ def test_status_shows_each_revisions_embedding_dimension_and_nothing_for_chat() 
     assert "Embeddings:" not in view.format_status(CANARY_PAUSED, {"blue": None, "green": None}, None, [])
 
 
+def test_status_shows_the_gpu_memory_estimate_and_its_verdict() -> None:
+    message = (
+        "needs 15.0 GiB weights + 4.0 GiB KV cache (maxModelLen 32768) + 2.0 GiB activations and runtime per GPU; "
+        "NVIDIA-L4 offers 22.5 GiB \u00d7 0.90 = 20.2 GiB: use maxModelLen ≤ 26624"
+    )
+    refused = {
+        "metadata": {"name": "chat", "namespace": "ml"},
+        "spec": {"engine": "vllm", "model": {"name": "llama"}},
+        "status": {"phase": "Degraded", "gpuMemory": {"revision": "ddd444", "fits": False, "message": message}},
+    }
+    text = view.format_status(refused, {"blue": None, "green": None}, None, [])
+    assert f"GPU memory: ddd444 does not fit: {message}" in text
+    unknown = {**refused, "status": {"gpuMemory": {"revision": "ddd444", "message": "not estimated: set it"}}}
+    assert "GPU memory: ddd444 not judged: not estimated: set it" in view.format_status(unknown, {}, None, [])
+
+
 def test_status_colours_only_when_asked_and_says_what_is_absent() -> None:
     text = view.format_status(CANARY_PAUSED, {"blue": None, "green": None}, None, [], colour=True)
     assert "\033[33mPaused\033[0m" in text

@@ -509,3 +509,21 @@ def test_an_embedding_canary_of_another_dimension_never_gets_traffic(operator: I
     assert "dimension 1024" in (status.last_failure_message or "")
     assert status.canary is None
     assert service_selector(operator) == {"turnout.dev/backend": NAME, "turnout.dev/color": "blue"}
+
+
+def test_a_spec_change_mid_canary_that_cannot_fit_puts_all_traffic_back_and_frees_the_canary(
+    operator: InProcessOperator,
+) -> None:
+    steps = [{"setWeight": 50}, {"pause": {}}]
+    operator.start_healthy(canary_spec(steps))
+    operator.edit(canary_spec(steps, model=NEW_MODEL))
+    settle(operator, until="Paused")
+    facts = {**OTHER_MODEL, "architecture": {"parameters": 70_553_706_496, "layers": 80, "kvHeads": 8, "headDim": 128}}
+    operator.edit(canary_spec(steps, model=facts, resources={"gpus": 1, "gpuMemory": "80Gi"}))
+    operator.advance(1)
+    operator.reconcile()
+    status = operator.status()
+    assert (status.phase, status.preview_color, status.active_color) == ("Degraded", None, Color.BLUE)
+    assert "InsufficientGPUMemory" in [e.reason for e in operator.last_events]
+    assert service_selector(operator)["turnout.dev/color"] == "blue"
+    assert replicas(operator, Color.GREEN) == 0

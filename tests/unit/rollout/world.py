@@ -22,7 +22,7 @@ from turnout.rollout.actions import (
     ScaleDeployment,
     SplitService,
 )
-from turnout.rollout.observed import CheckOutcome, ColorState, Observed, PodFailure
+from turnout.rollout.observed import CheckOutcome, ColorState, GpuNodes, Observed, PodFailure
 from turnout.rollout.plan import Plan, check_target, plan
 
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -71,6 +71,7 @@ class World:
         self.abort: str | None = None
         self.retry: str | None = None
         self.paused = False
+        self.gpu_nodes: GpuNodes | None = None
         self.last: Plan | None = None
 
     def observe(self, check: CheckOutcome | None = None) -> Observed:
@@ -88,6 +89,7 @@ class World:
             abort=self.abort,
             retry=self.retry,
             paused=self.paused,
+            gpu_nodes=self.gpu_nodes,
         )
 
     def step(self, desired: Backend | InvalidSpec, check: CheckOutcome | None = None) -> Plan:

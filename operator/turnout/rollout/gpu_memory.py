@@ -1,0 +1,103 @@
+"""The GPU memory gate of a vLLM revision: the estimate of `engines.gpu_memory` over the spec and the
+GPU nodes observed, as the status reports it. Pure."""
+
+from __future__ import annotations
+
+from kubernetes.utils.quantity import parse_quantity
+
+from turnout.api.backend import Backend
+from turnout.api.spec import Dtype, Engine
+from turnout.api.status import GpuMemoryStatus
+from turnout.engines.gpu_memory import (
+    GIB,
+    MIB,
+    UNCERTAIN_FLAGS,
+    Architecture,
+    GpuOffer,
+    Layout,
+    estimate,
+)
+from turnout.rollout.observed import GpuNodes
+
+NO_ARCHITECTURE = (
+    "not estimated: set model.architecture (parameters, layers, kvHeads, headDim from the model's "
+    "config.json) to have a revision that cannot fit refused before it holds GPUs"
+)
+
+
+def needs_gpu_nodes(backend: Backend) -> bool:
+    """The estimate of this backend's revision reads the GPU nodes (no `resources.gpuMemory` given)."""
+    spec = backend.spec
+    return spec.engine is Engine.VLLM and spec.model.architecture is not None and spec.resources.gpu_memory is None
+
+
+def gpu_memory_status(backend: Backend, gpu_nodes: GpuNodes | None) -> GpuMemoryStatus | None:
+    """The estimate for the spec's revision; None for an engine it does not apply to (Ollama)."""
+    spec = backend.spec
+    if spec.engine is not Engine.VLLM:
+        return None
+    facts = spec.model.architecture
+    if facts is None:
+        return GpuMemoryStatus(revision=backend.revision, message=NO_ARCHITECTURE)
+    uncertain = [w for w in spec.vllm.extra_args if w.split("=", 1)[0] in UNCERTAIN_FLAGS]
+    if uncertain:
+        return GpuMemoryStatus(
+            revision=backend.revision,
+            message=f"not estimated: vllm.extraArgs has {uncertain[0].split('=', 1)[0]}, which changes what "
+            "the weights or the KV cache take beyond what model.architecture says",
+        )
+    layout = Layout(
+        dtype_bytes=4 if spec.vllm.dtype in (Dtype.FLOAT, Dtype.FLOAT32) else 2,
+        tensor_parallel_size=backend.profile.tensor_parallel_size(backend) or 1,
+        max_model_len=spec.vllm.max_model_len,
+        gpu_memory_utilization=spec.vllm.gpu_memory_utilization,
+        gpus=backend.gpus,
+    )
+    architecture = Architecture(
+        parameters=facts.parameters, layers=facts.layers, kv_heads=facts.kv_heads, head_dim=facts.head_dim
+    )
+    offer, unknown = _offer(backend, gpu_nodes)
+    found = estimate(architecture, layout, offer, unknown)
+    return GpuMemoryStatus(
+        revision=backend.revision,
+        weights_gib=_gib(found.weights_bytes),
+        kv_cache_gib=_gib(found.kv_cache_bytes),
+        allowance_gib=_gib(found.allowance_bytes),
+        needed_gib=_gib(found.needed_bytes),
+        available_gib=_gib(found.available_bytes) if found.available_bytes is not None else None,
+        fits=found.fits,
+        message=found.message,
+    )
+
+
+def _offer(backend: Backend, gpu_nodes: GpuNodes | None) -> tuple[GpuOffer | None, str]:
+    """The GPU to judge against, or None and why there is none.
+
+    Of several nodes, the one with the most memory: a revision is refused only when it fits on no node
+    it can land on. A node without the label could be any size, so then nothing is refused.
+    """
+    given = backend.spec.resources.gpu_memory
+    if given is not None:
+        return GpuOffer(int(parse_quantity(given)), "resources.gpuMemory"), ""  # type: ignore[no-untyped-call]
+    if gpu_nodes is None:
+        return None, "the GPU nodes were not read"
+    if gpu_nodes.problem:
+        return None, gpu_nodes.problem
+    if not gpu_nodes.nodes:
+        return None, "no node with nvidia.com/gpu matches template.nodeSelector; set resources.gpuMemory"
+    unlabelled = [node.name for node in gpu_nodes.nodes if node.memory_mib is None]
+    if unlabelled:
+        return None, (
+            f"node {unlabelled[0]} has no nvidia.com/gpu.memory label (NVIDIA GPU feature discovery sets it); "
+            "set resources.gpuMemory"
+        )
+    largest = max(gpu_nodes.nodes, key=lambda node: node.memory_mib or 0)
+    assert largest.memory_mib is not None
+    return GpuOffer(largest.memory_mib * MIB, largest.product or f"node {largest.name}"), ""
+
+
+def _gib(amount: int) -> float:
+    return round(amount / GIB, 2)
+
+
+__all__ = ["NO_ARCHITECTURE", "gpu_memory_status", "needs_gpu_nodes"]
