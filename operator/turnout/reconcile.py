@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
+from turnout.api.status import InferenceBackendStatus
 from turnout.kube.benchmark import run_benchmark
 from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
@@ -44,6 +45,39 @@ def describe(action: Action) -> str:
         return f"Event {action.reason}: {action.message}"
     fields = ", ".join(str(getattr(action, name)) for name in action.__dataclass_fields__)
     return f"{type(action).__name__}({fields})"
+
+
+async def write_planned_status(
+    cluster: ClusterApi,
+    ref: BackendRef,
+    body: Mapping[str, Any],
+    before: InferenceBackendStatus,
+    after: InferenceBackendStatus,
+) -> bool:
+    """Write the status planned from `body`, guarded by its resourceVersion; False when the backend
+    changed since in a way that matters to the plan (spec, annotations, status, deletion).
+
+    A change that does not matter (Kopf's finalizer, labels) only moves the resourceVersion: the
+    write is made again on the new one, so the plan's Events are not sent twice by a re-plan.
+    """
+    version = body["metadata"].get("resourceVersion")
+    for _ in range(3):
+        try:
+            await write_status(cluster, ref, before, after, version)
+            return True
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        fresh = await in_thread(partial(cluster.get_backend, ref.namespace, ref.name))
+        if fresh is None or _plan_inputs(fresh) != _plan_inputs(body):
+            return False
+        version = fresh["metadata"].get("resourceVersion")
+    return False
+
+
+def _plan_inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    meta = body.get("metadata") or {}
+    return (meta.get("generation"), meta.get("annotations") or {}, meta.get("deletionTimestamp"), body.get("status"))
 
 
 def parse_backend(body: Mapping[str, Any]) -> Backend | InvalidSpec:
@@ -97,11 +131,7 @@ async def reconcile(
         result = plan(desired, replace(observed, rejected=rejected))
         executed = replace(await execute(cluster, ref, backend, result.actions, emit), switched_at=executed.switched_at)
     switched_at = executed.switched_at
-    try:
-        await write_status(cluster, ref, observed.status, result.status, meta.get("resourceVersion"))
-    except ApiException as error:
-        if error.status != 409:
-            raise
+    if not await write_planned_status(cluster, ref, body, observed.status, result.status):
         # The backend changed since it was read (a spec edit, an annotation): plan again from it at once.
         # What this plan wrote is found again by the next observation (the Service, the Deployments).
         log.info("%s/%s changed while it was being planned; reading it again", ref.namespace, ref.name)

@@ -17,6 +17,7 @@ from typing import Any, Self
 import httpx
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
+from urllib3.exceptions import HTTPError
 
 from testground.waiting import wait_for
 from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL
@@ -437,7 +438,14 @@ class ServiceMoves(InBackground):
 
     def loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self.follow()
+            try:
+                self.follow()
+            except (HTTPError, OSError):
+                stop.wait(0.5)  # the API server is away (restarted): resume from the last version seen
+            except ApiException as error:
+                if error.status not in (429, 500, 503, 504):
+                    raise
+                stop.wait(0.5)  # the API server is starting again
 
 
 def _color(service: dict[str, Any]) -> str | None:

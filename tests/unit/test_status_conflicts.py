@@ -39,3 +39,23 @@ def test_a_spec_edited_while_a_reconcile_plans_is_planned_again_from_the_new_spe
     status = operator.status()
     assert status.preview_revision == backend(model=OTHER_MODEL).revision
     assert status.observed_generation == 3
+
+
+def test_a_change_that_does_not_matter_to_the_plan_does_not_replan_it(operator: InProcessOperator) -> None:
+    operator.create(spec())
+
+    async def add_a_finalizer(
+        cluster: ClusterApi, desired: Backend, pods: Sequence[KubeObject], color: Color
+    ) -> CheckOutcome:
+        body = operator.cluster.objects["InferenceBackend", NAMESPACE, NAME]
+        body["metadata"]["finalizers"] = ["turnout.dev/daemon"]  # as Kopf does, racing the first reconcile
+        body["metadata"]["resourceVersion"] = "999"
+        return CheckOutcome(passed=True)
+
+    operator.reconcile()
+    operator.pods_ready(Color.BLUE)
+    operator.reconcile()
+    operator.checker = add_a_finalizer
+    operator.advance(5)
+    assert operator.reconcile() != CONFLICT_RETRY_SECONDS
+    assert operator.status().check_passes == 1  # the round was recorded, on the new resourceVersion
