@@ -142,13 +142,15 @@ class Cluster:
 
     def history(self, namespace: str, name: str) -> list[dict[str, Any]]:
         """The ControllerRevisions labelled as the backend's (ownership is checked by the caller)."""
-        result = self._call(
-            "list",
+        return self._list(
             f"controllerrevisions.apps in namespace {namespace}",
             self.apps.list_namespaced_controller_revision,
             namespace,
             label_selector=f"{BACKEND_LABEL}={name}",
         )
+
+    def _list(self, resource: str, call: Any, namespace: str, **selectors: str) -> list[dict[str, Any]]:
+        result = self._call("list", resource, call, namespace, **selectors)
         return [dict(self.sanitize(item)) for item in result.items]
 
     def _read(self, resource: str, call: Any, name: str, namespace: str) -> dict[str, Any] | None:
@@ -165,14 +167,12 @@ class Cluster:
         )
 
     def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        result = self._call(
-            "list",
+        events = self._list(
             f"events in namespace {namespace}",
             self.core.list_namespaced_event,
             namespace,
             field_selector=f"involvedObject.kind=InferenceBackend,involvedObject.name={name}",
         )
-        events = [dict(self.sanitize(e)) for e in result.items]
         return sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
 
 

@@ -41,12 +41,17 @@ def silent_server() -> Iterator[str]:
     server.close()
 
 
+def core_api(host: str) -> client.CoreV1Api:
+    """The typed core API over turnout's bounded client, without urllib3's own retries."""
+    configuration = client.Configuration()
+    configuration.host = host
+    configuration.retries = 0
+    return client.CoreV1Api(BoundedApiClient(configuration))
+
+
 def test_a_call_that_never_answers_times_out(silent_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_module, "REQUEST_TIMEOUT", (1.0, 0.3))
-    configuration = client.Configuration()
-    configuration.host = silent_server
-    configuration.retries = 0
-    core = client.CoreV1Api(BoundedApiClient(configuration))
+    core = core_api(silent_server)
     raised: list[BaseException] = []
 
     def call() -> None:
@@ -65,9 +70,6 @@ def test_a_call_that_never_answers_times_out(silent_server: str, monkeypatch: py
 
 def test_a_call_that_sets_its_own_timeout_keeps_it(silent_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_module, "REQUEST_TIMEOUT", (1.0, 60.0))
-    configuration = client.Configuration()
-    configuration.host = silent_server
-    configuration.retries = 0
-    core = client.CoreV1Api(BoundedApiClient(configuration))
+    core = core_api(silent_server)
     with pytest.raises((MaxRetryError, ReadTimeoutError)):
         core.read_namespaced_service("chat", "ml", _request_timeout=0.3)
