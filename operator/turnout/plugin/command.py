@@ -149,7 +149,7 @@ class Cluster:
             label_selector=f"{BACKEND_LABEL}={name}",
         )
 
-    def _list(self, resource: str, call: Any, namespace: str, **selectors: str) -> list[dict[str, Any]]:
+    def _list(self, resource: str, call: Any, namespace: str, **selectors: Any) -> list[dict[str, Any]]:
         result = self._call("list", resource, call, namespace, **selectors)
         return [dict(self.sanitize(item)) for item in result.items]
 
