@@ -101,6 +101,7 @@ def test_vllm_starts_as_vllm_serve_with_the_model_first_and_the_served_name() ->
         "--max-model-len=4096",
         "--dtype=bfloat16",
         "--port=8000",
+        "--shutdown-timeout=110",
         "--enable-prefix-caching",
     ]
 
