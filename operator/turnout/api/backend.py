@@ -147,9 +147,10 @@ class Backend:
     def drain(self) -> DrainTimes:
         """How the engine's pods stop: `template.drain` with the engine's defaults for what is unset.
 
-        A default never contradicts what is given: a pause alone gets at least TEARDOWN_SECONDS
-        more grace, a grace period alone a shorter pause (for an engine that cuts streams at SIGTERM,
-        all of the grace but the teardown).
+        A default never contradicts what is given: a pause alone is followed by as much time as the
+        engine's defaults leave after theirs (vLLM: never less than its default grace in all); a grace
+        period alone gets a shorter pause (for an engine that cuts streams at SIGTERM, all of the grace
+        but TEARDOWN_SECONDS, or half of it when shorter).
         """
         engine = self.profile.drain
         given = self.spec.template.drain

@@ -663,8 +663,8 @@ class Drain(Model):
     grace_period_seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
     """The pod's `terminationGracePeriodSeconds`: the most it may take to stop, the pause included,
     after which the kubelet kills it and cuts whatever is still open. vLLM gets the time after the
-    pause, less up to 5 s for its own teardown, as `--shutdown-timeout`: it finishes the requests in
-    flight and refuses new ones. Must exceed `preStopSeconds`."""
+    pause as `--shutdown-timeout`: it finishes the requests in flight and takes no new ones. Must
+    exceed `preStopSeconds`."""
 
 
 class PodTemplate(Model):

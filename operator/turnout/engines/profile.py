@@ -44,13 +44,13 @@ class DrainTimes:
 
     @property
     def after_sigterm(self) -> int:
-        """Seconds the engine may drain after SIGTERM, leaving up to 5 s (or half, when less is
-        left) to tear down before the kubelet's SIGKILL; at least 1 when the grace exceeds the pause."""
-        left = self.grace_period - self.pre_stop
-        return left - min(TEARDOWN_SECONDS, left // 2)
+        """Seconds the engine may drain after SIGTERM: the rest of the grace period, so a stream is
+        cut at the grace period, not before (at least 1, the grace exceeding the pause)."""
+        return self.grace_period - self.pre_stop
 
 
-# What an engine needs after draining to stop cleanly (free GPU memory, end its workers).
+# What an engine that cuts its streams at SIGTERM (Ollama) needs to stop: its pause ends this much
+# before the grace period, when only the grace period is given.
 TEARDOWN_SECONDS = 5
 
 

@@ -101,7 +101,7 @@ def test_vllm_starts_as_vllm_serve_with_the_model_first_and_the_served_name() ->
         "--max-model-len=4096",
         "--dtype=bfloat16",
         "--port=8000",
-        "--shutdown-timeout=110",
+        "--shutdown-timeout=115",
         "--enable-prefix-caching",
     ]
 
@@ -310,7 +310,7 @@ def drain_of(backend: Backend) -> tuple[int, int | None, list[str]]:
 
 def test_vllm_drains_for_two_minutes_by_default_and_is_told_to_finish_what_it_serves() -> None:
     # vLLM's own default, --shutdown-timeout 0, would abort every stream at SIGTERM.
-    assert drain_of(vllm_backend()) == (120, 5, ["--shutdown-timeout=110"])
+    assert drain_of(vllm_backend()) == (120, 5, ["--shutdown-timeout=115"])
 
 
 def test_ollama_drains_in_its_pause_since_it_cuts_streams_at_sigterm() -> None:
@@ -320,11 +320,11 @@ def test_ollama_drains_in_its_pause_since_it_cuts_streams_at_sigterm() -> None:
 @pytest.mark.parametrize(
     ("drain", "expected"),
     [
-        ({"preStopSeconds": 1, "gracePeriodSeconds": 4}, (4, 1, ["--shutdown-timeout=2"])),
-        ({"preStopSeconds": 0, "gracePeriodSeconds": 30}, (30, None, ["--shutdown-timeout=25"])),
-        ({"preStopSeconds": 300}, (415, 300, ["--shutdown-timeout=110"])),
+        ({"preStopSeconds": 1, "gracePeriodSeconds": 4}, (4, 1, ["--shutdown-timeout=3"])),
+        ({"preStopSeconds": 0, "gracePeriodSeconds": 30}, (30, None, ["--shutdown-timeout=30"])),
+        ({"preStopSeconds": 300}, (415, 300, ["--shutdown-timeout=115"])),
         ({"gracePeriodSeconds": 2}, (2, 1, ["--shutdown-timeout=1"])),
-        ({"gracePeriodSeconds": 600}, (600, 5, ["--shutdown-timeout=590"])),
+        ({"gracePeriodSeconds": 600}, (600, 5, ["--shutdown-timeout=595"])),
     ],
 )
 def test_vllm_drain_as_set(drain: dict[str, int], expected: tuple[int, int | None, list[str]]) -> None:
