@@ -133,6 +133,7 @@ class SimHost:
         sim = self.simulators.pop(sim_id, None)
         task = self.terminating.pop(sim_id, None)
         if task is not None:
+            # Its connections are closed below, whatever the termination had got to.
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if sim is not None:

@@ -113,8 +113,14 @@ class Simulator:
 
     async def _close(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None:
+        if runner is None:
+            return
+        try:
             await runner.cleanup()
+        except asyncio.CancelledError:
+            # Cancelled half-way (a terminating simulator stopped for good): the next stop finishes it.
+            self._runner = runner
+            raise
 
     async def _cancel_later(self) -> None:
         later, self._later = self._later, None

@@ -145,3 +145,15 @@ def _refused(base: str) -> bool:
     except httpx.ConnectError:
         return True
     return False
+
+
+def test_a_pod_gone_for_good_while_its_simulator_closes_still_cuts_its_streams(
+    simhost: SimHostProcess, free_port: Callable[[], int]
+) -> None:
+    base = serve(simhost, free_port())
+    stream = Stream(f"{base}/v1/chat/completions", tokens=100).start()  # 10 s
+    simhost.terminate("ns/pod", pre_stop=0.5, drain=0, grace=30)
+    time.sleep(0.8)  # SIGTERM came at 0.5 s; the simulator is closing its connections
+    simhost.stop_simulator("ns/pod")  # and the pod is deleted meanwhile
+    wait_until(lambda: stream.ended is not None, 3, "the stream to be cut")
+    assert not stream.done
