@@ -153,7 +153,9 @@ def test_a_pod_gone_for_good_while_its_simulator_closes_still_cuts_its_streams(
     base = serve(simhost, free_port())
     stream = Stream(f"{base}/v1/chat/completions", tokens=100).start()  # 10 s
     simhost.terminate("ns/pod", pre_stop=0.5, drain=0, grace=30)
-    time.sleep(0.8)  # SIGTERM came at 0.5 s; the simulator is closing its connections
-    simhost.stop_simulator("ns/pod")  # and the pod is deleted meanwhile
+    # At SIGTERM the socket closes, and the simulator closes its connections (taking up to a second);
+    # the pod is deleted for good meanwhile.
+    wait_until(lambda: _refused(base), 5, "the socket to close at SIGTERM")
+    simhost.stop_simulator("ns/pod")
     wait_until(lambda: stream.ended is not None, 3, "the stream to be cut")
     assert not stream.done
