@@ -61,7 +61,11 @@ class ChatStream:
             "ignore_eos": True,
         }
         try:
-            with httpx.stream("POST", self.url, json=body, timeout=httpx.Timeout(5, read=60)) as response:
+            # trust_env=False: never through a proxy, only straight to the pod network.
+            with (
+                httpx.Client(trust_env=False, timeout=httpx.Timeout(5, read=60)) as http,
+                http.stream("POST", self.url, json=body) as response,
+            ):
                 response.raise_for_status()
                 for line in response.iter_lines():
                     if line == "data: [DONE]":
