@@ -257,9 +257,9 @@ def _no_flag_twice(words: list[str]) -> list[str]:
 
 class Vllm(EngineOptions):
     """vLLM options. turnout owns the flags it sets from these fields, `model` and `template.drain`
-    (`--model`, `--served-model-name`, `--tensor-parallel-size`, `--shutdown-timeout`, ...), those that would move vLLM off plain
-    HTTP on port 8000 (`--host`, `--port`, `--uds`, `--headless`, `--grpc`, `--ssl-*`), and
-    `--config`; everything else can go in `extraArgs`."""
+    (`--model`, `--served-model-name`, `--tensor-parallel-size`, `--shutdown-timeout`, ...), those
+    that would move vLLM off plain HTTP on port 8000 (`--host`, `--port`, `--uds`, `--headless`,
+    `--grpc`, `--ssl-*`), and `--config`; everything else can go in `extraArgs`."""
 
     model: ModelName | None = None
     """The model vLLM serves (a path on the model volume or a hub id), instead of `model.name`."""
