@@ -21,6 +21,7 @@ from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("simulated_engines")]
 
 PACE = "sim.turnout.dev/tokens-per-second"
+BEHAVIOUR = "sim.turnout.dev/behaviour"
 TOKENS_PER_SECOND = 10
 # Promoted by hand, so the stream is open on the old color before the switch; the old color then
 # scales down at once (no bake, no delay), which is when its pods drain.
@@ -143,3 +144,32 @@ def test_a_stream_longer_than_the_grace_period_is_cut_at_the_grace_period(blue_s
     # Not before the grace period (deletionTimestamp's second precision aside), and at it.
     assert grace - 1 <= served < grace + 3, f"cut {served:.1f} s after the deletion"
     assert stream.words < 300
+
+
+def test_a_rollback_after_the_switch_drains_the_failed_color_too(operator: OperatorProcess, backends: Backends) -> None:
+    # Green is switched to, then fails its checks while a client streams from it: the Service goes back
+    # to blue, and green (still Ready, so not failing outright) keeps its stream through the scale-down
+    # delay and its pods' drain.
+    rollout = {**FAST_ROLLOUT, "bakeSeconds": 60, "scaleDownDelaySeconds": 2}
+    backends.create("chat", {**drained_spec("org/model-a", grace=15), "rollout": rollout})
+    backends.wait_phase("chat", "Healthy", timeout=60)
+    backends.replace_spec("chat", {**drained_spec("org/model-b", grace=15), "rollout": rollout})
+    backends.wait_phase("chat", "Baking", timeout=60)
+    (pod,) = backends.core.list_namespaced_pod(
+        backends.namespace, label_selector=f"{BACKEND_LABEL}=chat,{COLOR_LABEL}=green"
+    ).items
+    stream = ChatStream(f"http://{pod.status.pod_ip}:8000/v1/chat/completions", tokens=80).open()  # 8 s
+    with PodFate(backends, "chat", "green") as fate:
+        # Its engine dies for every new request; the stream it is writing goes on.
+        backends.core.patch_namespaced_pod(
+            pod.metadata.name, backends.namespace, {"metadata": {"annotations": {BEHAVIOUR: "fail-after:0"}}}
+        )
+        status = backends.wait_failure("chat", timeout=30)
+        assert status["lastFailureReason"] == "CheckFailed"
+        assert status["activeColor"] == "blue"
+        wait_seconds(lambda: stream.ended is not None, timeout=30, what="stream end")
+        wait_seconds(lambda: fate.gone_at is not None, timeout=30, what="green's pod gone")
+    assert (stream.done, stream.words, stream.error) == (True, 80, None)
+    assert fate.deleted_at is not None
+    assert stream.ended is not None
+    assert fate.deleted_at < stream.ended, "green was deleted only after the stream ended: nothing drained"
