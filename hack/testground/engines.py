@@ -143,6 +143,8 @@ class EngineState:
         self.embeddings = 0  # embedding requests received since start, on any of the engine's endpoints
         self.in_flight = 0
         self.most_in_flight = 0
+        self.idle = asyncio.Event()  # set while no chat completion is in flight
+        self.idle.set()
         self._random = random.Random()
         models = config.models
         self.models: list[str] = [ollama_tag(m) for m in models] if config.engine == "ollama" else list(models)
@@ -227,11 +229,14 @@ def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable
         state.received += 1
         state.streamed += await _asks_stream(request)
         state.in_flight += 1
+        state.idle.clear()
         state.most_in_flight = max(state.most_in_flight, state.in_flight)
         try:
             return await handler(request)
         finally:
             state.in_flight -= 1
+            if not state.in_flight:
+                state.idle.set()
 
     return count
 

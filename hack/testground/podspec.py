@@ -24,6 +24,10 @@ The contract the renderer honours (and that these tests hold it to):
   model, which the engines' embedding endpoints refuse. A change replaces the simulator.
 - Only a pod in phase Running with a pod IP is served, and not while its container's status says
   it is not running (a crash-looping container has no socket).
+- A deleted pod (`metadata.deletionTimestamp`) stops as a kubelet stops it (`pod_shutdown`): its
+  simulator serves on through the preStop sleep, then, at SIGTERM, stops listening and finishes
+  the requests in flight for as long as the engine would (vLLM: `--shutdown-timeout`, default 0;
+  Ollama: not at all, it closes every connection), and is killed at the grace period at the latest.
 """
 
 from __future__ import annotations
@@ -96,6 +100,44 @@ class PodSim:
             self.behaviour if self.behaviour != running.behaviour else None,
             self.degradation if self.degradation != running.degradation else None,
         )
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """How a deleted pod's engine stops, in seconds from its deletion (see `Simulator.terminate`)."""
+
+    pre_stop: float
+    """The longest preStop sleep of its containers: the engine serves as before meanwhile."""
+    drain: float
+    """How long the engine finishes the requests in flight after SIGTERM."""
+    grace: float
+    """When the kubelet kills whatever is left."""
+
+
+# The kubelet's grace period when the pod says none.
+DEFAULT_GRACE_SECONDS = 30
+
+
+def pod_shutdown(pod: dict[str, Any]) -> Shutdown:
+    """How the engine of `pod`, being deleted, stops: its preStop sleep, its engine's drain, its grace period.
+
+    The grace period is the deletion's (`metadata.deletionGracePeriodSeconds`), else the pod's.
+    """
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    grace = meta.get("deletionGracePeriodSeconds")
+    if grace is None:
+        grace = spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+    containers = spec.get("containers") or []
+    sleeps = [
+        ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep", {}).get("seconds") or 0 for c in containers
+    ]
+    drain = 0.0
+    picked = _engine_container(meta.get("annotations") or {}, containers)
+    if picked is not None and picked[0] == "vllm":
+        options, _ = _parse_args([*(picked[1].get("command") or []), *(picked[1].get("args") or [])])
+        # vLLM's default, 0, aborts the requests in flight at SIGTERM.
+        drain = float((options.get("--shutdown-timeout") or ["0"])[-1])
+    return Shutdown(pre_stop=float(max(sleeps, default=0)), drain=drain, grace=float(grace))
 
 
 def image_engine(image: str) -> Engine | None:

@@ -9,13 +9,16 @@ can bind pod IPs. One JSON object per line on stdin, one answer per line on stdo
     {"op": "update", "id": "ns/pod", "behaviour": "fail-after:0"}
     {"op": "update", "id": "ns/pod", "degradation": {"error_ratio": 0, "latency_seconds": 1.5}}
     {"op": "stop", "id": "ns/pod"}
+    {"op": "terminate", "id": "ns/pod", "pre_stop": 5, "drain": 110, "grace": 120}
     {"op": "list"}
 
 Answers: `{"ok": true, "id": ..., "listening": bool}` (`list`: `{"ok": true, "simulators": [...]}`)
 or `{"ok": false, "error": "..."}`; a request's `seq`, if any, is echoed. The first line out is
 `{"ready": true, "pid": N}`. `serve` replaces a simulator with the same id or on the same address;
 `degradation` is optional there (none). `update` changes what it is given: the behaviour, the
-degradation, or both.
+degradation, or both. `terminate` stops a simulator as a kubelet stops a deleted pod's engine
+(`Simulator.terminate`, seconds from now) and answers at once; the simulator is listed with
+`"terminating": true` until it has closed, then no more.
 The process stops every simulator and exits when stdin closes, so it never outlives its parent.
 Logs go to stderr and never carry API keys.
 """
@@ -42,6 +45,7 @@ class SimHost:
 
     def __init__(self) -> None:
         self.simulators: dict[str, Simulator] = {}
+        self.terminating: dict[str, asyncio.Task[None]] = {}
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out one request and return its answer; never raises for a bad request."""
@@ -53,8 +57,13 @@ class SimHost:
                 answer = await self._update(request)
             elif op == "stop":
                 answer = await self._stop(str(request["id"]))
+            elif op == "terminate":
+                answer = self._terminate(request)
             elif op == "list":
-                answer = {"ok": True, "simulators": [self._describe(i, s) for i, s in self.simulators.items()]}
+                answer = {
+                    "ok": True,
+                    "simulators": [self._describe(i, s, i in self.terminating) for i, s in self.simulators.items()],
+                }
             else:
                 answer = {"ok": False, "error": f"unknown op {op!r}; accepted: serve, update, stop, list"}
         except (KeyError, TypeError, ValueError, BehaviourError, OSError) as error:
@@ -98,15 +107,42 @@ class SimHost:
             log.info("%s is now %s", sim_id, behaviour)
         return {"ok": True, "id": sim_id, "listening": sim.listening}
 
+    def _terminate(self, request: dict[str, Any]) -> dict[str, Any]:
+        sim_id = str(request["id"])
+        sim = self.simulators.get(sim_id)
+        if sim is None:
+            return {"ok": False, "id": sim_id, "error": f"no simulator {sim_id!r}"}
+        if sim_id not in self.terminating:
+            times = (float(request["pre_stop"]), float(request["drain"]), float(request["grace"]))
+            if min(times) < 0:
+                raise ValueError(f"terminate needs seconds >= 0, got {times}")
+            self.terminating[sim_id] = asyncio.create_task(self._terminated(sim_id, sim, *times))
+            log.info("terminating %s: preStop %s s, drain %s s, grace %s s", sim_id, *times)
+        return {"ok": True, "id": sim_id, "listening": sim.listening}
+
+    async def _terminated(self, sim_id: str, sim: Simulator, pre_stop: float, drain: float, grace: float) -> None:
+        try:
+            await sim.terminate(pre_stop, drain, grace)
+        finally:
+            self.terminating.pop(sim_id, None)
+            if self.simulators.get(sim_id) is sim:
+                del self.simulators[sim_id]
+                log.info("%s exited", sim_id)
+
     async def _stop(self, sim_id: str) -> dict[str, Any]:
         sim = self.simulators.pop(sim_id, None)
+        task = self.terminating.pop(sim_id, None)
+        if task is not None:
+            # Its connections are closed below, whatever the termination had got to.
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if sim is not None:
             await sim.stop()
             log.info("stopped %s", sim_id)
         return {"ok": True, "id": sim_id, "listening": False}
 
     @staticmethod
-    def _describe(sim_id: str, sim: Simulator) -> dict[str, Any]:
+    def _describe(sim_id: str, sim: Simulator, terminating: bool) -> dict[str, Any]:
         return {
             "id": sim_id,
             "host": sim.host,
@@ -116,6 +152,8 @@ class SimHost:
             "degradation": sim.state.degradation.to_json(),
             "listening": sim.listening,
             "models": sim.state.visible_models(),
+            "inFlight": sim.state.in_flight,
+            "terminating": terminating,
         }
 
 

@@ -129,6 +129,11 @@ class SimHostProcess:
         """Stop one simulator (no error if there is none)."""
         self.request({"op": "stop", "id": sim_id})
 
+    def terminate(self, sim_id: str, pre_stop: float, drain: float, grace: float) -> None:
+        """Stop it as a kubelet stops a deleted pod's engine (`Simulator.terminate`), seconds from now;
+        it is listed as terminating until it has closed, then no more."""
+        self.request({"op": "terminate", "id": sim_id, "pre_stop": pre_stop, "drain": drain, "grace": grace})
+
     def simulators(self) -> list[dict[str, Any]]:
         """What runs: id, host, port, engine, behaviour, degradation, listening, models."""
         return list(self.request({"op": "list"})["simulators"])

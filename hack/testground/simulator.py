@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -57,6 +58,30 @@ class Simulator:
         await self._cancel_later()
         await self._close()
 
+    async def terminate(self, pre_stop: float, drain: float, grace: float) -> None:
+        """Stop as a kubelet stops the engine of a deleted pod, the seconds counted from now.
+
+        Serves as before for `pre_stop` (the preStop sleep); then, at SIGTERM, stops listening and
+        lets the requests in flight finish for up to `drain` seconds (vLLM's `--shutdown-timeout`;
+        0 for an engine that cuts them at once); closes everything when they are done, and at
+        `grace` (the kubelet's SIGKILL) at the latest. Returns when the simulator is closed.
+        """
+        loop = asyncio.get_running_loop()
+        kill_at = loop.time() + grace
+        await asyncio.sleep(max(0.0, min(pre_stop, grace)))
+        await self._cancel_later()
+        runner = self._runner
+        if runner is not None:
+            for site in list(runner.sites):
+                await site.stop()
+            log.info("simulator %s:%s got SIGTERM: %d in flight", self.host, self.port, self.state.in_flight)
+        drain_until = min(loop.time() + drain, kill_at)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.state.idle.wait(), max(0.0, drain_until - loop.time()))
+        if self.state.in_flight:
+            log.info("simulator %s:%s cuts %d requests in flight", self.host, self.port, self.state.in_flight)
+        await self.stop()
+
     async def _apply(self) -> None:
         await self._cancel_later()
         behaviour = self.state.behaviour
@@ -88,8 +113,14 @@ class Simulator:
 
     async def _close(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None:
+        if runner is None:
+            return
+        try:
             await runner.cleanup()
+        except asyncio.CancelledError:
+            # Cancelled half-way (a terminating simulator stopped for good): the next stop finishes it.
+            self._runner = runner
+            raise
 
     async def _cancel_later(self) -> None:
         later, self._later = self._later, None

@@ -6,6 +6,12 @@ Changing annotation `sim.turnout.dev/behaviour`, `sim.turnout.dev/error-ratio`, 
 changes its simulator at once, without a restart, e.g.
 `kubectl annotate pod chat-green-x sim.turnout.dev/behaviour=fail-after:0 --overwrite` or
 `kubectl annotate pod chat-green-x sim.turnout.dev/error-ratio=0.2 --overwrite`.
+
+A deleted pod is stopped as a kubelet stops it (`podspec.pod_shutdown`, `Simulator.terminate`): its
+simulator serves on through the preStop sleep, drains as its engine would, and once it has closed
+(or, for a pod without a simulator, once its preStop sleep is over) the supervisor deletes the pod
+for good, as the kubelet does when the pod's containers have exited. kwok's `pod-delete` stage
+deletes it a second after its grace period, should the supervisor not.
 """
 
 from __future__ import annotations
@@ -13,18 +19,32 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from testground.podspec import PodConfigError, PodSim, pod_sim
+from testground.podspec import PodConfigError, PodSim, pod_shutdown, pod_sim
 from testground.simhost_client import SimHostError, SimHostProcess
 
 log = logging.getLogger(__name__)
 
 # A watch ends after this long and restarts; pods still waiting for a Secret are retried then.
 _WATCH_SECONDS = 20
+# How often terminating pods are looked at: whether their simulators have closed.
+_REAP_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class _Terminating:
+    """A deleted pod whose engine is stopping: by its simulator (`sim_id`), or at `exits_at` (monotonic)."""
+
+    namespace: str
+    name: str
+    sim_id: str | None
+    exits_at: float
 
 
 class PodSupervisor:
@@ -44,6 +64,9 @@ class PodSupervisor:
         self._running: dict[str, PodSim] = {}  # by pod uid
         self._complaints: dict[str, str] = {}  # by pod uid: the last reason it is not served
         self._waiting_for_secret: dict[str, dict[str, Any]] = {}  # by pod uid: the pod
+        self._terminating: dict[str, _Terminating] = {}  # by pod uid
+        self._terminating_lock = threading.Lock()
+        self._reaper: threading.Thread | None = None
         self._stopping = threading.Event()
         self._watch: watch.Watch | None = None
         self._thread: threading.Thread | None = None
@@ -67,6 +90,8 @@ class PodSupervisor:
             raise
         self._thread = threading.Thread(target=self._follow, args=(version,), name="pod-supervisor", daemon=True)
         self._thread.start()
+        self._reaper = threading.Thread(target=self._reap, name="pod-reaper", daemon=True)
+        self._reaper.start()
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop following pods and end every simulator."""
@@ -82,6 +107,9 @@ class PodSupervisor:
                     break
             else:
                 log.error("the pod watch did not stop within %s s", timeout)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.join(timeout)
         self.simhost.close()
         self._running.clear()
         if self._api is not None:
@@ -150,6 +178,9 @@ class PodSupervisor:
         """Make the pod's simulator match the pod."""
         uid = pod["metadata"]["uid"]
         self._waiting_for_secret.pop(uid, None)
+        if pod["metadata"].get("deletionTimestamp"):
+            self._terminate(pod)
+            return
         try:
             want = pod_sim(pod)
         except PodConfigError as error:
@@ -177,7 +208,65 @@ class PodSupervisor:
             self._running.pop(uid, None)
             self._complain(uid, f"simulator for {want.id} on {want.host}:{want.port}: {error}")
 
+    def _terminate(self, pod: dict[str, Any]) -> None:
+        """Stop a deleted pod's engine as a kubelet would; once, however often the pod is seen."""
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        with self._terminating_lock:
+            if uid in self._terminating:
+                return
+        shutdown = pod_shutdown(pod)
+        have = self._running.get(uid)
+        sim_id = None
+        if have is not None:
+            try:
+                self.simhost.terminate(have.id, shutdown.pre_stop, shutdown.drain, shutdown.grace)
+                sim_id = have.id
+            except SimHostError as error:
+                log.warning("could not terminate the simulator of %s: %s", have.id, error)
+        exits_at = time.monotonic() + min(shutdown.pre_stop, shutdown.grace)
+        with self._terminating_lock:
+            self._terminating[uid] = _Terminating(meta.get("namespace", ""), meta["name"], sim_id, exits_at)
+
+    def _reap(self) -> None:
+        """Delete for good each terminating pod whose engine has stopped, as the kubelet does."""
+        while not self._stopping.wait(_REAP_SECONDS):
+            with self._terminating_lock:
+                terminating = dict(self._terminating)
+            if not terminating:
+                continue
+            try:
+                listed = (
+                    {sim["id"] for sim in self.simhost.simulators()}
+                    if any(t.sim_id for t in terminating.values())
+                    else set()
+                )
+            except SimHostError as error:
+                log.warning("could not list the simulators: %s", error)
+                continue
+            now = time.monotonic()
+            for uid, pod in terminating.items():
+                stopped = pod.sim_id not in listed if pod.sim_id is not None else now >= pod.exits_at
+                if stopped:
+                    self._delete_for_good(uid, pod)
+
+    def _delete_for_good(self, uid: str, pod: _Terminating) -> None:
+        try:
+            self._core.delete_namespaced_pod(
+                pod.name,
+                pod.namespace,
+                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):
+                log.warning("could not delete pod %s/%s: %s %s", pod.namespace, pod.name, error.status, error.reason)
+                return
+        with self._terminating_lock:
+            self._terminating.pop(uid, None)
+
     def _forget(self, uid: str) -> None:
+        with self._terminating_lock:
+            self._terminating.pop(uid, None)
         self._waiting_for_secret.pop(uid, None)
         self._complaints.pop(uid, None)
         have = self._running.pop(uid, None)

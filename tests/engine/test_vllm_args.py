@@ -86,6 +86,9 @@ def random_backends(count: int, seed: int = 20) -> list[Backend]:
         }
         if rng.random() < 0.5:
             spec["vllm"]["apiKeySecretRef"] = {"name": "key", "key": "token"}
+        drain = rng.choice([None, {"gracePeriodSeconds": 2}, {"preStopSeconds": 0, "gracePeriodSeconds": 3600}])
+        if drain is not None:
+            spec["template"] = {"drain": drain}
         backends.append(Backend.parse(f"random-{index}", "ml", spec))
     return backends
 
@@ -176,7 +179,10 @@ def test_vllm_serve_reads_the_rendered_args_as_the_spec_says(backends: list[Back
             # A chat model is left to vLLM's choice of runner; an embedding model runs the pooling one.
             "runner": "pooling" if backend.task is Task.EMBEDDING else "auto",
             "convert": "embed" if backend.task is Task.EMBEDDING else "auto",
+            # Drains for the grace period after the pause; vLLM's default 0 would abort at SIGTERM.
+            "shutdown_timeout": backend.drain.after_sigterm,
         }, backend.name
+        assert outcome["parsed"]["shutdown_timeout"] > 0, backend.name
 
 
 def test_the_embedding_backends_are_tested(backends: list[Backend]) -> None:

@@ -91,6 +91,7 @@ def parse(parser: argparse.ArgumentParser, command: Any, words: list[str]) -> di
             "api_key": getattr(args, "api_key", None),
             "runner": engine.runner,
             "convert": engine.convert,
+            "shutdown_timeout": getattr(engine, "shutdown_timeout", None),
         },
     }
 

@@ -31,6 +31,7 @@ from turnout.api.spec import (
     Task,
 )
 from turnout.engines import EngineProfile, owned_env, profile_of
+from turnout.engines.profile import TEARDOWN_SECONDS, DrainTimes
 
 GROUP = "turnout.dev"
 VERSION = "v1alpha1"
@@ -82,6 +83,7 @@ class Backend:
             *_canary_problems(self.spec),
             *_benchmark_problems(self.spec),
             *_template_problems(self.spec),
+            *_drain_problems(self.spec),
         ]
 
     @property
@@ -142,6 +144,30 @@ class Backend:
         return canary.traffic.http_route.name
 
     @property
+    def drain(self) -> DrainTimes:
+        """How the engine's pods stop: `template.drain` with the engine's defaults for what is unset.
+
+        A default never contradicts what is given: a pause alone is followed by as much time as the
+        engine's defaults leave after theirs (vLLM: never less than its default grace in all); a grace
+        period alone gets a shorter pause (for an engine that cuts streams at SIGTERM, all of the grace
+        but TEARDOWN_SECONDS, or half of it when shorter).
+        """
+        engine = self.profile.drain
+        given = self.spec.template.drain
+        pre_stop = given.pre_stop_seconds if given else None
+        grace = given.grace_period_seconds if given else None
+        if pre_stop is None and grace is None:
+            return engine
+        if grace is None:
+            assert pre_stop is not None
+            room = engine.grace_period - engine.pre_stop
+            grace = pre_stop + room if not engine.drains_on_sigterm else max(engine.grace_period, pre_stop + room)
+        if pre_stop is None:
+            pause = engine.pre_stop if engine.drains_on_sigterm else grace - min(TEARDOWN_SECONDS, grace // 2)
+            pre_stop = min(pause, grace - 1)
+        return DrainTimes(pre_stop=pre_stop, grace_period=grace, drains_on_sigterm=engine.drains_on_sigterm)
+
+    @property
     def image(self) -> str:
         if self.spec.template.image:
             return self.spec.template.image
@@ -172,8 +198,11 @@ class Backend:
             # The engine's own `model` is in "model" already.
             "engineOptions": profile.options(spec).model_dump(mode="json", by_alias=True, exclude={"model"}),
             "tensorParallelSize": profile.tensor_parallel_size(self),
-            "template": spec.template.model_dump(mode="json", by_alias=True),
+            "template": spec.template.model_dump(mode="json", by_alias=True, exclude={"drain"}),
         }
+        if spec.template.drain is not None:
+            # Only when set, so the revisions of backends written before `drain` stay as they were.
+            pod_affecting["drain"] = spec.template.drain.model_dump(mode="json", by_alias=True, exclude_none=True)
         if spec.model.task is not Task.CHAT:
             # Only when not chat, so the revisions of backends written before `task` stay as they were.
             pod_affecting["task"] = spec.model.task.value
@@ -324,6 +353,17 @@ def _template_problems(spec: InferenceBackendSpec) -> list[str]:
             )
         secrets.setdefault(secret, index)
     return found
+
+
+def _drain_problems(spec: InferenceBackendSpec) -> list[str]:
+    """The rule of `turnout.api.rules` on `template.drain`; a default never breaks it (see `Backend.drain`)."""
+    drain = spec.template.drain
+    if drain is None or drain.pre_stop_seconds is None or drain.grace_period_seconds is None:
+        return []
+    if drain.grace_period_seconds > drain.pre_stop_seconds:
+        return []
+    got = rules.GRACE_AFTER_PAUSE_GOT.format(drain.grace_period_seconds, drain.pre_stop_seconds)
+    return [f"spec.template.drain.gracePeriodSeconds: {got}"]
 
 
 def _toleration_problems(where: str, toleration: Mapping[str, Any]) -> list[str]:

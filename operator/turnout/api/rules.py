@@ -56,6 +56,11 @@ RESERVED_LABEL = (
 RESERVED_LABEL_GOT = RESERVED_LABEL + " (got {})"
 TOLERATION_EXISTS_WITH_VALUE = "a toleration with operator Exists matches any value; leave value empty"
 TOLERATION_EXISTS_WITH_VALUE_GOT = TOLERATION_EXISTS_WITH_VALUE + " (got '{}')"
+GRACE_AFTER_PAUSE = (
+    "gracePeriodSeconds must exceed preStopSeconds: the grace period counts from the pod's deletion, "
+    "the pause included, and the engine needs time after it to finish and stop"
+)
+GRACE_AFTER_PAUSE_GOT = GRACE_AFTER_PAUSE + " (got gracePeriodSeconds {}, preStopSeconds {})"
 TOLERATION_WITHOUT_KEY = "a toleration without a key matches every taint and needs operator Exists"
 CANARY_NEEDS_STEPS = "strategy Canary needs rollout.canary.steps, e.g. [{setWeight: 10}, {pause: {}}, {setWeight: 50}]"
 CANARY_STEP_ONE_KIND = "each canary step is either setWeight or pause: set exactly one"
@@ -185,6 +190,13 @@ RULES: tuple[Rule, ...] = (
         TOLERATION_EXISTS_WITH_VALUE,
         ".value",
         cel_format(TOLERATION_EXISTS_WITH_VALUE_GOT, "self.value"),
+    ),
+    Rule(
+        ("spec", "template", "drain"),
+        "!has(self.gracePeriodSeconds) || !has(self.preStopSeconds) || self.gracePeriodSeconds > self.preStopSeconds",
+        GRACE_AFTER_PAUSE,
+        ".gracePeriodSeconds",
+        cel_format(GRACE_AFTER_PAUSE_GOT, "self.gracePeriodSeconds", "self.preStopSeconds"),
     ),
     Rule(
         ("spec", "template", "tolerations", "*"),

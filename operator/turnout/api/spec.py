@@ -284,10 +284,10 @@ def _no_flag_twice(words: list[str]) -> list[str]:
 
 
 class Vllm(EngineOptions):
-    """vLLM options. turnout owns the flags it sets from these fields and `model` (`--model`,
-    `--served-model-name`, `--tensor-parallel-size`, ...), those that would move vLLM off plain
-    HTTP on port 8000 (`--host`, `--port`, `--uds`, `--headless`, `--grpc`, `--ssl-*`), and
-    `--config`; everything else can go in `extraArgs`."""
+    """vLLM options. turnout owns the flags it sets from these fields, `model` and `template.drain`
+    (`--model`, `--served-model-name`, `--tensor-parallel-size`, `--shutdown-timeout`, ...), those
+    that would move vLLM off plain HTTP on port 8000 (`--host`, `--port`, `--uds`, `--headless`,
+    `--grpc`, `--ssl-*`), and `--config`; everything else can go in `extraArgs`."""
 
     model: ModelName | None = None
     """The model vLLM serves (a path on the model volume or a hub id), instead of `model.name`."""
@@ -678,6 +678,23 @@ Toleration = Annotated[dict[str, Any], _kept_as_given(TolerationFields)]
 EnvVar = Annotated[dict[str, Any], _kept_as_given(EnvVarFields)]
 
 
+class Drain(Model):
+    """How an engine pod stops when its color scales down or a rollback retires it: streams still open
+    on it run to their end, up to a limit. Unset fields take the engine's defaults (vLLM: a 5 s pause,
+    120 s in all; Ollama: a 60 s pause, 70 s in all)."""
+
+    pre_stop_seconds: Annotated[int, Field(ge=0, le=3600)] | None = None
+    """Seconds the pod keeps serving as before once it is deleted (a `preStop` sleep), before the
+    engine gets SIGTERM: the Service's endpoints drop the pod meanwhile, so no new request reaches it.
+    Ollama closes every connection at SIGTERM, so for Ollama this pause is the whole drain: make it as
+    long as the longest answer. 0: no pause."""
+    grace_period_seconds: Annotated[int, Field(ge=1, le=86_400)] | None = None
+    """The pod's `terminationGracePeriodSeconds`: the most it may take to stop, the pause included,
+    after which the kubelet kills it and cuts whatever is still open. vLLM gets the time after the
+    pause as `--shutdown-timeout`: it finishes the requests in flight and takes no new ones. Must
+    exceed `preStopSeconds`."""
+
+
 class PodTemplate(Model):
     """Overrides for the engine's pods. Values are copied into the Deployment as given."""
 
@@ -711,6 +728,10 @@ class PodTemplate(Model):
     """Names of Secrets used to pull the image."""
     priority_class_name: DnsSubdomain | None = None
     """PriorityClass of the pods, e.g. to let inference preempt batch jobs."""
+    drain: Drain | None = None
+    """How long a pod that is scaled down keeps answering the requests it has: the `preStop` pause and
+    the grace period. Default: the engine's: vLLM a 5 s pause and 120 s in all, Ollama a 60 s pause
+    and 70 s in all (Ollama cuts its streams at SIGTERM)."""
 
 
 class InferenceBackendSpec(Model):

@@ -191,7 +191,8 @@ class InferenceBackendStatus(StatusModel):
     preview_started_at: str | None = None
     """RFC 3339 time the preview color was given its revision; the ready timeout counts from here."""
     previous_color: Color | None = None
-    """The color the Service left at the switch, kept warm through the bake and the scale-down delay."""
+    """The color the Service left at the switch, kept warm through the bake and the scale-down delay;
+    after a rollback, the failed color, drained through the scale-down delay unless it failed outright."""
     previous_revision: str | None = None
     """Revision the Service left at the switch."""
     switched_at: str | None = None

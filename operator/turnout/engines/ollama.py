@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from turnout.api.cel import Rule, cel_format
 from turnout.api.spec import InferenceBackendSpec, Ollama, SecretKeyRef
 from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
+from turnout.engines.profile import DrainTimes
 
 if TYPE_CHECKING:
     from turnout.api.backend import Backend
@@ -198,6 +199,9 @@ class OllamaProfile:
     image = "ollama/ollama:0.12.6"
     port = 11434
     default_gpus = 0
+    # Ollama's server closes every connection at SIGTERM (`http.Server.Close`, no drain), so a stream
+    # lives only through the pause: a minute of it, as an answer on CPU can take that long.
+    drain = DrainTimes(pre_stop=60, grace_period=70, drains_on_sigterm=False)
     metrics = None  # Ollama serves no Prometheus metrics
     owned_env = ("OLLAMA_HOST", "OLLAMA_MODELS", "OLLAMA_KEEP_ALIVE", "OLLAMA_NUM_PARALLEL", "OLLAMA_CONTEXT_LENGTH")
     crd_rules = CRD_RULES

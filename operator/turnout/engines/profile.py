@@ -31,6 +31,29 @@ class EngineMetrics:
     when the text is not what the engine serves."""
 
 
+@dataclass(frozen=True)
+class DrainTimes:
+    """How an engine pod stops, in seconds from its deletion: serving as before until `pre_stop`
+    (the `preStop` sleep), then SIGTERM, then killed at `grace_period` at the latest."""
+
+    pre_stop: int
+    grace_period: int
+    drains_on_sigterm: bool
+    """Whether the engine finishes the requests in flight after SIGTERM (vLLM with
+    `--shutdown-timeout`) or cuts them at once (Ollama), so its drain is the pause alone."""
+
+    @property
+    def after_sigterm(self) -> int:
+        """Seconds the engine may drain after SIGTERM: the rest of the grace period, so a stream is
+        cut at the grace period, not before (at least 1, the grace exceeding the pause)."""
+        return self.grace_period - self.pre_stop
+
+
+# What an engine that cuts its streams at SIGTERM (Ollama) needs to stop: its pause ends this much
+# before the grace period, when only the grace period is given.
+TEARDOWN_SECONDS = 5
+
+
 class EngineProfile(Protocol):
     """One inference engine: its image and port, its spec section and rules, its container, its checks, its metrics."""
 
@@ -45,6 +68,10 @@ class EngineProfile(Protocol):
     @property
     def default_gpus(self) -> int:
         """GPUs per replica when `resources.gpus` is unset."""
+
+    @property
+    def drain(self) -> DrainTimes:
+        """The drain a pod gets when `template.drain` is unset."""
 
     @property
     def metrics(self) -> EngineMetrics | None:

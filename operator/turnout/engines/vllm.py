@@ -22,7 +22,7 @@ from turnout.engines.container import (
     http_probe,
     kubelet_literal,
 )
-from turnout.engines.profile import EngineMetrics
+from turnout.engines.profile import DrainTimes, EngineMetrics
 from turnout.engines.prometheus import Labels, counter_total, histogram, samples
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ OWNED_OPTIONS: dict[str, str] = {
     "api_key": "set vllm.apiKeySecretRef instead",
     "runner": "set model.task instead (embedding runs the pooling runner)",
     "convert": "set model.task instead (embedding converts the model to embed)",
+    "shutdown_timeout": "set template.drain instead (vLLM drains for the grace period after the pause)",
     "download_dir": "turnout keeps downloads on the model volume (model.storage); leave it out",
     "config": "a config file could set the flags turnout owns; put its other options in extraArgs",
     "host": _LISTENS,
@@ -80,6 +81,7 @@ REFUSED_FLAGS: dict[str, tuple[str, str]] = {
     "--api-key": ("--api-k", "api_key"),
     "--runner": ("--ru", "runner"),
     "--convert": ("--conv", "convert"),
+    "--shutdown-timeout": ("--shu", "shutdown_timeout"),
     "--download-dir": ("--do", "download_dir"),
     "--config": ("--config", "config"),
     "--host": ("--ho", "host"),
@@ -262,6 +264,8 @@ def vllm_args(backend: Backend) -> list[str]:
         f"--max-model-len={options.max_model_len}",
         f"--dtype={options.dtype.value}",
         f"--port={VLLM.port}",
+        # vLLM's default, 0, aborts the requests in flight at SIGTERM whatever the grace period.
+        f"--shutdown-timeout={backend.drain.after_sigterm}",
         *TASK_ARGS[backend.task],
         *options.extra_args,
     ]
@@ -346,6 +350,9 @@ class VllmProfile:
     image = "vllm/vllm-openai:v0.32.0"
     port = 8000
     default_gpus = 1
+    # A short pause while the endpoints drop the pod, then `--shutdown-timeout` lets vLLM finish the
+    # requests in flight: two minutes holds most long streamed answers.
+    drain = DrainTimes(pre_stop=5, grace_period=120, drains_on_sigterm=True)
     metrics = EngineMetrics("/metrics", vllm_traffic)
     owned_env = ("VLLM_API_KEY", "HF_HOME")
     crd_rules = CRD_RULES

@@ -12,11 +12,6 @@ from turnout.render.templating import render_manifest
 
 GPU_RESOURCE = "nvidia.com/gpu"
 MODEL_VOLUME = "models"
-# Long enough for streamed completions still in flight when an old color scales down.
-TERMINATION_GRACE_SECONDS = 120
-# A pod scaled down while the Service selects it (a canary's stable pods) keeps serving this long
-# after its deletion, so clients that still hold its address are answered.
-DRAIN_SECONDS = 5
 REVISION_HISTORY_LIMIT = 2
 # A color gets a new template only while idle at zero replicas, so this rarely acts; if it does,
 # replacing pods in place never asks the scheduler for GPUs beyond the color's own.
@@ -83,8 +78,8 @@ def render_deployment(backend: Backend, color: Color, replicas: int) -> dict[str
         selector=color_selector(backend, color),
         pod_labels=pod_labels(backend, color, template.pod_labels),
         pod_annotations=dict(template.pod_annotations),
-        termination_grace_seconds=TERMINATION_GRACE_SECONDS,
-        drain_seconds=DRAIN_SECONDS,
+        termination_grace_seconds=backend.drain.grace_period,
+        pre_stop_seconds=backend.drain.pre_stop,
         service_account_name=template.service_account_name,
         priority_class_name=template.priority_class_name,
         image_pull_secrets=[{"name": secret} for secret in template.image_pull_secrets],

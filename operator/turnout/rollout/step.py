@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import timedelta
 
 from turnout.api.backend import Backend
 from turnout.api.labels import ABORT_ANNOTATION, PAUSE_ANNOTATION, RETRY_ANNOTATION, color_selector
@@ -28,7 +29,14 @@ from turnout.rollout.actions import (
     RecordRevision,
     ScaleDeployment,
 )
-from turnout.rollout.conditions import bounded, condition_status, format_precise_time, parse_time, set_condition
+from turnout.rollout.conditions import (
+    bounded,
+    condition_status,
+    format_precise_time,
+    format_time,
+    parse_time,
+    set_condition,
+)
 from turnout.rollout.gpu_memory import gpu_memory_status
 from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
 
@@ -39,6 +47,18 @@ IDLE_RESYNC_SECONDS = 60.0
 # announced by what causes them: Progressing by the new revision, Baking by the switch, Degraded
 # by the failure itself.
 _ANNOUNCED_PHASES = frozenset({Phase.VERIFYING, Phase.PAUSED, Phase.HEALTHY})
+# Failures of a color's pods themselves: a rollback for one of them has nothing on that color to drain.
+POD_FAILURES = frozenset(
+    {
+        FailureReason.READY_TIMEOUT,
+        FailureReason.IMAGE_PULL_BACK_OFF,
+        FailureReason.CRASH_LOOP_BACK_OFF,
+        FailureReason.OOM_KILLED,
+        FailureReason.UNSCHEDULABLE,
+        FailureReason.CREATE_CONTAINER_CONFIG_ERROR,
+        FailureReason.FAILED_CREATE,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +128,12 @@ class Step(ABC):
             # Left over by an abandoned cutover: an idle color holds no GPUs.
             self.actions.append(ScaleDeployment(active.other, 0))
         failing = self.judge_serving()
-        if failing is not None and status.previous_color is not None and self.rollout.auto_rollback:
+        if (
+            failing is not None
+            and status.previous_color is not None
+            and status.previous_revision != status.last_failed_revision
+            and self.rollout.auto_rollback
+        ):
             # Still warm within its scale-down delay: the previous revision takes the traffic back.
             self.serving_failed = FailureReason.CHECK_FAILED.value
             return self.roll_back_to_previous(FailureReason.CHECK_FAILED, failing)
@@ -215,15 +240,28 @@ class Step(ABC):
         assert failed is not None
         assert previous is not None
         self.route_all_to(previous)
-        if self.observed.color(failed).replicas > 0:
-            self.actions.append(ScaleDeployment(failed, 0))
         if self.observed.color(previous).replicas != self.replicas:
             self.actions.append(ScaleDeployment(previous, self.replicas))
         failed_revision = status.active_revision
         status.active_color, status.active_revision = previous, status.previous_revision
-        status.previous_color = status.previous_revision = status.scale_down_at = None
         status.switched_at = None
+        delay = self.rollout.scale_down_delay_seconds
+        if self.failing_outright(failed, reason) or delay == 0:
+            if self.observed.color(failed).replicas > 0:
+                self.actions.append(ScaleDeployment(failed, 0))
+            status.previous_color = status.previous_revision = status.scale_down_at = None
+        else:
+            # Like the old color after a promotion: what clients still send it, and the streams open
+            # on it, are answered through the scale-down delay, and then through its pods' drain.
+            status.previous_color, status.previous_revision = failed, failed_revision
+            status.scale_down_at = format_time(self.now + timedelta(seconds=delay))
         return self.record_rollback(reason, message, revision=failed_revision)
+
+    def failing_outright(self, color: Color, reason: FailureReason) -> bool:
+        """Nothing served on `color` is worth draining: none of its pods is Ready (a dead engine fails
+        its readiness probe), or its pods fail (crash loop, OOM kill, ...)."""
+        state = self.observed.color(color)
+        return reason in POD_FAILURES or state.ready == 0 or bool(state.failures)
 
     def record_rollback(self, reason: FailureReason, message: str, *, revision: str | None = None) -> Plan:
         """Remember the revision (the spec's unless named) as failed, say why everywhere people look,
@@ -244,6 +282,9 @@ class Step(ABC):
         self.condition(ConditionType.DEGRADED, True, reason.value, text)
         self.condition(ConditionType.PROGRESSING, False, "RolledBack", text)
         self.requeue_after = IDLE_RESYNC_SECONDS
+        due = parse_time(status.scale_down_at)
+        if due is not None:
+            self.requeue_after = min(self.requeue_after, (due - self.now).total_seconds())
         return self.done()
 
     def remember_failure(self, revision: str, reason: FailureReason, message: str) -> None:

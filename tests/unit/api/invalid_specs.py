@@ -261,6 +261,18 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
+            ollama(template={"drain": {"preStopSeconds": 120, "gracePeriodSeconds": 60}}),
+            "spec.template.drain.gracePeriodSeconds: gracePeriodSeconds must exceed preStopSeconds",
+            (
+                "spec.template.drain.gracePeriodSeconds",
+                "gracePeriodSeconds must exceed preStopSeconds: the grace period counts from the pod's deletion",
+                "(got gracePeriodSeconds 60, preStopSeconds 120)",
+            ),
+        ),
+        id="drain-grace-shorter-than-the-pause",
+    ),
+    pytest.param(
+        Case(
             vllm(template={"image": "vllm/vllm-openai:v0.32.0\u3000"}),
             "spec.template.image: must not be empty or contain whitespace",
             ("spec.template.image", "must not be empty or contain whitespace"),

@@ -48,6 +48,18 @@ PINNED_SPECS: dict[str, tuple[dict[str, Any], str]] = {
         "2fa85cc5f4",
     ),
     "ollama defaults": ({"engine": "ollama", "model": {"name": "llama3:8b"}}, "560bbd5b3b"),
+    "vllm drained": (
+        {
+            "engine": "vllm",
+            "model": {"name": "meta-llama/Llama-3.1-8B-Instruct"},
+            "template": {"drain": {"preStopSeconds": 5, "gracePeriodSeconds": 300}},
+        },
+        "3a83cbe9ef",
+    ),
+    "ollama drained": (
+        {"engine": "ollama", "model": {"name": "llama3:8b"}, "template": {"drain": {"preStopSeconds": 180}}},
+        "1449840c97",
+    ),
     "ollama tuned": (
         {
             "engine": "ollama",

@@ -37,7 +37,7 @@ from turnout.checks import CheckRound, CheckTarget, TrafficScrape, check_round, 
 from turnout.engines import ENGINES
 from turnout.engines.container import EngineContainer, KubeObject, env_value, http_probe
 from turnout.engines.probe import CheckFailed, PodProbe
-from turnout.engines.profile import EngineMetrics
+from turnout.engines.profile import DrainTimes, EngineMetrics
 from turnout.engines.prometheus import counter_total, histogram, samples
 from turnout.render import render_backend
 
@@ -76,6 +76,7 @@ class TgiProfile:
     image = "example.com/tgi-like:1.0"
     port = 80
     default_gpus = 1
+    drain = DrainTimes(pre_stop=5, grace_period=60, drains_on_sigterm=True)
     metrics = EngineMetrics("/metrics", tgi_traffic)
     owned_env = ("HF_HUB_CACHE",)
     crd_rules = ()

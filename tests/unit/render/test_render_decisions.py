@@ -101,6 +101,7 @@ def test_vllm_starts_as_vllm_serve_with_the_model_first_and_the_served_name() ->
         "--max-model-len=4096",
         "--dtype=bfloat16",
         "--port=8000",
+        "--shutdown-timeout=115",
         "--enable-prefix-caching",
     ]
 
@@ -294,3 +295,63 @@ def test_kubelet_variable_syntax_in_user_strings_never_reaches_the_engine_expand
 @given(st.text(st.sampled_from("$()ab"), max_size=12) | st.text(max_size=12))
 def test_a_kubelet_literal_expands_back_to_itself(text: str) -> None:
     assert expand(kubelet_literal(text), lambda name: "<" + name + ">") == text
+
+
+# -- drain ----------------------------------------------------------------------------------------
+
+
+def drain_of(backend: Backend) -> tuple[int, int | None, list[str]]:
+    """The grace period, the preStop sleep (None without one) and the --shutdown-timeout words."""
+    spec = pod_spec(backend)
+    sleep = spec["containers"][0].get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds")
+    flags = [arg for arg in spec["containers"][0]["args"] if arg.startswith("--shutdown-timeout")]
+    return spec["terminationGracePeriodSeconds"], sleep, flags
+
+
+def test_vllm_drains_for_two_minutes_by_default_and_is_told_to_finish_what_it_serves() -> None:
+    # vLLM's own default, --shutdown-timeout 0, would abort every stream at SIGTERM.
+    assert drain_of(vllm_backend()) == (120, 5, ["--shutdown-timeout=115"])
+
+
+def test_ollama_drains_in_its_pause_since_it_cuts_streams_at_sigterm() -> None:
+    assert drain_of(ollama_backend()) == (70, 60, [])
+
+
+@pytest.mark.parametrize(
+    ("drain", "expected"),
+    [
+        ({"preStopSeconds": 1, "gracePeriodSeconds": 4}, (4, 1, ["--shutdown-timeout=3"])),
+        ({"preStopSeconds": 0, "gracePeriodSeconds": 30}, (30, None, ["--shutdown-timeout=30"])),
+        ({"preStopSeconds": 300}, (415, 300, ["--shutdown-timeout=115"])),
+        ({"gracePeriodSeconds": 2}, (2, 1, ["--shutdown-timeout=1"])),
+        ({"gracePeriodSeconds": 600}, (600, 5, ["--shutdown-timeout=595"])),
+    ],
+)
+def test_vllm_drain_as_set(drain: dict[str, int], expected: tuple[int, int | None, list[str]]) -> None:
+    assert drain_of(vllm_backend(template={"drain": drain})) == expected
+
+
+@pytest.mark.parametrize(
+    ("drain", "expected"),
+    [
+        ({"preStopSeconds": 2, "gracePeriodSeconds": 5}, (5, 2, [])),
+        ({"preStopSeconds": 300}, (310, 300, [])),
+        ({"gracePeriodSeconds": 300}, (300, 295, [])),
+        ({"gracePeriodSeconds": 3}, (3, 2, [])),
+    ],
+)
+def test_ollama_drain_as_set(drain: dict[str, int], expected: tuple[int, int | None, list[str]]) -> None:
+    assert drain_of(ollama_backend(template={"drain": drain})) == expected
+
+
+def test_a_drain_at_the_defaults_keeps_the_revision_only_when_unset() -> None:
+    # Unset: the revision of backends written before `drain`; set, even to the defaults: a new one.
+    assert vllm_backend().revision == vllm_backend(template={}).revision
+    assert vllm_backend().revision != vllm_backend(template={"drain": {"gracePeriodSeconds": 120}}).revision
+
+
+def test_the_shutdown_timeout_is_refused_in_extra_args() -> None:
+    with pytest.raises(InvalidSpec, match=r"set template\.drain instead"):
+        vllm_backend(vllm={"extraArgs": ["--shutdown-timeout=30"]})
+    with pytest.raises(InvalidSpec, match=r"set template\.drain instead"):
+        vllm_backend(vllm={"extraArgs": ["--shutdown_timeout=30"]})

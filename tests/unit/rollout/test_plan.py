@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from tests.unit.rollout.world import PASS, World, backend, fail, healthy_world
-from turnout.api.backend import InvalidSpec
+from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.status import Color, Phase
 from turnout.rollout.actions import (
     ApplyClaim,
@@ -179,8 +180,11 @@ def test_green_failing_during_the_bake_puts_the_service_back_on_blue() -> None:
     world.step(new, fail("pod chat-green-1 (10.244.0.7): GET /health: 503"))
     assert world.service_color == GREEN
     world.advance(5)
+    # A dead engine fails its readiness probe too: green has no Ready pod, nothing to drain.
+    world.colors[GREEN] = replace(world.colors[GREEN], ready=0)
     world.step(new, fail("pod chat-green-1 (10.244.0.7): GET /health: 503"))
     assert world.changes() == [ApplyService(BLUE), ScaleDeployment(GREEN, 0)]
+    assert world.status.previous_color is None
     assert world.status.active_color == BLUE
     assert world.status.phase == Phase.DEGRADED
     assert world.status.last_failed_revision == new.revision
@@ -448,3 +452,96 @@ def test_requeue_follows_the_check_interval_during_a_cutover() -> None:
     assert world.last is not None
     assert world.last.requeue_after == 5
     world.advance(timedelta(seconds=1).total_seconds())
+
+
+# -- drain: a rollback after the switch ------------------------------------------------------------
+
+
+def baking_green(new: Backend) -> World:
+    world = healthy_world(backend())
+    world.start_verifying(new)
+    for _ in range(3):
+        world.step(new, PASS)
+    assert world.status.phase == Phase.BAKING
+    return world
+
+
+def test_a_rollback_after_the_switch_drains_the_serving_failed_color_through_the_scale_down_delay() -> None:
+    new = backend(vllm={"dtype": "bfloat16"})
+    world = baking_green(new)
+    for _ in range(3):
+        world.advance(5)
+        world.step(new, fail())
+    # Green's pods are Ready and answer; streams open on them go on while the Service is on blue.
+    assert world.changes() == [ApplyService(BLUE)]
+    assert (world.status.active_color, world.status.previous_color) == (BLUE, GREEN)
+    assert world.status.previous_revision == new.revision == world.status.last_failed_revision
+    assert world.last is not None
+    assert world.last.requeue_after == 30  # rollout.scaleDownDelaySeconds
+    world.advance(29)
+    world.step(new)
+    assert world.changes() == []
+    world.advance(2)
+    world.step(new)
+    # Scaled to zero, its pods get their preStop pause and grace period: the drain.
+    assert world.changes() == [ScaleDeployment(GREEN, 0)]
+    assert world.status.previous_color is None
+    assert world.status.phase == Phase.DEGRADED
+
+
+def test_blue_failing_while_the_failed_green_drains_is_never_rolled_back_to_green() -> None:
+    new = backend(vllm={"dtype": "bfloat16"})
+    world = baking_green(new)
+    for _ in range(3):
+        world.advance(5)
+        world.step(new, fail())
+    assert world.status.previous_color == GREEN
+    # The spec goes back to blue's revision, whose pods are checked again, and fail.
+    old = backend()
+    for _ in range(3):
+        world.advance(5)
+        world.step(old, fail("pod chat-blue-1 (10.244.0.5): GET /health: 503"))
+    assert ApplyService(GREEN) not in world.changes()
+    assert world.service_color == BLUE
+    assert world.status.active_color == BLUE
+    assert world.status.phase == Phase.DEGRADED
+
+
+def test_a_crash_looping_color_is_scaled_down_at_once_on_rollback() -> None:
+    new = backend(vllm={"dtype": "bfloat16"})
+    world = baking_green(new)
+    world.fail_pods(GREEN, PodFailure("chat-green-1", FailureReason.CRASH_LOOP_BACK_OFF, "back-off 10s"))
+    world.advance(5)
+    world.step(new)
+    assert world.changes() == [ApplyService(BLUE), ScaleDeployment(GREEN, 0)]
+    assert world.status.previous_color is None
+    assert world.status.last_failure_reason == "CrashLoopBackOff"
+
+
+def test_without_a_scale_down_delay_the_failed_color_drains_at_once() -> None:
+    new = backend(vllm={"dtype": "bfloat16"}, rollout={"scaleDownDelaySeconds": 0})
+    world = healthy_world(backend(rollout={"scaleDownDelaySeconds": 0}))
+    world.start_verifying(new)
+    for _ in range(3):
+        world.step(new, PASS)
+    for _ in range(3):
+        world.advance(5)
+        world.step(new, fail())
+    assert world.changes() == [ApplyService(BLUE), ScaleDeployment(GREEN, 0)]
+
+
+def test_the_old_color_scales_down_only_after_the_scale_down_delay() -> None:
+    new = backend(vllm={"dtype": "bfloat16"}, rollout={"bakeSeconds": 10, "scaleDownDelaySeconds": 45})
+    world = healthy_world(backend(rollout={"bakeSeconds": 10, "scaleDownDelaySeconds": 45}))
+    world.start_verifying(new)
+    for _ in range(3):
+        world.step(new, PASS)
+    world.advance(11)
+    world.step(new, PASS)
+    assert world.status.phase == Phase.HEALTHY
+    world.advance(44)
+    world.step(new)
+    assert world.changes() == []
+    world.advance(2)
+    world.step(new)
+    assert world.changes() == [ScaleDeployment(BLUE, 0)]

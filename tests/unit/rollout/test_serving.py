@@ -3,6 +3,8 @@ place to an unproven revision, and a failure is announced once."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.unit.rollout.world import PASS, World, backend, fail, healthy_world
 from turnout.api.status import Color, Phase
 from turnout.rollout.actions import ApplyDeployment, ApplyService, ScaleDeployment
@@ -83,6 +85,8 @@ def test_serving_revision_failing_after_the_bake_goes_back_to_the_warm_previous_
     assert world.last is not None
     assert world.last.requeue_after == 5  # a failed round is confirmed at the quick interval
     world.advance(5)
+    # A dead engine fails its readiness probe too: nothing on green to drain.
+    world.colors[GREEN] = replace(world.colors[GREEN], ready=0)
     world.step(new, fail("pod chat-green-1 (10.244.0.7): /health answered 503"))
     assert world.changes() == [ApplyService(BLUE), ScaleDeployment(GREEN, 0)]
     assert world.status.active_color == BLUE

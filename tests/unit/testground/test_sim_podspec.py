@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from testground.behaviour import Behaviour, Degradation
-from testground.podspec import PodConfigError, PodSim, SecretKeyRef, image_engine, pod_sim
+from testground.podspec import PodConfigError, PodSim, SecretKeyRef, Shutdown, image_engine, pod_shutdown, pod_sim
 
 
 def pod(
@@ -211,3 +211,36 @@ def test_vllm_serve_with_the_model_first_and_single_word_flags() -> None:
     sim = pod_sim(pod(container))
     assert sim is not None
     assert (sim.models, sim.root, sim.port) == (("chat",), "meta-llama/Llama-3.1-8B-Instruct", 8000)
+
+
+def deleted(container: dict[str, Any], grace: int | None = 120, deletion_grace: int | None = None) -> dict[str, Any]:
+    found = pod(container)
+    found["metadata"]["deletionTimestamp"] = "2026-11-28T15:00:00Z"
+    if deletion_grace is not None:
+        found["metadata"]["deletionGracePeriodSeconds"] = deletion_grace
+    if grace is not None:
+        found["spec"]["terminationGracePeriodSeconds"] = grace
+    return found
+
+
+def pre_stop(seconds: int) -> dict[str, Any]:
+    return {"lifecycle": {"preStop": {"sleep": {"seconds": seconds}}}}
+
+
+def test_a_deleted_vllm_pod_drains_for_its_shutdown_timeout_after_its_pause() -> None:
+    vllm = {**VLLM, "args": [*VLLM["args"], "--shutdown-timeout=110"], **pre_stop(5)}
+    assert pod_shutdown(deleted(vllm, deletion_grace=120)) == Shutdown(pre_stop=5, drain=110, grace=120)
+
+
+def test_vllm_without_a_shutdown_timeout_aborts_at_sigterm() -> None:
+    # vLLM's default --shutdown-timeout is 0: abort what is in flight.
+    assert pod_shutdown(deleted({**VLLM, **pre_stop(5)})) == Shutdown(pre_stop=5, drain=0, grace=120)
+
+
+def test_ollama_drains_nothing_after_sigterm() -> None:
+    assert pod_shutdown(deleted({**OLLAMA, **pre_stop(60)}, grace=70)) == Shutdown(pre_stop=60, drain=0, grace=70)
+
+
+def test_the_deletions_grace_period_wins_and_the_kubelets_default_is_30_seconds() -> None:
+    assert pod_shutdown(deleted(OLLAMA, grace=70, deletion_grace=0)).grace == 0
+    assert pod_shutdown(deleted(OLLAMA, grace=None)) == Shutdown(pre_stop=0, drain=0, grace=30)
