@@ -227,7 +227,10 @@ def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable
         if request.path != "/v1/chat/completions" or request.method != "POST":
             return await handler(request)
         state.received += 1
-        state.streamed += await _asks_stream(request)
+        # Awaited first: `x += await f()` reads x before the await, and concurrent requests would
+        # overwrite each other's counts.
+        streamed = await _asks_stream(request)
+        state.streamed += streamed
         state.in_flight += 1
         state.idle.clear()
         state.most_in_flight = max(state.most_in_flight, state.in_flight)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -156,3 +156,24 @@ def test_requests_in_flight_are_counted_and_the_most_at_once_kept(
     during, after = asyncio.run(scenario())
     assert during == {"chatCompletions": 5, "streamed": 5, "inFlight": 5, "mostInFlight": 5, "embeddings": 0}
     assert after == {"chatCompletions": 5, "streamed": 5, "inFlight": 0, "mostInFlight": 5, "embeddings": 0}
+
+
+def test_streams_sent_at_once_are_each_counted(running: Callable[..., Any]) -> None:
+    body = json.dumps(STREAMED).encode()
+
+    async def slowly() -> AsyncIterator[bytes]:
+        # The body in two parts, a moment apart: the simulator awaits it while others are counted.
+        yield body[:10]
+        await asyncio.sleep(0.05)
+        yield body[10:]
+
+    async def scenario() -> dict[str, int]:
+        async with running(OLLAMA) as sim, httpx.AsyncClient() as client:
+            chat = url(sim, "/v1/chat/completions")
+            headers = {"Content-Type": "application/json"}
+            await asyncio.gather(*(client.post(chat, content=slowly(), headers=headers) for _ in range(20)))
+            counts: dict[str, int] = (await client.get(url(sim, "/sim/requests"))).json()
+        return counts
+
+    counts = asyncio.run(scenario())
+    assert (counts["chatCompletions"], counts["streamed"]) == (20, 20)
