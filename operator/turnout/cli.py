@@ -395,8 +395,8 @@ def command_run(arguments: argparse.Namespace) -> int:
                 holding.cancel()
         if elector is None:
             return 0
-        if holding is not None and holding.done() and not holding.cancelled() and stop.is_set():
-            # Lost the Lease: exit, so that the restart stands by behind the new leader.
+        if stop.is_set():
+            # Only `hold` sets it, on losing the Lease: exit, so that the restart stands by behind the new leader.
             return 1
         elector.release()
         return 0
@@ -415,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def kubectl_plugin() -> int:
-    """The `kubectl turnout` entry point: `status`, `list`, `promote`, `abort`, `diff` (turnout.plugin)."""
+    """The `kubectl turnout` entry point (`turnout.plugin.command`)."""
     from turnout.plugin.command import main as plugin_main
 
     return plugin_main()

@@ -167,7 +167,7 @@ class LeaseElector:
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if found else 0)
         metadata = dict((found or {}).get("metadata") or {})
         if found is None:
-            metadata = {"name": getattr(self.api, "name", "turnout")}
+            metadata = {"name": self.api.name}
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
     async def acquire(self) -> None:

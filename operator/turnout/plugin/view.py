@@ -248,6 +248,14 @@ def format_status(
     return "\n".join(lines) + "\n"
 
 
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows (the header first) in columns three spaces apart, as kubectl prints tables."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join(
+        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
+    )
+
+
 def format_list(backends: Sequence[Mapping[str, Any]]) -> str:
     """The `kubectl turnout list` table: one line per backend."""
     header = ("NAMESPACE", "NAME", "ENGINE", "PHASE", "ACTIVE", "REVISION", "PREVIEW", "READY")
@@ -267,10 +275,7 @@ def format_list(backends: Sequence[Mapping[str, Any]]) -> str:
                 f"{status.get('readyReplicas', 0)}/{status.get('replicas', 0)}",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "".join(
-        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
-    )
+    return _table(rows)
 
 
 def strip_server_fields(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -350,10 +355,7 @@ def format_history(entries: Sequence[HistoryEntry], status: Mapping[str, Any]) -
                 entry.change_cause or "<none>",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "".join(
-        "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() + "\n" for row in rows
-    )
+    return _table(rows)
 
 
 def undo_target(entries: Sequence[HistoryEntry], to_revision: int | None) -> HistoryEntry:
