@@ -196,6 +196,11 @@ class Architecture(Model):
     head_dim: Annotated[int, Field(ge=1, le=100_000)]
     """Size of one attention head: `head_dim` in config.json, else `hidden_size` divided by
     `num_attention_heads` (4096 / 32 = 128 for Llama-3.1-8B)."""
+    vocab_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    """Vocabulary: `vocab_size` in config.json (128256 for Llama-3.1-8B). vLLM's sampler warms up at
+    start on `--max-num-seqs` (from `vllm.extraArgs`; else vLLM's default, 256, or 1024 on GPUs of 70
+    GiB or more but A100s) rows of logits this wide, about 22 bytes each; the estimate counts that
+    when it is more than its fixed activation allowance. Default: 32000 (the smallest common)."""
 
 
 class ModelSource(Model):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from kubernetes.utils.quantity import parse_quantity
 
 from turnout.api.backend import Backend
-from turnout.api.spec import Dtype, Engine
+from turnout.api.spec import Dtype, Engine, Task
 from turnout.api.status import GpuMemoryStatus
 from turnout.engines.gpu_memory import (
     GIB,
@@ -15,8 +15,10 @@ from turnout.engines.gpu_memory import (
     Architecture,
     GpuOffer,
     Layout,
+    default_max_num_seqs,
     estimate,
 )
+from turnout.engines.vllm import extra_arg_value
 from turnout.rollout.observed import GpuNodes
 
 NO_ARCHITECTURE = (
@@ -46,17 +48,29 @@ def gpu_memory_status(backend: Backend, gpu_nodes: GpuNodes | None) -> GpuMemory
             message=f"not estimated: vllm.extraArgs has {uncertain[0].split('=', 1)[0]}, which changes what "
             "the weights or the KV cache take beyond what model.architecture says",
         )
+    offer, unknown = _offer(backend, gpu_nodes)
+    max_num_seqs = max_num_seqs_of(spec.vllm.extra_args, offer)
+    if max_num_seqs is None:
+        return GpuMemoryStatus(
+            revision=backend.revision,
+            message="not estimated: vllm.extraArgs gives --max-num-seqs a value that is not a positive whole number",
+        )
     layout = Layout(
         dtype_bytes=4 if spec.vllm.dtype in (Dtype.FLOAT, Dtype.FLOAT32) else 2,
         tensor_parallel_size=backend.profile.tensor_parallel_size(backend) or 1,
         max_model_len=spec.vllm.max_model_len,
         gpu_memory_utilization=spec.vllm.gpu_memory_utilization,
         gpus=backend.gpus,
+        max_num_seqs=max_num_seqs,
+        samples=spec.model.task is not Task.EMBEDDING,
     )
     architecture = Architecture(
-        parameters=facts.parameters, layers=facts.layers, kv_heads=facts.kv_heads, head_dim=facts.head_dim
+        parameters=facts.parameters,
+        layers=facts.layers,
+        kv_heads=facts.kv_heads,
+        head_dim=facts.head_dim,
+        vocab_size=facts.vocab_size,
     )
-    offer, unknown = _offer(backend, gpu_nodes)
     found = estimate(architecture, layout, offer, unknown)
     return GpuMemoryStatus(
         revision=backend.revision,
@@ -68,6 +82,17 @@ def gpu_memory_status(backend: Backend, gpu_nodes: GpuNodes | None) -> GpuMemory
         fits=found.fits,
         message=found.message,
     )
+
+
+def max_num_seqs_of(extra_args: list[str], gpu: GpuOffer | None) -> int | None:
+    """vLLM's `max_num_seqs` for these extra arguments on `gpu`: `--max-num-seqs` in any spelling vLLM
+    reads, else vLLM's own default, doubled by `--performance-mode=throughput` as vLLM doubles it.
+    None when the value given is not a positive whole number (vLLM would refuse to start)."""
+    given = extra_arg_value(extra_args, "--max-num-seqs")
+    if given is not None:
+        return int(given) if given.isdigit() and int(given) > 0 else None
+    default = default_max_num_seqs(gpu)
+    return 2 * default if extra_arg_value(extra_args, "--performance-mode") == "throughput" else default
 
 
 def _offer(backend: Backend, gpu_nodes: GpuNodes | None) -> tuple[GpuOffer | None, str]:
@@ -100,4 +125,4 @@ def _gib(amount: int) -> float:
     return round(amount / GIB, 2)
 
 
-__all__ = ["NO_ARCHITECTURE", "gpu_memory_status", "needs_gpu_nodes"]
+__all__ = ["NO_ARCHITECTURE", "gpu_memory_status", "max_num_seqs_of", "needs_gpu_nodes"]
