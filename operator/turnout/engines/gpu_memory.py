@@ -1,8 +1,8 @@
 """How much GPU memory a vLLM revision needs per GPU, and whether the GPUs it can land on offer it.
 
 Pure arithmetic over the model's architecture facts (its `config.json`, declared in
-`model.architecture`) and the vLLM options, checked against the table of vLLM's own start-up
-figures in `tests/unit/engines/test_gpu_memory.py`. vLLM's budget per GPU is
+`model.architecture` or read from the model claim) and the vLLM options, checked against the table
+of vLLM's own start-up figures in `tests/unit/engines/test_gpu_memory.py`. vLLM's budget per GPU is
 `gpuMemoryUtilization` times the GPU's memory; out of it come the weights, the activation peak of its
 profiling run, non-torch memory (CUDA context, NCCL buffers), and what is left is the KV cache,
 which must hold at least one sequence of `maxModelLen` tokens or vLLM refuses to start.
@@ -83,6 +83,9 @@ class Architecture:
     head_dim: int
     vocab_size: int | None = None
     """`vocab_size`: the width of the logits the sampler's warm-up holds; None when unknown."""
+    weights_bytes: int | None = None
+    """The checkpoint's bytes, for a quantized checkpoint that vLLM holds as stored (whatever the dtype);
+    None: the weights are `parameters` times the dtype's bytes."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,8 @@ class Estimate:
 
 def weights_bytes(architecture: Architecture, dtype_bytes: int, tensor_parallel_size: int) -> int:
     """Bytes of weights on each GPU: vLLM shards every linear layer and the embeddings over tensor parallel."""
+    if architecture.weights_bytes is not None:
+        return architecture.weights_bytes // tensor_parallel_size
     return architecture.parameters * dtype_bytes // tensor_parallel_size
 
 

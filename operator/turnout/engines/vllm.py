@@ -22,6 +22,7 @@ from turnout.engines.container import (
     http_probe,
     kubelet_literal,
 )
+from turnout.engines.model_files import hf_home
 from turnout.engines.profile import DrainTimes, EngineMetrics
 from turnout.engines.prometheus import Labels, counter_total, histogram, samples
 
@@ -298,7 +299,7 @@ def vllm_args(backend: Backend) -> list[str]:
 
 def vllm_env(backend: Backend) -> list[KubeObject]:
     """HF_HOME on the model volume (hub downloads survive restarts), and the API key by reference."""
-    env = [env_value("HF_HOME", f"{backend.model_mount_path.rstrip('/')}/huggingface")]
+    env = [env_value("HF_HOME", hf_home(backend.model_mount_path))]
     key = backend.spec.vllm.api_key_secret_ref
     if key is not None:
         # vLLM reads the key from its environment; an argument would show in `ps` and the pod spec.
