@@ -162,6 +162,33 @@ def test_a_claim_without_the_models_files_yet_leaves_the_estimate_unsure_and_the
     assert all(pod.metadata.labels.get("turnout.dev/color") == "blue" for pod in pods), [p.metadata.name for p in pods]
 
 
+def test_deleting_the_backend_while_its_model_is_read_leaves_no_pod_behind(
+    operator: OperatorProcess, backends: Backends, model_claim: Path
+) -> None:
+    # No node matches: the inspector pod waits to be scheduled, and the backend goes meanwhile.
+    backends.create("chat", llama_on_claim({POOL: f"{backends.namespace}-nowhere"}, LLAMA_70B))
+    reading = backends.wait(
+        "chat",
+        lambda s: next(
+            (c for c in s.get("conditions", []) if c["type"] == "Progressing" and c["reason"] == "ReadingModelConfig"),
+            None,
+        ),
+        timeout=60,
+        what="Progressing while reading the model's config",
+    )
+    assert "reading the model's config.json from claim models (pod chat-inspect-" in reading["message"]
+    inspectors = backends.core.list_namespaced_pod(
+        backends.namespace, label_selector="turnout.dev/inspects=model-config"
+    ).items
+    assert [pod.metadata.owner_references[0].kind for pod in inspectors] == ["InferenceBackend"]
+    backends.delete("chat")
+    wait_for(
+        lambda: backends.core.list_namespaced_pod(backends.namespace).items == [],
+        timeout=60,
+        what="the inspector pod collected with its backend",
+    )
+
+
 def llama_on(node_selector: dict[str, str], max_model_len: int) -> dict[str, Any]:
     spec = vllm_spec(vllm={"maxModelLen": max_model_len}, template={"nodeSelector": node_selector})
     return {**spec, "model": {**spec["model"], "architecture": LLAMA_8B}}

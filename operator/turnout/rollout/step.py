@@ -359,10 +359,15 @@ class Step(ABC):
         directory = model_directory(backend.model_name, backend.model_mount_path)
         mine = [pod for pod in self.observed.inspectors if pod.revision == self.revision]
         failures = [failure for pod in mine for failure in pod.failures]
+        # Not scheduled yet may pass (a claim binding, a node coming up); the bound says when to stop waiting.
+        fatal = [failure for failure in failures if failure.reason is not FailureReason.UNSCHEDULABLE]
         read = self.observed.model_files
         claim = f"claim {backend.claim_name}"
+        storage = backend.spec.model.storage
         if isinstance(directory, str):
             status.model_files = unsure(reading, directory)
+        elif storage is not None and storage.create and not self.observed.claim_exists:
+            status.model_files = unsure(reading, f"{claim} is created now: the model is not on it yet")
         elif self.inspector_refused(self.observed.rejected):
             assert self.observed.rejected is not None
             status.model_files = unsure(
@@ -370,11 +375,11 @@ class Step(ABC):
             )
         elif read is not None and not read.retry:
             status.model_files = recorded(reading, read)
-        elif failures:
-            failure = failures[0]
-            status.model_files = unsure(reading, f"the inspector pod for {claim} failed: {failure.message}")
+        elif fatal:
+            status.model_files = unsure(reading, f"the inspector pod for {claim} failed: {fatal[0].message}")
         elif timed_out(self.now, parse_time(reading.started_at)):
             why = read.problem if read is not None and read.problem else "it was not Ready"
+            why = failures[0].message if failures else why
             status.model_files = unsure(
                 reading,
                 f"the inspector pod for {claim} did not serve the model's files within {INSPECTION_SECONDS} s ({why})",

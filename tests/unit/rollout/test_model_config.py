@@ -216,3 +216,29 @@ def test_an_ollama_backend_on_a_claim_is_not_inspected() -> None:
     world = World()
     world.step(backend(engine="ollama", model={"name": "llama3:8b", "storage": CLAIM}, resources={"gpus": 0}))
     assert CreateInspector() not in world.changes()
+
+
+def test_an_unschedulable_inspector_is_waited_for_until_the_bound() -> None:
+    world = World()
+    desired = on_claim()
+    world.step(desired)
+    name = inspector_name(desired)
+    pending = PodFailure(name, FailureReason.UNSCHEDULABLE, "0/3 nodes are available: 3 Insufficient cpu.")
+    world.inspectors[name] = world.inspectors[name].__class__(name, desired.revision, failures=(pending,))
+    world.step(desired)
+    assert world.changes() == []
+    world.advance(INSPECTION_SECONDS + 1)
+    world.step(desired)
+    assert ApplyDeployment(BLUE, 1) in world.changes()
+    assert world.status.model_files is not None
+    assert "(0/3 nodes are available: 3 Insufficient cpu.)" in world.status.model_files.message
+
+
+def test_a_claim_turnout_creates_now_holds_no_model_yet_and_is_not_inspected() -> None:
+    world = World()
+    fresh = backend(model={"name": "org/model", "servedName": "chat", "storage": {"create": True, "size": "10Gi"}})
+    world.step(fresh)
+    assert CreateInspector() not in world.changes()
+    assert ApplyDeployment(BLUE, 1) in world.changes()
+    assert world.status.model_files is not None
+    assert world.status.model_files.message == "claim chat-models is created now: the model is not on it yet"
