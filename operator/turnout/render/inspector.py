@@ -8,10 +8,11 @@ there), and is owned by the backend, so deleting the backend collects it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from turnout.api.backend import Backend
-from turnout.api.labels import inspector_labels, inspector_name
+from turnout.api.labels import BACKEND_LABEL, inspector_labels, inspector_name
 from turnout.engines.container import kubelet_literal
 from turnout.engines.model_files import ModelDirectory
 from turnout.render.deployment import MODEL_VOLUME, tolerations
@@ -25,6 +26,22 @@ INSPECTOR_RESOURCES = {
 """Python's file server serving a few small files."""
 INSPECTOR_DEADLINE_SECONDS = 600
 """The pod ends itself after this long, should turnout not delete it (it does within seconds)."""
+
+
+def inspector_affinity(backend: Backend) -> dict[str, Any]:
+    """The template's affinity, and a preference for the nodes where the backend's pods run: a
+    ReadWriteOnce claim is attached there, and can be mounted by another pod only there."""
+    affinity = copy.deepcopy(backend.spec.template.affinity)
+    near_engine = {
+        "weight": 100,
+        "podAffinityTerm": {
+            "labelSelector": {"matchLabels": {BACKEND_LABEL: backend.name}},
+            "topologyKey": "kubernetes.io/hostname",
+        },
+    }
+    pod_affinity = affinity.setdefault("podAffinity", {})
+    pod_affinity.setdefault("preferredDuringSchedulingIgnoredDuringExecution", []).append(near_engine)
+    return affinity
 
 
 def render_inspector_pod(backend: Backend, directory: ModelDirectory) -> dict[str, Any]:
@@ -42,7 +59,7 @@ def render_inspector_pod(backend: Backend, directory: ModelDirectory) -> dict[st
         image_pull_secrets=[{"name": secret} for secret in template.image_pull_secrets],
         node_selector=dict(template.node_selector),
         tolerations=tolerations(backend),
-        affinity=template.affinity,
+        affinity=inspector_affinity(backend),
         volumes=[{"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
         image=backend.image,
         command=[
