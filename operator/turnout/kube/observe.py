@@ -40,7 +40,6 @@ from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
 from turnout.kube.model_files import read_model_files
 from turnout.render import render_service
 from turnout.render.deployment import deployment_name
-from turnout.render.inspector import INSPECTOR_PORT
 from turnout.render.route import (
     RouteProblem,
     color_service_names,
@@ -306,7 +305,7 @@ async def read_inspected_files(
     if not model_files_due(backend, status, mine) or mine is None or isinstance(directory, str):
         return None
     ip = next(str(p["status"]["podIP"]) for p in pods if p["metadata"]["name"] == mine.name)
-    return await read_model_files(ip, INSPECTOR_PORT, directory, str(backend.claim_name))
+    return await read_model_files(ip, backend.engine_port, directory, str(backend.claim_name))
 
 
 async def read_gpu_nodes(cluster: ClusterApi, backend: Backend) -> GpuNodes:

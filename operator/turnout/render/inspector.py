@@ -18,7 +18,6 @@ from turnout.engines.model_files import ModelDirectory
 from turnout.render.deployment import MODEL_VOLUME, tolerations
 from turnout.render.templating import render_manifest
 
-INSPECTOR_PORT = 8080
 INSPECTOR_RESOURCES = {
     "requests": {"cpu": "100m", "memory": "128Mi"},
     "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -45,10 +44,12 @@ def inspector_affinity(backend: Backend) -> dict[str, Any]:
 
 
 def render_inspector_pod(backend: Backend, directory: ModelDirectory) -> dict[str, Any]:
-    """The inspector pod of `backend`'s revision, serving `directory` on INSPECTOR_PORT; `backend` has a claim."""
+    """The inspector pod of `backend`'s revision, serving `directory` on the engine's port (what a network
+    policy lets turnout's checks reach); `backend` has a claim."""
     claim = backend.claim_name
     assert claim is not None, "only a model on a claim is inspected"
     template = backend.spec.template
+    port = backend.engine_port
     return render_manifest(
         "inspector-pod.yaml.j2",
         name=inspector_name(backend),
@@ -68,13 +69,13 @@ def render_inspector_pod(backend: Backend, directory: ModelDirectory) -> dict[st
             "http.server",
             "--bind",
             "0.0.0.0",
-            str(INSPECTOR_PORT),
+            str(port),
             "--directory",
             # The kubelet expands $(VAR) in a command: the path is the user's, taken as written.
             kubelet_literal(directory.path),
         ],
-        port=INSPECTOR_PORT,
+        port=port,
         resources=INSPECTOR_RESOURCES,
         volume_mounts=[{"name": MODEL_VOLUME, "mountPath": backend.model_mount_path, "readOnly": True}],
-        readiness_probe={"tcpSocket": {"port": INSPECTOR_PORT}, "periodSeconds": 1, "failureThreshold": 3},
+        readiness_probe={"tcpSocket": {"port": port}, "periodSeconds": 1, "failureThreshold": 3},
     )

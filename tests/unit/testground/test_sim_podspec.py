@@ -276,7 +276,7 @@ def test_turnouts_inspector_pod_is_a_file_server_over_its_claim_not_an_engine() 
     assert files == PodFiles(
         f"ml/chat-inspect-{backend.revision}/u9",
         "10.244.1.9",
-        8080,
+        8000,
         "ml",
         "models",
         "huggingface/hub/models--meta-llama--Llama-3.1-8B-Instruct",
