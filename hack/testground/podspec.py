@@ -24,6 +24,9 @@ The contract the renderer honours (and that these tests hold it to):
   model, which the engines' embedding endpoints refuse. A change replaces the simulator.
 - Only a pod in phase Running with a pod IP is served, and not while its container's status says
   it is not running (a crash-looping container has no socket).
+- File servers: a container whose command is `python3 -m http.server [--bind ADDRESS] [PORT]
+  --directory DIR` (turnout's inspector pod) is no engine: `pod_files` says which claim it serves
+  from, and the supervisor serves the files of that claim's volume (a hostPath PersistentVolume).
 - A deleted pod (`metadata.deletionTimestamp`) stops as a kubelet stops it (`pod_shutdown`): its
   simulator serves on through the preStop sleep, then, at SIGTERM, stops listening and finishes
   the requests in flight for as long as the engine would (vLLM: `--shutdown-timeout`, default 0;
@@ -103,6 +106,19 @@ class PodSim:
 
 
 @dataclass(frozen=True)
+class PodFiles:
+    """A pod running Python's file server over a directory on a claim it mounts."""
+
+    id: str
+    host: str
+    port: int
+    namespace: str
+    claim: str
+    subpath: str
+    """The served directory under the claim's mount, e.g. `huggingface/hub/models--org--name` ('' for the mount)."""
+
+
+@dataclass(frozen=True)
 class Shutdown:
     """How a deleted pod's engine stops, in seconds from its deletion (see `Simulator.terminate`)."""
 
@@ -148,6 +164,48 @@ def image_engine(image: str) -> Engine | None:
     return _IMAGES.get("/".join(repo.split("/")[-2:]))
 
 
+HTTP_SERVER_COMMAND = ["python3", "-m", "http.server"]
+HTTP_SERVER_PORT = 8000  # Python's own default
+
+
+def pod_files(pod: dict[str, Any]) -> PodFiles | None:
+    """The file server of a running pod whose first container runs `python3 -m http.server` over a
+    directory on a mounted claim; None for any other pod. Raises PodConfigError when it would not
+    answer on its pod IP or serves nothing on a claim."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    containers = spec.get("containers") or []
+    if not containers or _command(containers[0])[:3] != HTTP_SERVER_COMMAND:
+        return None
+    ip = status.get("podIP")
+    if status.get("phase") != "Running" or not ip or not _container_running(status, containers[0].get("name")):
+        return None
+    words = _command(containers[0])[3:]
+    bind, port, directory = "", HTTP_SERVER_PORT, "."
+    while words:
+        word = words.pop(0)
+        if word in ("--bind", "-b") and words:
+            bind = words.pop(0)
+        elif word in ("--directory", "-d") and words:
+            directory = words.pop(0)
+        elif word.isdigit():
+            port = int(word)
+    if bind not in _ALL_ADDRESSES and bind != ip:
+        raise PodConfigError(f"python3 -m http.server binds {bind}, not the pod IP {ip}")
+    claims = {v.get("name"): (v.get("persistentVolumeClaim") or {}).get("claimName") for v in spec.get("volumes") or []}
+    for mount in containers[0].get("volumeMounts") or []:
+        root = str(mount.get("mountPath", "")).rstrip("/")
+        claim = claims.get(mount.get("name"))
+        if claim and (directory == root or directory.startswith(root + "/")):
+            sim_id = f"{meta.get('namespace', '')}/{meta.get('name', '')}/{meta.get('uid', '')}"
+            subpath = directory[len(root) :].strip("/")
+            return PodFiles(sim_id, ip, port, meta.get("namespace", ""), claim, subpath)
+    raise PodConfigError(f"python3 -m http.server serves {directory}, which is on no claim the pod mounts")
+
+
+def _command(container: dict[str, Any]) -> list[str]:
+    return [str(word) for word in [*(container.get("command") or []), *(container.get("args") or [])]]
+
+
 def pod_sim(pod: dict[str, Any]) -> PodSim | None:
     """The simulator for a pod (a dict as the API returns it), or None if it is no running engine pod.
 
@@ -158,6 +216,9 @@ def pod_sim(pod: dict[str, Any]) -> PodSim | None:
     ip = status.get("podIP")
     if status.get("phase") != "Running" or not ip:
         return None
+    containers = spec.get("containers") or []
+    if containers and _command(containers[0])[:3] == HTTP_SERVER_COMMAND:
+        return None  # a file server in an engine's image (turnout's inspector): see `pod_files`
     picked = _engine_container(meta.get("annotations") or {}, spec.get("containers") or [])
     if picked is None:
         return None

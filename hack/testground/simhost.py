@@ -11,6 +11,7 @@ can bind pod IPs. One JSON object per line on stdin, one answer per line on stdo
     {"op": "stop", "id": "ns/pod"}
     {"op": "terminate", "id": "ns/pod", "pre_stop": 5, "drain": 110, "grace": 120}
     {"op": "list"}
+    {"op": "files", "id": "ns/pod", "host": "10.244.0.9", "port": 8080, "root": "/srv/claim/models--m"}
 
 Answers: `{"ok": true, "id": ..., "listening": bool}` (`list`: `{"ok": true, "simulators": [...]}`)
 or `{"ok": false, "error": "..."}`; a request's `seq`, if any, is echoed. The first line out is
@@ -18,7 +19,9 @@ or `{"ok": false, "error": "..."}`; a request's `seq`, if any, is echoed. The fi
 `degradation` is optional there (none). `update` changes what it is given: the behaviour, the
 degradation, or both. `terminate` stops a simulator as a kubelet stops a deleted pod's engine
 (`Simulator.terminate`, seconds from now) and answers at once; the simulator is listed with
-`"terminating": true` until it has closed, then no more.
+`"terminating": true` until it has closed, then no more. `files` serves the files under `root`
+(a pod running `python3 -m http.server`); `stop` and `terminate` end it at once, and `list` shows it
+with `"engine": "files"`.
 The process stops every simulator and exits when stdin closes, so it never outlives its parent.
 Logs go to stderr and never carry API keys.
 """
@@ -35,6 +38,7 @@ from typing import Any
 
 from testground.behaviour import Behaviour, BehaviourError, Degradation
 from testground.engines import EngineConfig
+from testground.fileserver import FileServer
 from testground.simulator import Simulator
 
 log = logging.getLogger("testground.simhost")
@@ -46,6 +50,7 @@ class SimHost:
     def __init__(self) -> None:
         self.simulators: dict[str, Simulator] = {}
         self.terminating: dict[str, asyncio.Task[None]] = {}
+        self.file_servers: dict[str, FileServer] = {}
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out one request and return its answer; never raises for a bad request."""
@@ -55,14 +60,22 @@ class SimHost:
                 answer = await self._serve(request)
             elif op == "update":
                 answer = await self._update(request)
+            elif op == "files":
+                answer = await self._files(request)
             elif op == "stop":
                 answer = await self._stop(str(request["id"]))
+            elif op == "terminate" and str(request.get("id")) in self.file_servers:
+                answer = await self._stop(str(request["id"]))  # a file server exits at SIGTERM
             elif op == "terminate":
                 answer = self._terminate(request)
             elif op == "list":
                 answer = {
                     "ok": True,
-                    "simulators": [self._describe(i, s, i in self.terminating) for i, s in self.simulators.items()],
+                    "simulators": [self._describe(i, s, i in self.terminating) for i, s in self.simulators.items()]
+                    + [
+                        {"id": i, "host": f.host, "port": f.port, "engine": "files", "root": f.root, "listening": True}
+                        for i, f in self.file_servers.items()
+                    ],
                 }
             else:
                 answer = {"ok": False, "error": f"unknown op {op!r}; accepted: serve, update, stop, list"}
@@ -74,8 +87,17 @@ class SimHost:
 
     async def close(self) -> None:
         """Stop every simulator."""
-        for sim_id in list(self.simulators):
+        for sim_id in [*self.simulators, *self.file_servers]:
             await self._stop(sim_id)
+
+    async def _files(self, request: dict[str, Any]) -> dict[str, Any]:
+        sim_id, host, port = str(request["id"]), str(request["host"]), int(request["port"])
+        await self._stop(sim_id)
+        server = FileServer(host, port, str(request["root"]))
+        await server.start()
+        self.file_servers[sim_id] = server
+        log.info("serving files of %s on %s:%s for %s", server.root, host, port, sim_id)
+        return {"ok": True, "id": sim_id, "listening": True}
 
     async def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
         sim_id, host, port = str(request["id"]), str(request["host"]), int(request["port"])
@@ -130,6 +152,10 @@ class SimHost:
                 log.info("%s exited", sim_id)
 
     async def _stop(self, sim_id: str) -> dict[str, Any]:
+        files = self.file_servers.pop(sim_id, None)
+        if files is not None:
+            await files.stop()
+            log.info("stopped the file server of %s", sim_id)
         sim = self.simulators.pop(sim_id, None)
         task = self.terminating.pop(sim_id, None)
         if task is not None:

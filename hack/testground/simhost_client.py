@@ -125,6 +125,10 @@ class SimHostProcess:
             request["degradation"] = degradation.to_json()
         return bool(self.request(request)["listening"])
 
+    def serve_files(self, sim_id: str, host: str, port: int, root: str) -> None:
+        """Serve the files under `root` on `host:port` (a pod running Python's file server)."""
+        self.request({"op": "files", "id": sim_id, "host": host, "port": port, "root": root})
+
     def stop_simulator(self, sim_id: str) -> None:
         """Stop one simulator (no error if there is none)."""
         self.request({"op": "stop", "id": sim_id})

@@ -7,6 +7,10 @@ changes its simulator at once, without a restart, e.g.
 `kubectl annotate pod chat-green-x sim.turnout.dev/behaviour=fail-after:0 --overwrite` or
 `kubectl annotate pod chat-green-x sim.turnout.dev/error-ratio=0.2 --overwrite`.
 
+A pod running `python3 -m http.server --directory DIR` (turnout's inspector pod) gets a static file
+server instead (`podspec.pod_files`): over the directory of the claim it mounts, read from the claim's
+PersistentVolume, which must be a hostPath volume (the test writes the files there).
+
 A deleted pod is stopped as a kubelet stops it (`podspec.pod_shutdown`, `Simulator.terminate`): its
 simulator serves on through the preStop sleep, drains as its engine would, and once it has closed
 (or, for a pod without a simulator, once its preStop sleep is over) the supervisor deletes the pod
@@ -17,16 +21,18 @@ deletes it a second after its grace period, should the supervisor not.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from testground.podspec import PodConfigError, PodSim, pod_shutdown, pod_sim
+from testground.podspec import PodConfigError, PodFiles, PodSim, pod_files, pod_shutdown, pod_sim
 from testground.simhost_client import SimHostError, SimHostProcess
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,7 @@ class PodSupervisor:
         self._api: Any = None
         self._core: Any = None
         self._running: dict[str, PodSim] = {}  # by pod uid
+        self._files: dict[str, PodFiles] = {}  # by pod uid: file servers
         self._complaints: dict[str, str] = {}  # by pod uid: the last reason it is not served
         self._waiting_for_secret: dict[str, dict[str, Any]] = {}  # by pod uid: the pod
         self._terminating: dict[str, _Terminating] = {}  # by pod uid
@@ -164,7 +171,7 @@ class PodSupervisor:
         """List every pod, serve what should run and stop what should not; returns the list's version."""
         listing = self._api.sanitize_for_serialization(self._core.list_pod_for_all_namespaces())
         pods = {p["metadata"]["uid"]: p for p in listing.get("items", [])}
-        for uid in set(self._running) - set(pods):
+        for uid in (set(self._running) | set(self._files)) - set(pods):
             self._forget(uid)
         for pod in pods.values():
             self._observe(pod)
@@ -182,10 +189,14 @@ class PodSupervisor:
             self._terminate(pod)
             return
         try:
+            files = pod_files(pod)
             want = pod_sim(pod)
         except PodConfigError as error:
             self._complain(uid, f"pod {pod['metadata'].get('namespace')}/{pod['metadata'].get('name')}: {error}")
-            want = None
+            files = want = None
+        if files is not None or uid in self._files:
+            self._serve_files(uid, files)
+            return
         have = self._running.get(uid)
         if want is None:
             if have is not None:
@@ -208,6 +219,33 @@ class PodSupervisor:
             self._running.pop(uid, None)
             self._complain(uid, f"simulator for {want.id} on {want.host}:{want.port}: {error}")
 
+    def _serve_files(self, uid: str, files: PodFiles | None) -> None:
+        """Serve (or stop serving) a file server pod's claim directory."""
+        have = self._files.get(uid)
+        if files == have:
+            return
+        if have is not None:
+            self._forget(uid)
+        if files is None:
+            return
+        try:
+            root = self._claim_directory(files.namespace, files.claim)
+            self.simhost.serve_files(files.id, files.host, files.port, str(Path(root, files.subpath)))
+            self._files[uid] = files
+            self._complaints.pop(uid, None)
+        except (ApiException, LookupError, SimHostError) as error:
+            self._complain(uid, f"file server {files.id} on {files.host}:{files.port}: {error}")
+
+    def _claim_directory(self, namespace: str, claim: str) -> str:
+        """The host directory of a bound claim's hostPath PersistentVolume."""
+        bound = self._core.read_namespaced_persistent_volume_claim(claim, namespace)
+        if not bound.spec.volume_name:
+            raise LookupError(f"claim {namespace}/{claim} is not bound")
+        volume = self._core.read_persistent_volume(bound.spec.volume_name)
+        if volume.spec.host_path is None:
+            raise LookupError(f"volume {volume.metadata.name} of claim {namespace}/{claim} is no hostPath volume")
+        return str(volume.spec.host_path.path)
+
     def _terminate(self, pod: dict[str, Any]) -> None:
         """Stop a deleted pod's engine as a kubelet would; once, however often the pod is seen."""
         meta = pod["metadata"]
@@ -216,6 +254,9 @@ class PodSupervisor:
             if uid in self._terminating:
                 return
         shutdown = pod_shutdown(pod)
+        if uid in self._files:
+            self._forget(uid)  # a file server exits at SIGTERM
+            shutdown = dataclasses.replace(shutdown, pre_stop=0.0)
         have = self._running.get(uid)
         sim_id = None
         if have is not None:
@@ -269,6 +310,12 @@ class PodSupervisor:
             self._terminating.pop(uid, None)
         self._waiting_for_secret.pop(uid, None)
         self._complaints.pop(uid, None)
+        files = self._files.pop(uid, None)
+        if files is not None:
+            try:
+                self.simhost.stop_simulator(files.id)
+            except SimHostError as error:
+                log.warning("could not stop the file server of %s: %s", files.id, error)
         have = self._running.pop(uid, None)
         if have is not None:
             try:

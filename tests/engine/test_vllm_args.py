@@ -24,7 +24,16 @@ from turnout.api.backend import Backend
 from turnout.api.spec import Engine, Task
 from turnout.api.status import Color
 from turnout.cli import find_backend
-from turnout.engines.vllm import OWNED_OPTIONS, REFUSED_FLAGS, REPEATABLE_FLAGS, VLLM, owned_flag, vllm_args
+from turnout.engines.vllm import (
+    ESTIMATED_FLAGS,
+    OWNED_OPTIONS,
+    REFUSED_FLAGS,
+    REPEATABLE_FLAGS,
+    VLLM,
+    flag_read_as,
+    owned_flag,
+    vllm_args,
+)
 from turnout.render import render_deployment
 
 pytestmark = pytest.mark.engine
@@ -130,6 +139,7 @@ def spellings(option: str) -> list[str]:
 
 
 SPELLINGS = [word for flag in REFUSED_FLAGS for word in spellings(flag)]
+ESTIMATED_SPELLINGS = [word for flag in ESTIMATED_FLAGS for word in spellings(flag)]
 
 
 def rendered_args(backend: Backend) -> list[str]:
@@ -152,7 +162,9 @@ def parsed(backends: list[Backend]) -> dict[str, Any]:
     cases = [rendered_args(backend) for backend in backends]
     cases += [[*rendered_args(backends[0]), flag] for flag in MISSPELT]
     cases.append([arg.replace("--tensor-parallel-size=", "--tensor-parallel-size=two-") for arg in cases[0]])
-    result: dict[str, Any] = json.loads(run_in_vllm(PARSE_SCRIPT, {"argument_lists": cases, "words": SPELLINGS}))
+    result: dict[str, Any] = json.loads(
+        run_in_vllm(PARSE_SCRIPT, {"argument_lists": cases, "words": SPELLINGS + ESTIMATED_SPELLINGS})
+    )
     print(f"vLLM {result['vllm_version']}: parser built in {result['parser_seconds']:.1f} s")
     return result
 
@@ -224,7 +236,7 @@ def test_the_refused_flags_are_every_option_string_of_the_options_turnout_owns(p
 
 def test_vllm_expands_abbreviations_and_reads_underscores_and_keys(parsed: dict[str, Any]) -> None:
     """What the refused spellings are made of, seen in this vLLM: argparse's prefixes are allowed."""
-    resolved = dict(zip(SPELLINGS, parsed["resolved"], strict=True))
+    resolved = dict(zip(SPELLINGS + ESTIMATED_SPELLINGS, parsed["resolved"], strict=True))
     assert resolved["--max-m"] == ["max_model_len"]
     assert resolved["--api_k=1"] == ["api_key"]
     assert resolved["--host.key=1"] == ["host"]
@@ -238,7 +250,7 @@ def test_turnout_refuses_each_spelling_vllm_reads_as_an_option_turnout_owns_and_
 ) -> None:
     missed, refused_wrongly = [], []
     read_as_owned: dict[str, bool] = {}
-    for word, dests in zip(SPELLINGS, parsed["resolved"], strict=True):
+    for word, dests in zip(SPELLINGS, parsed["resolved"][: len(SPELLINGS)], strict=True):
         owns = any(dest in OWNED_OPTIONS for dest in dests)
         refused = owned_flag(word) is not None
         if owns and not refused:
@@ -268,3 +280,16 @@ def test_the_flags_that_may_be_given_twice_are_those_vllm_collects(parsed: dict[
         flag for option in parsed["options"] if option["action"] in collecting for flag in option["option_strings"]
     }
     assert collected == set(REPEATABLE_FLAGS)
+
+
+def test_the_estimate_reads_its_options_in_exactly_the_spellings_vllm_reads_as_them(parsed: dict[str, Any]) -> None:
+    """`--max-num-seqs` and `--performance-mode`, read from extraArgs for the GPU memory estimate."""
+    wrong = []
+    for word, dests in zip(ESTIMATED_SPELLINGS, parsed["resolved"][len(SPELLINGS) :], strict=True):
+        if "." in word:
+            continue  # a key of an option that takes no JSON: vLLM refuses the value
+        flag = flag_read_as(word, ESTIMATED_FLAGS)
+        read = [ESTIMATED_FLAGS[flag][1]] if flag else []
+        if read != dests:
+            wrong.append(f"{word}: turnout reads {read}, vLLM {dests}")
+    assert wrong == []

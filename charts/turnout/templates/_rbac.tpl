@@ -35,10 +35,11 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get, create]
-# Pod readiness, addresses and failure reasons (ImagePullBackOff, OOMKilled, ...); read only.
+# Pod readiness, addresses and failure reasons (ImagePullBackOff, OOMKilled, ...); and the short-lived
+# inspector pod that serves a vLLM model's config.json from its claim, created and deleted by turnout.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]
+  verbs: [list, watch, create, delete]
 # One Event per cutover transition on the backend (kopf.event posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]

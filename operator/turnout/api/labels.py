@@ -10,6 +10,9 @@ from turnout.api.status import Color
 BACKEND_LABEL = "turnout.dev/backend"
 COLOR_LABEL = "turnout.dev/color"
 REVISION_LABEL = "turnout.dev/revision"
+# On the inspector pod only (value `model-config`): no engine pod, never checked nor counted in a color.
+INSPECTS_LABEL = "turnout.dev/inspects"
+INSPECTS_MODEL_CONFIG = "model-config"
 CREATED_BY_ANNOTATION = "turnout.dev/created-by"
 # Set by people on an InferenceBackend, each with a revision as its value.
 PROMOTE_ANNOTATION = "turnout.dev/promote"
@@ -51,3 +54,17 @@ def engine_labels(backend: Backend, color: Color) -> dict[str, str]:
 def pod_labels(backend: Backend, color: Color, user_labels: Mapping[str, str]) -> dict[str, str]:
     """The user's `template.podLabels` with turnout's own on top: selectors must stay turnout's."""
     return {**user_labels, **engine_labels(backend, color)}
+
+
+def inspector_labels(backend: Backend) -> dict[str, str]:
+    """Labels of the pod that serves the model's files for `backend`'s revision (no color: no Service selects it)."""
+    return {
+        **backend_labels(backend, "model-inspector"),
+        INSPECTS_LABEL: INSPECTS_MODEL_CONFIG,
+        REVISION_LABEL: backend.revision,
+    }
+
+
+def inspector_name(backend: Backend) -> str:
+    """The inspector pod's name: one per revision, so a new revision's never meets its predecessor's."""
+    return f"{backend.name}-inspect-{backend.revision}"

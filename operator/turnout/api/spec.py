@@ -182,8 +182,10 @@ class Storage(Model):
 class Architecture(Model):
     """Size facts of the model, from its `config.json` (on Hugging Face: the model's "Files and
     versions" tab). turnout estimates from them, before any pod is created, whether the weights and
-    the KV cache of one `maxModelLen` sequence fit in the GPUs' memory. Leave unset for quantized
-    checkpoints (AWQ, GPTQ, FP8: `quantization_config` in config.json): the estimate assumes 16-bit weights."""
+    the KV cache of one `maxModelLen` sequence fit in the GPUs' memory. Declared here, they win over
+    what turnout reads from the model claim. Leave unset for quantized checkpoints (AWQ, GPTQ, FP8:
+    `quantization_config` in config.json): declared facts assume 16-bit weights, while the files on a
+    claim give the checkpoint's own size."""
 
     parameters: Annotated[int, Field(ge=1, le=100_000_000_000_000)]
     """Parameter count, e.g. 8030261248 for Llama-3.1-8B: the model card's "Model size", or
@@ -196,6 +198,11 @@ class Architecture(Model):
     head_dim: Annotated[int, Field(ge=1, le=100_000)]
     """Size of one attention head: `head_dim` in config.json, else `hidden_size` divided by
     `num_attention_heads` (4096 / 32 = 128 for Llama-3.1-8B)."""
+    vocab_size: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
+    """Vocabulary: `vocab_size` in config.json (128256 for Llama-3.1-8B). vLLM's sampler warms up at
+    start on `--max-num-seqs` (from `vllm.extraArgs`; else vLLM's default, 256, or 1024 on GPUs of 70
+    GiB or more but A100s) rows of logits this wide, about 22 bytes each; the estimate counts that
+    when it is more than its fixed activation allowance. Default: 32000 (the smallest common)."""
 
 
 class ModelSource(Model):
@@ -223,8 +230,11 @@ class ModelSource(Model):
     architecture: Architecture | None = None
     """Size facts from the model's config.json, for vLLM: with them, a revision that cannot fit in
     the GPUs' memory fails at once (InsufficientGPUMemory, with a maxModelLen or tensorParallelSize
-    that would fit) instead of holding GPUs until vLLM crashes. Unset: no estimate. Changing it never
-    starts a cutover."""
+    that would fit) instead of holding GPUs until vLLM crashes. Unset with a model claim
+    (`storage`): turnout reads the model's config.json and the size of its weights from the claim,
+    once per revision, with a short-lived pod that mounts it read-only (`status.modelFiles` says what
+    it found; files not downloaded yet leave the estimate unsure). Unset without a claim: no estimate.
+    Changing it never starts a cutover."""
 
 
 class Resources(Model):

@@ -148,6 +148,37 @@ class ServedModel(StatusModel):
     `rollout.allowDimensionChange`."""
 
 
+class ModelFilesStatus(StatusModel):
+    """What the model's own files on the model claim say about its size, read once per vLLM revision
+    (one without `model.architecture`) by a short-lived inspector pod, before the revision's pods."""
+
+    revision: str
+    """The revision the files were read for."""
+    source: str = ""
+    """Where the facts came from, e.g. `config.json on claim models`."""
+    path: str = ""
+    """The directory read, in the engine's container, e.g.
+    `/data/models/huggingface/hub/models--org--name/snapshots/<commit>`."""
+    started_at: str | None = None
+    """RFC 3339 time the inspector pod was asked for; it gets a bounded time to answer."""
+    complete: bool = False
+    """The reading is over: with the facts below, or with why there are none."""
+    parameters: int | None = None
+    """Parameter count: the checkpoint's bytes over its dtype (unset for a quantized checkpoint)."""
+    layers: int | None = None
+    """Transformer layers (`num_hidden_layers`)."""
+    kv_heads: int | None = None
+    """Key/value heads (`num_key_value_heads`, else `num_attention_heads`)."""
+    head_dim: int | None = None
+    """Size of one attention head (`head_dim`, else `hidden_size / num_attention_heads`)."""
+    vocab_size: int | None = None
+    """Vocabulary (`vocab_size`)."""
+    weights_bytes: int | None = None
+    """The checkpoint's bytes (all shards): what vLLM holds of a quantized checkpoint."""
+    message: str = ""
+    """What was read, or why nothing was (files not on the claim yet, the inspector pod not Ready)."""
+
+
 class GpuMemoryStatus(StatusModel):
     """turnout's estimate of the GPU memory a vLLM revision needs per GPU, made before its pods are created."""
 
@@ -167,6 +198,9 @@ class GpuMemoryStatus(StatusModel):
     """Whether it fits; unset when it cannot be said (no architecture facts, or GPU memory unknown)."""
     message: str = ""
     """The estimate in words, with what would fit when it does not."""
+    source: str | None = None
+    """Where the model's size facts came from: `spec` (model.architecture) or `config.json on claim
+    <name> (<directory>)`; unset when there were none."""
 
 
 class InferenceBackendStatus(StatusModel):
@@ -207,6 +241,8 @@ class InferenceBackendStatus(StatusModel):
     """The last benchmark (`rollout.benchmark`): the revision it judged, each color's numbers, the verdict."""
     gpu_memory: GpuMemoryStatus | None = None
     """The GPU memory estimate of the last vLLM revision started (or refused for it)."""
+    model_files: ModelFilesStatus | None = None
+    """The model's size facts as read from its files on the model claim, for the GPU memory estimate."""
     canary: CanaryStatus | None = None
     """The canary in flight (strategy Canary), from the moment its pods proved they serve the model."""
     last_check_time: str | None = None

@@ -1,8 +1,8 @@
 """How much GPU memory a vLLM revision needs per GPU, and whether the GPUs it can land on offer it.
 
 Pure arithmetic over the model's architecture facts (its `config.json`, declared in
-`model.architecture`) and the vLLM options, checked against the table of vLLM's own start-up
-figures in `tests/unit/engines/test_gpu_memory.py`. vLLM's budget per GPU is
+`model.architecture` or read from the model claim) and the vLLM options, checked against the table
+of vLLM's own start-up figures in `tests/unit/engines/test_gpu_memory.py`. vLLM's budget per GPU is
 `gpuMemoryUtilization` times the GPU's memory; out of it come the weights, the activation peak of its
 profiling run, non-torch memory (CUDA context, NCCL buffers), and what is left is the KV cache,
 which must hold at least one sequence of `maxModelLen` tokens or vLLM refuses to start.
@@ -18,7 +18,26 @@ MIB = 1024**2
 ACTIVATION_ALLOWANCE_BYTES = int(1.5 * GIB)
 """The activation peak of vLLM's profiling run (a forward pass of `max_num_batched_tokens` and the
 sampler's warm-up over `max_num_seqs`). vLLM logged 1.26 GiB for Llama-3-8B
-(vllm-project/vllm#10511) and 1.42 GiB for Qwen2.5-7B (vllm-project/vllm#13882) at their defaults."""
+(vllm-project/vllm#10511) and 1.42 GiB for Qwen2.5-7B (vllm-project/vllm#13882) at their defaults.
+More when the sampler's warm-up alone takes more: see `sampler_warmup_bytes`."""
+
+SAMPLER_BYTES_PER_LOGIT = 22
+"""What vLLM 0.32's sampler warm-up (`_dummy_sampler_run` in its GPU model runner's profile run) holds
+per logit of its `max_num_seqs` x vocabulary batch, at its peak: the logits in the model's dtype (2),
+their float32 copy (4), and top-k/top-p's sort of them (float32 values 4, int64 indices 8, float32
+softmax 4). A floor: what the allocator keeps around it is not counted."""
+
+DEFAULT_MAX_NUM_SEQS = 256
+"""vLLM 0.32's `max_num_seqs` for its OpenAI server on a GPU of less than 70 GiB, or an A100
+(`EngineArgs.get_batch_defaults`, vllm/engine/arg_utils.py)."""
+
+LARGE_GPU_MAX_NUM_SEQS = 1024
+"""vLLM 0.32's `max_num_seqs` for its OpenAI server on a GPU of 70 GiB or more other than an A100
+(an H100, H200), and on any GPU of 160 GiB or more (B200)."""
+
+DEFAULT_VOCAB_SIZE = 32000
+"""The vocabulary assumed when `model.architecture.vocabSize` is not given: the smallest of common
+models (Llama 2, Mistral 7B), so that an unknown vocabulary never makes the estimate refuse more."""
 
 RUNTIME_ALLOWANCE_BYTES = int(0.5 * GIB)
 """Memory outside PyTorch's allocator: CUDA context, cuBLAS workspaces, NCCL buffers. vLLM logged
@@ -62,6 +81,11 @@ class Architecture:
     layers: int
     kv_heads: int
     head_dim: int
+    vocab_size: int | None = None
+    """`vocab_size`: the width of the logits the sampler's warm-up holds; None when unknown."""
+    weights_bytes: int | None = None
+    """The checkpoint's bytes, for a quantized checkpoint that vLLM holds as stored (whatever the dtype);
+    None: the weights are `parameters` times the dtype's bytes."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,10 @@ class Layout:
     gpu_memory_utilization: float
     gpus: int
     """GPUs per replica (`resources.gpus`): a suggested tensor parallel size above it needs more."""
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    """vLLM's `--max-num-seqs`: the sequences its sampler warms up at once (see `default_max_num_seqs`)."""
+    samples: bool = True
+    """The model generates (vLLM runs the sampler); False for a pooling (embedding) model."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,8 @@ class Estimate:
 
 def weights_bytes(architecture: Architecture, dtype_bytes: int, tensor_parallel_size: int) -> int:
     """Bytes of weights on each GPU: vLLM shards every linear layer and the embeddings over tensor parallel."""
+    if architecture.weights_bytes is not None:
+        return architecture.weights_bytes // tensor_parallel_size
     return architecture.parameters * dtype_bytes // tensor_parallel_size
 
 
@@ -121,27 +151,55 @@ def kv_bytes_per_token(architecture: Architecture, dtype_bytes: int, tensor_para
     return 2 * architecture.layers * heads * architecture.head_dim * dtype_bytes
 
 
+def default_max_num_seqs(gpu: GpuOffer | None) -> int:
+    """vLLM 0.32's own `max_num_seqs` for its OpenAI server on `gpu` (without `--performance-mode
+    throughput`, which doubles it): by the GPU's memory and name, as `EngineArgs.get_batch_defaults`
+    decides. An unknown GPU gets the smaller default."""
+    if gpu is None:
+        return DEFAULT_MAX_NUM_SEQS
+    if gpu.memory_bytes >= 160 * GIB or (gpu.memory_bytes >= 70 * GIB and "a100" not in gpu.name.lower()):
+        return LARGE_GPU_MAX_NUM_SEQS
+    return DEFAULT_MAX_NUM_SEQS
+
+
+def sampler_warmup_bytes(architecture: Architecture, layout: Layout) -> int:
+    """Bytes the sampler's warm-up holds on each GPU: `max_num_seqs` rows of logits over the whole
+    vocabulary (gathered on every GPU under tensor parallel); none for a pooling model."""
+    if not layout.samples:
+        return 0
+    vocabulary = architecture.vocab_size or DEFAULT_VOCAB_SIZE
+    return layout.max_num_seqs * vocabulary * SAMPLER_BYTES_PER_LOGIT
+
+
+def allowance_bytes(architecture: Architecture, layout: Layout) -> int:
+    """Activations and runtime per GPU: the profiling run's peak is the larger of its forward pass (the
+    fixed allowance, which holds the sampler at vLLM's defaults) and the sampler's warm-up, plus the
+    runtime's memory."""
+    return max(ACTIVATION_ALLOWANCE_BYTES, sampler_warmup_bytes(architecture, layout)) + RUNTIME_ALLOWANCE_BYTES
+
+
 def estimate(architecture: Architecture, layout: Layout, gpu: GpuOffer | None, unknown: str = "") -> Estimate:
     """Whether `architecture` run as `layout` fits on `gpu`; `unknown` says why `gpu` is None."""
     tp = layout.tensor_parallel_size
     weights = weights_bytes(architecture, layout.dtype_bytes, tp)
     per_token = kv_bytes_per_token(architecture, layout.dtype_bytes, tp)
     kv_cache = per_token * layout.max_model_len
+    allowance = allowance_bytes(architecture, layout)
     needs = (
         f"needs {_gib(weights)} GiB weights + {_gib(kv_cache)} GiB KV cache (maxModelLen {layout.max_model_len}) "
-        f"+ {_gib(ALLOWANCE_BYTES)} GiB activations and runtime per GPU"
+        f"+ {_gib(allowance)} GiB activations and runtime{_sampled(architecture, layout)} per GPU"
     )
     if gpu is None:
         return Estimate(
-            weights, kv_cache, ALLOWANCE_BYTES, None, None, f"{needs}; GPU memory unknown ({unknown}): not checked"
+            weights, kv_cache, allowance, None, None, f"{needs}; GPU memory unknown ({unknown}): not checked"
         )
     available = int(gpu.memory_bytes * layout.gpu_memory_utilization)
     utilization = f"{layout.gpu_memory_utilization:.2f}"
     offers = f"{gpu.name} offers {_gib(gpu.memory_bytes)} GiB {TIMES} {utilization} = {_gib(available)} GiB"
-    fits = weights + kv_cache + ALLOWANCE_BYTES <= available
+    fits = weights + kv_cache + allowance <= available
     if fits:
-        return Estimate(weights, kv_cache, ALLOWANCE_BYTES, available, True, f"{needs}; {offers}: fits")
-    longest = _longest_that_fits(available - weights - ALLOWANCE_BYTES, per_token, layout.max_model_len)
+        return Estimate(weights, kv_cache, allowance, available, True, f"{needs}; {offers}: fits")
+    longest = _longest_that_fits(available - weights - allowance, per_token, layout.max_model_len)
     wider = _tensor_parallel_that_fits(architecture, layout, available)
     remedies = []
     if longest is not None:
@@ -153,7 +211,7 @@ def estimate(architecture: Architecture, layout: Layout, gpu: GpuOffer | None, u
     return Estimate(
         weights,
         kv_cache,
-        ALLOWANCE_BYTES,
+        allowance,
         available,
         False,
         f"{needs}; {offers}: {remedy}",
@@ -178,11 +236,19 @@ def _tensor_parallel_that_fits(architecture: Architecture, layout: Layout, avail
         needed = (
             weights_bytes(architecture, layout.dtype_bytes, size)
             + kv_bytes_per_token(architecture, layout.dtype_bytes, size) * layout.max_model_len
-            + ALLOWANCE_BYTES
+            + allowance_bytes(architecture, layout)
         )
         if needed <= available:
             return size
     return None
+
+
+def _sampled(architecture: Architecture, layout: Layout) -> str:
+    """What the allowance assumed of the sampler, in the message: ` (maxNumSeqs 256)`."""
+    if not layout.samples:
+        return ""
+    vocabulary = "" if architecture.vocab_size else f", vocabSize {DEFAULT_VOCAB_SIZE} assumed"
+    return f" (maxNumSeqs {layout.max_num_seqs}{vocabulary})"
 
 
 def _gib(amount: int) -> str:
@@ -192,15 +258,22 @@ def _gib(amount: int) -> str:
 __all__ = [
     "ACTIVATION_ALLOWANCE_BYTES",
     "ALLOWANCE_BYTES",
+    "DEFAULT_MAX_NUM_SEQS",
+    "DEFAULT_VOCAB_SIZE",
     "GIB",
+    "LARGE_GPU_MAX_NUM_SEQS",
     "MIB",
     "RUNTIME_ALLOWANCE_BYTES",
+    "SAMPLER_BYTES_PER_LOGIT",
     "UNCERTAIN_FLAGS",
     "Architecture",
     "Estimate",
     "GpuOffer",
     "Layout",
+    "allowance_bytes",
+    "default_max_num_seqs",
     "estimate",
     "kv_bytes_per_token",
+    "sampler_warmup_bytes",
     "weights_bytes",
 ]

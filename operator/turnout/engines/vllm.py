@@ -22,6 +22,7 @@ from turnout.engines.container import (
     http_probe,
     kubelet_literal,
 )
+from turnout.engines.model_files import hf_home
 from turnout.engines.profile import DrainTimes, EngineMetrics
 from turnout.engines.prometheus import Labels, counter_total, histogram, samples
 
@@ -98,6 +99,13 @@ REFUSED_FLAGS: dict[str, tuple[str, str]] = {
     "--enable-ssl-refresh": ("--enable-ss", "enable_ssl_refresh"),
     "--no-enable-ssl-refresh": ("--no-enable-ss", "enable_ssl_refresh"),
 }
+# Options of vLLM the GPU memory estimate reads from extraArgs, where they stay the user's to set:
+# flag -> (the shortest abbreviation vLLM's parser expands to it, its destination), as REFUSED_FLAGS.
+# (`--max-num-s` is ambiguous: `--max-num-scheduled-tokens`; `--per` too: `--per-request-...`.)
+ESTIMATED_FLAGS: dict[str, tuple[str, str]] = {
+    "--max-num-seqs": ("--max-num-se", "max_num_seqs"),
+    "--performance-mode": ("--perf", "performance_mode"),
+}
 # Flags vLLM collects (argparse's "append"): given twice, both count.
 REPEATABLE_FLAGS = ("--middleware",)
 
@@ -121,14 +129,31 @@ def option_of(word: str) -> str:
     return option.replace("_", "-") if word.startswith("--") else option
 
 
-def owned_flag(word: str) -> str | None:
-    """The flag of REFUSED_FLAGS vLLM reads `word` as (`--max_model_len=8`, `--max-mod`, `-t`), if any."""
+def flag_read_as(word: str, flags: dict[str, tuple[str, str]]) -> str | None:
+    """The flag of `flags` (flag -> (shortest abbreviation, destination)) vLLM reads `word` as, if any."""
     if not FLAG_WORD.match(word):
         return None
     option = option_of(word)
-    for flag, (shortest, _) in REFUSED_FLAGS.items():
+    for flag, (shortest, _) in flags.items():
         if option.startswith(shortest) and flag.startswith(option):
             return flag
+    return None
+
+
+def owned_flag(word: str) -> str | None:
+    """The flag of REFUSED_FLAGS vLLM reads `word` as (`--max_model_len=8`, `--max-mod`, `-t`), if any."""
+    return flag_read_as(word, REFUSED_FLAGS)
+
+
+def extra_arg_value(words: list[str], flag: str) -> str | None:
+    """The value vLLM reads for `flag` (of ESTIMATED_FLAGS) from `words`, the extra arguments, in any
+    spelling it accepts: `--max-num-seqs=64`, `--max_num_seqs=64`, `--max-num-se`, `64` as two items."""
+    for index, word in enumerate(words):
+        if flag_read_as(word, ESTIMATED_FLAGS) != flag:
+            continue
+        if "=" in word:
+            return word.split("=", 1)[1]
+        return words[index + 1] if index + 1 < len(words) else None
     return None
 
 
@@ -274,7 +299,7 @@ def vllm_args(backend: Backend) -> list[str]:
 
 def vllm_env(backend: Backend) -> list[KubeObject]:
     """HF_HOME on the model volume (hub downloads survive restarts), and the API key by reference."""
-    env = [env_value("HF_HOME", f"{backend.model_mount_path.rstrip('/')}/huggingface")]
+    env = [env_value("HF_HOME", hf_home(backend.model_mount_path))]
     key = backend.spec.vllm.api_key_secret_ref
     if key is not None:
         # vLLM reads the key from its environment; an argument would show in `ps` and the pod spec.

@@ -78,6 +78,8 @@ class ClusterApi(Protocol):
     def apply(self, obj: KubeObject) -> None: ...
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None: ...
     def create_claim(self, obj: KubeObject) -> None: ...
+    def create_pod(self, obj: KubeObject) -> None: ...
+    def delete_pod(self, namespace: str, name: str) -> None: ...
     def patch_backend_status(
         self, ref: BackendRef, status: KubeObject, resource_version: str | None = None
     ) -> None: ...
@@ -239,6 +241,21 @@ class Cluster:
         except ApiException as error:
             if error.status != 409:
                 raise
+
+    def create_pod(self, obj: KubeObject) -> None:
+        """Create a pod (the inspector) once; one that already exists is left as it is."""
+        self._guard("create")
+        try:
+            self._pods.create(body=obj, namespace=obj["metadata"]["namespace"], field_manager=FIELD_MANAGER)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod (the inspector); one already gone is fine."""
+        self._guard("delete")
+        with contextlib.suppress(NotFoundError):
+            self._pods.delete(namespace=namespace, name=name)
 
     def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject:
         """Replace (PUT) the HTTPRoute with `body`, a route as read with its fields changed; return it as stored.

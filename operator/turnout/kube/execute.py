@@ -14,8 +14,9 @@ from functools import partial
 from kubernetes.client.exceptions import ApiException
 
 from turnout.api.backend import Backend
-from turnout.api.labels import BACKEND_LABEL
+from turnout.api.labels import BACKEND_LABEL, inspector_name
 from turnout.api.status import Color, InferenceBackendStatus
+from turnout.engines.model_files import model_directory
 from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject, in_thread
 from turnout.render import render_deployment, render_model_claim, render_service
 from turnout.render.deployment import deployment_name
@@ -27,6 +28,7 @@ from turnout.render.history import (
     render_history_entry,
     to_delete,
 )
+from turnout.render.inspector import render_inspector_pod
 from turnout.render.route import RouteChange, color_service_names, render_color_service, route_with_weights
 from turnout.rollout.actions import (
     Action,
@@ -34,6 +36,8 @@ from turnout.rollout.actions import (
     ApplyColorServices,
     ApplyDeployment,
     ApplyService,
+    CreateInspector,
+    DeleteInspector,
     EventType,
     RecordEvent,
     RecordRevision,
@@ -86,6 +90,10 @@ async def execute(
         if isinstance(action, RecordEvent):
             emit(action)
             continue
+        if isinstance(action, DeleteInspector):
+            # Also for a backend whose spec is invalid now: nothing of the inspector stays behind.
+            await in_thread(partial(cluster.delete_pod, ref.namespace, action.name))
+            continue
         assert backend is not None
         if isinstance(action, RecordRevision):
             await record_in_history(cluster, ref, backend, action, emit)
@@ -124,6 +132,11 @@ async def _write(cluster: ClusterApi, ref: BackendRef, backend: Backend, action:
 
         case SetRouteWeights(color=color, weight=weight):
             write = partial(set_route_weights, cluster, backend, color, weight)
+        case CreateInspector():
+            directory = model_directory(backend.model_name, backend.model_mount_path)
+            if isinstance(directory, str):
+                return False
+            write = partial(cluster.create_pod, owned(render_inspector_pod(backend, directory), ref))
         case ApplyClaim():
             claim = render_model_claim(backend)
             if claim is None:
@@ -210,6 +223,8 @@ def _object_of(backend: Backend, action: Action) -> str:
             return "Services " + " and ".join(color_service_names(backend).values())
         case SetRouteWeights():
             return f"HTTPRoute {_route_of(backend)}"
+        case CreateInspector():
+            return f"Pod {inspector_name(backend)}"
         case _:
             return f"PersistentVolumeClaim {backend.claim_name}"
 

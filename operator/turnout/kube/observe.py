@@ -23,6 +23,8 @@ from turnout.api.labels import (
     BACKEND_LABEL,
     CHANGE_CAUSE_ANNOTATION,
     COLOR_LABEL,
+    INSPECTS_LABEL,
+    INSPECTS_MODEL_CONFIG,
     PAUSE_ANNOTATION,
     PROMOTE_ANNOTATION,
     RETRY_ANNOTATION,
@@ -32,8 +34,10 @@ from turnout.api.spec import Strategy
 from turnout.api.status import Color, InferenceBackendStatus, Phase
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.checks.traffic import TrafficScrape, scrape_color
+from turnout.engines.model_files import model_directory
 from turnout.engines.probe import bearer_token_problem
 from turnout.kube.cluster import ClusterApi, KubeObject, in_thread
+from turnout.kube.model_files import read_model_files
 from turnout.render import render_service
 from turnout.render.deployment import deployment_name
 from turnout.render.route import (
@@ -45,6 +49,7 @@ from turnout.render.route import (
 )
 from turnout.rollout.conditions import parse_time
 from turnout.rollout.gpu_memory import needs_gpu_nodes
+from turnout.rollout.model_config import model_files_due
 from turnout.rollout.observed import (
     BenchmarkRun,
     CheckOutcome,
@@ -52,6 +57,8 @@ from turnout.rollout.observed import (
     FailureReason,
     GpuNode,
     GpuNodes,
+    InspectorPod,
+    ModelFilesRead,
     Observed,
     PodFailure,
     RouteState,
@@ -256,10 +263,49 @@ def gpu_nodes_of(nodes: Sequence[KubeObject], node_selector: Mapping[str, str]) 
     return GpuNodes(nodes=tuple(sorted(found, key=lambda n: n.name)))
 
 
-def gpu_memory_due(backend: Backend, status: InferenceBackendStatus) -> bool:
-    """The spec's revision is about to get its first pods and its GPU memory estimate reads the nodes."""
+def gpu_memory_due(backend: Backend, status: InferenceBackendStatus, read: ModelFilesRead | None = None) -> bool:
+    """The spec's revision is about to get its first pods and its GPU memory estimate reads the nodes
+    (with the model's facts from the spec, from the files read before, or from `read` just now)."""
     starting = status.preview_started_at is None or status.preview_revision != backend.revision
-    return needs_gpu_nodes(backend) and backend.revision != status.active_revision and starting
+    read_now = read is not None and read.facts is not None
+    return needs_gpu_nodes(backend, status, read_now) and backend.revision != status.active_revision and starting
+
+
+def inspectors_of(pods: Sequence[KubeObject], backend: str, uid: str) -> tuple[InspectorPod, ...]:
+    """The backend's inspector pods among `pods`: labelled as its inspectors and owned by it (a pod
+    someone else labelled so is not turnout's to delete)."""
+    found = []
+    for pod in pods:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        if labels.get(INSPECTS_LABEL) != INSPECTS_MODEL_CONFIG or ownership_conflict(pod, "Pod", backend, uid):
+            continue
+        phase = (pod.get("status") or {}).get("phase")
+        failures = pod_failures(pod)
+        if phase in ("Failed", "Succeeded"):
+            failures.append(PodFailure(meta["name"], FailureReason.CRASH_LOOP_BACK_OFF, f"its server exited ({phase})"))
+        found.append(
+            InspectorPod(
+                name=meta["name"],
+                revision=labels.get(REVISION_LABEL),
+                ready=is_pod_ready(pod) and bool((pod.get("status") or {}).get("podIP")),
+                failures=tuple(failures),
+                deleting=bool(meta.get("deletionTimestamp")),
+            )
+        )
+    return tuple(sorted(found, key=lambda pod: pod.name))
+
+
+async def read_inspected_files(
+    backend: Backend, status: InferenceBackendStatus, inspectors: Sequence[InspectorPod], pods: Sequence[KubeObject]
+) -> ModelFilesRead | None:
+    """The model's files read from the spec's revision's inspector pod, when `plan` waits for them and it is Ready."""
+    mine = next((pod for pod in inspectors if pod.revision == backend.revision), None)
+    directory = model_directory(backend.model_name, backend.model_mount_path)
+    if not model_files_due(backend, status, mine) or mine is None or isinstance(directory, str):
+        return None
+    ip = next(str(p["status"]["podIP"]) for p in pods if p["metadata"]["name"] == mine.name)
+    return await read_model_files(ip, backend.engine_port, directory, str(backend.claim_name))
 
 
 async def read_gpu_nodes(cluster: ClusterApi, backend: Backend) -> GpuNodes:
@@ -318,7 +364,9 @@ async def observe(
     benchmark: BenchmarkRun | None = None
     route: RouteState | None = None
     gpu_nodes: GpuNodes | None = None
+    model_files: ModelFilesRead | None = None
     conflicts: list[str] = []
+    inspectors = inspectors_of(pods, name, meta["uid"])
     if backend is not None:
         service = await in_thread(lambda: cluster.get_service(namespace, backend.service_name))
         conflicts += _found(ownership_conflict(service, "Service", name, meta["uid"]))
@@ -345,7 +393,8 @@ async def observe(
             traffic = await read_traffic(backend, status, pods, target, scraper or scrape_traffic)
         if benchmarker is not None and benchmark_due(backend, status):
             benchmark = await benchmarker(cluster, backend, status, pods)
-        if gpu_memory_due(backend, status):
+        model_files = await read_inspected_files(backend, status, inspectors, pods)
+        if gpu_memory_due(backend, status, model_files):
             gpu_nodes = await read_gpu_nodes(cluster, backend)
     annotations = meta.get("annotations") or {}
     return Observed(
@@ -370,6 +419,8 @@ async def observe(
         change_cause=annotations.get(CHANGE_CAUSE_ANNOTATION),
         conflicts=tuple(conflicts),
         gpu_nodes=gpu_nodes,
+        inspectors=inspectors,
+        model_files=model_files,
     )
 
 

@@ -229,6 +229,9 @@ def format_status(
     benchmark = status.get("benchmark")
     if benchmark:
         lines.append(f"Benchmark:  {benchmark.get('verdict') or 'running'}")
+    model_files = status.get("modelFiles")
+    if model_files and model_files.get("message"):
+        lines.append(f"Model files: {model_files.get('revision', '')} {model_files['message']}")
     gpu_memory = status.get("gpuMemory")
     if gpu_memory:
         verdict = {True: "fits", False: "does not fit"}.get(gpu_memory.get("fits"), "not judged")

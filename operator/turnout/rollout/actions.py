@@ -59,6 +59,19 @@ class ApplyClaim:
 
 
 @dataclass(frozen=True)
+class CreateInspector:
+    """Create the inspector pod of the spec's revision: the model claim read-only, a file server over
+    the model's directory (see `render/inspector.py`). One that exists already is left as it is."""
+
+
+@dataclass(frozen=True)
+class DeleteInspector:
+    """Delete an inspector pod of the backend's: its files are read, or no longer wanted."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class RecordRevision:
     """Keep the spec's revision in the backend's history (a ControllerRevision, numbered after the
     newest), and delete the oldest beyond `spec.revisionHistoryLimit`, never those in `keep`."""
@@ -117,6 +130,8 @@ Action = (
     | ApplyColorServices
     | SetRouteWeights
     | ApplyClaim
+    | CreateInspector
+    | DeleteInspector
     | RecordRevision
     | RecordEvent
 )

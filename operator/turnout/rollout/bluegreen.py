@@ -47,8 +47,9 @@ class BlueGreen(Step):
         if storage is not None and storage.create and not self.observed.claim_exists:
             self.actions.append(ApplyClaim())
         status = self.status
-        if self.observed.rejected is not None:
-            return self.refused(self.observed.rejected)
+        rejected = self.observed.rejected
+        if rejected is not None and not self.inspector_refused(rejected):
+            return self.refused(rejected)
         if self.switch_was_interrupted():
             return self.switch(status.preview_revision)
         if self.rollback_was_interrupted():

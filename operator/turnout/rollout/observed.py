@@ -9,6 +9,7 @@ from enum import StrEnum
 from turnout.api.benchmark import BenchmarkResult
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.api.traffic import TrafficCounters
+from turnout.engines.model_files import ModelFacts
 
 
 class FailureReason(StrEnum):
@@ -117,6 +118,33 @@ class ApplyRejection:
 
 
 @dataclass(frozen=True)
+class InspectorPod:
+    """The backend's inspector pod (`turnout.dev/inspects: model-config`), which serves the model's
+    files from the claim while turnout reads them."""
+
+    name: str
+    revision: str | None
+    """The revision whose model it serves (its `turnout.dev/revision` label)."""
+    ready: bool = False
+    failures: tuple[PodFailure, ...] = ()
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class ModelFilesRead:
+    """What reading the model's files from the Ready inspector pod gave: the facts, or why there are
+    none (`problem`), or no answer yet (`retry`: its server does not listen yet)."""
+
+    facts: ModelFacts | None = None
+    source: str = ""
+    """Where they were read, e.g. `config.json on claim models`."""
+    path: str = ""
+    """The directory they were read from, in the engine's container."""
+    problem: str = ""
+    retry: bool = False
+
+
+@dataclass(frozen=True)
 class GpuNode:
     """A node the pods can land on (it has `nvidia.com/gpu` and matches `template.nodeSelector`)."""
 
@@ -175,7 +203,11 @@ class Observed:
     rejected: ApplyRejection | None = None
     """A write this reconcile's first plan asked for and the API server refused; plan again with it."""
     gpu_nodes: GpuNodes | None = None
-    """The GPU nodes, read when a vLLM revision with `model.architecture` is about to start; None otherwise."""
+    """The GPU nodes, read when a vLLM revision with model size facts is about to start; None otherwise."""
+    inspectors: tuple[InspectorPod, ...] = ()
+    """The backend's inspector pods (its own: labelled and owned by it)."""
+    model_files: ModelFilesRead | None = None
+    """The model's files read from the inspector pod in this reconcile (it is Ready and runs the spec's revision)."""
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, ColorState())

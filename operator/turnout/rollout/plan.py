@@ -18,7 +18,7 @@ from typing import assert_never
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.spec import Strategy
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase
-from turnout.rollout.actions import Action, EventType, RecordEvent
+from turnout.rollout.actions import Action, DeleteInspector, EventType, RecordEvent
 from turnout.rollout.bluegreen import BlueGreen, Recreate
 from turnout.rollout.canary import Canary
 from turnout.rollout.conditions import bounded, condition_status, parse_time, set_condition
@@ -120,4 +120,6 @@ def _report_and_wait(
         status.conditions = set_condition(
             status.conditions, each, True, type_.value, message, generation=observed.generation, now=observed.now
         )
+    # An inspector pod asked for before the spec went wrong reads nothing now.
+    actions += [DeleteInspector(pod.name) for pod in observed.inspectors if not pod.deleting]
     return Plan(actions=tuple(actions), status=status, requeue_after=IDLE_RESYNC_SECONDS)

@@ -14,16 +14,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from turnout.api.backend import Backend
-from turnout.api.labels import ABORT_ANNOTATION, PAUSE_ANNOTATION, RETRY_ANNOTATION, color_selector
+from turnout.api.labels import ABORT_ANNOTATION, PAUSE_ANNOTATION, RETRY_ANNOTATION, color_selector, inspector_name
 from turnout.api.spec import ServiceType
 from turnout.api.status import Color, ConditionType, InferenceBackendStatus, Phase, ServedModel
+from turnout.engines.model_files import model_directory
 from turnout.rollout.actions import (
     Action,
     ApplyDeployment,
     ApplyService,
     Benchmarked,
+    CreateInspector,
     CutoverFinished,
     CutoverResult,
+    DeleteInspector,
     EventType,
     RecordEvent,
     RecordRevision,
@@ -38,7 +41,16 @@ from turnout.rollout.conditions import (
     set_condition,
 )
 from turnout.rollout.gpu_memory import gpu_memory_status
-from turnout.rollout.observed import ColorState, FailureReason, Observed, PodFailure
+from turnout.rollout.model_config import (
+    INSPECTION_SECONDS,
+    INSPECTOR_POLL_SECONDS,
+    model_config_pending,
+    recorded,
+    started,
+    timed_out,
+    unsure,
+)
+from turnout.rollout.observed import ApplyRejection, ColorState, FailureReason, Observed, PodFailure
 
 IDLE_RESYNC_SECONDS = 60.0
 """How often a backend with nothing in flight is looked at again (reads only)."""
@@ -92,6 +104,8 @@ class Step(ABC):
         self.finished: CutoverFinished | None = None
         self.serving_failed: str | None = None
         self.benchmarked: Benchmarked | None = None
+        self.keeps_inspector = False
+        """This step waits for the spec's revision's inspector pod: it is not deleted."""
 
     @abstractmethod
     def decide(self) -> Plan:
@@ -312,7 +326,10 @@ class Step(ABC):
         revision, so it starts, and is forgotten as failed, once they say it fits.
         """
         status = self.status
-        estimate = gpu_memory_status(self.backend, self.observed.gpu_nodes)
+        reading = self.read_model_config()
+        if reading is not None:
+            return reading
+        estimate = gpu_memory_status(self.backend, self.observed.gpu_nodes, status)
         status.gpu_memory = estimate
         reason = FailureReason.INSUFFICIENT_GPU_MEMORY
         if estimate is None or estimate.fits is not False:
@@ -320,12 +337,7 @@ class Step(ABC):
                 status.last_failed_revision = status.last_failure_reason = status.last_failure_message = None
             return None
         text = f"revision {self.revision}: {reason.value}: {estimate.message}"
-        preview, active = status.preview_color, status.active_color
-        if preview is not None and active is not None:
-            self.route_all_to(active)  # a superseded canary's share goes back first; steady() scales it down
-        elif preview is not None and self.observed.color(preview).replicas > 0:
-            self.actions.append(ScaleDeployment(preview, 0))  # a superseded first preview holds no GPUs meanwhile
-        self.end_preview()
+        self.wait_without_preview()
         if not self.degraded_by(reason):
             self.event(EventType.WARNING, reason.value, text)
         self.remember_failure(self.revision, reason, estimate.message)
@@ -333,6 +345,72 @@ class Step(ABC):
         self.condition(ConditionType.DEGRADED, True, reason.value, text)
         self.condition(ConditionType.PROGRESSING, False, reason.value, text)
         return self.steady(failed_revision_pending=True)
+
+    def read_model_config(self) -> Plan | None:
+        """Before the estimate of a vLLM revision on a claim without `model.architecture`: its model's
+        files are read from the claim by an inspector pod, once (`rollout/model_config.py`). A plan that
+        waits for the inspector; None when the reading is over (with facts or with why there are none)."""
+        backend, status = self.backend, self.status
+        if not model_config_pending(backend, status):
+            return None
+        reading = status.model_files
+        if reading is None or reading.revision != self.revision or reading.started_at is None:
+            reading = status.model_files = started(self.revision, format_time(self.now))
+        directory = model_directory(backend.model_name, backend.model_mount_path)
+        mine = [pod for pod in self.observed.inspectors if pod.revision == self.revision]
+        failures = [failure for pod in mine for failure in pod.failures]
+        # Not scheduled yet may pass (a claim binding, a node coming up); the bound says when to stop waiting.
+        fatal = [failure for failure in failures if failure.reason is not FailureReason.UNSCHEDULABLE]
+        read = self.observed.model_files
+        claim = f"claim {backend.claim_name}"
+        storage = backend.spec.model.storage
+        if isinstance(directory, str):
+            status.model_files = unsure(reading, directory)
+        elif storage is not None and storage.create and not self.observed.claim_exists:
+            status.model_files = unsure(reading, f"{claim} is created now: the model is not on it yet")
+        elif self.inspector_refused(self.observed.rejected):
+            assert self.observed.rejected is not None
+            status.model_files = unsure(
+                reading, f"the API server refused the inspector pod for {claim}: {self.observed.rejected.message}"
+            )
+        elif read is not None and not read.retry:
+            status.model_files = recorded(reading, read)
+        elif fatal:
+            status.model_files = unsure(reading, f"the inspector pod for {claim} failed: {fatal[0].message}")
+        elif timed_out(self.now, parse_time(reading.started_at)):
+            why = read.problem if read is not None and read.problem else "it was not Ready"
+            why = failures[0].message if failures else why
+            status.model_files = unsure(
+                reading,
+                f"the inspector pod for {claim} did not serve the model's files within {INSPECTION_SECONDS} s ({why})",
+            )
+        if not model_config_pending(backend, status):
+            return None
+        if not mine:
+            self.actions.append(CreateInspector())
+        self.keeps_inspector = True
+        self.wait_without_preview()
+        self.enter(Phase.PROGRESSING)
+        message = (
+            f"revision {self.revision}: reading the model's config.json from {claim} (pod {inspector_name(backend)})"
+        )
+        self.condition(ConditionType.PROGRESSING, True, "ReadingModelConfig", message)
+        self.requeue_after = INSPECTOR_POLL_SECONDS
+        return self.done()
+
+    def inspector_refused(self, rejected: ApplyRejection | None) -> bool:
+        """The API server refused the inspector pod in this reconcile (the reading goes on without it)."""
+        return rejected is not None and rejected.what == f"Pod {inspector_name(self.backend)}"
+
+    def wait_without_preview(self) -> None:
+        """The spec's revision waits before its pods: a superseded preview gives its GPUs back meanwhile."""
+        status = self.status
+        preview, active = status.preview_color, status.active_color
+        if preview is not None and active is not None:
+            self.route_all_to(active)  # a superseded canary's share goes back first; steady() scales it down
+        elif preview is not None and self.observed.color(preview).replicas > 0:
+            self.actions.append(ScaleDeployment(preview, 0))  # a superseded first preview holds no GPUs meanwhile
+        self.end_preview()
 
     def refused_for_gpu_memory(self) -> bool:
         """The spec's revision is the failed one, refused by the GPU memory estimate (judged again each time)."""
@@ -603,8 +681,13 @@ class Step(ABC):
         )
 
     def done(self) -> Plan:
-        """The plan of this reconcile, with the active color's numbers reported."""
+        """The plan of this reconcile, with the active color's numbers reported, and the inspector pods
+        it does not wait for deleted."""
         self.report_active()
+        for pod in self.observed.inspectors:
+            wanted = self.keeps_inspector and pod.revision == self.revision
+            if not pod.deleting and not wanted and DeleteInspector(pod.name) not in self.actions:
+                self.actions.append(DeleteInspector(pod.name))
         return Plan(
             actions=tuple(self.actions),
             status=self.status,

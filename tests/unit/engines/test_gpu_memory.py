@@ -14,11 +14,15 @@ import pytest
 
 from turnout.engines.gpu_memory import (
     ALLOWANCE_BYTES,
+    DEFAULT_MAX_NUM_SEQS,
     GIB,
+    LARGE_GPU_MAX_NUM_SEQS,
     MIB,
     Architecture,
     GpuOffer,
     Layout,
+    allowance_bytes,
+    default_max_num_seqs,
     estimate,
     kv_bytes_per_token,
     weights_bytes,
@@ -114,8 +118,8 @@ def test_llama_8b_at_32k_on_an_l4_is_refused_with_what_would_fit() -> None:
     assert verdict.fits is False
     assert verdict.message == (
         "needs 15.0 GiB weights + 4.0 GiB KV cache (maxModelLen 32768) + 2.0 GiB activations and runtime "
-        "per GPU; NVIDIA-L4 offers 22.5 GiB \u00d7 0.90 = 20.2 GiB: use maxModelLen ≤ 26624 or "
-        "tensorParallelSize 2 (with resources.gpus 2)"
+        "(maxNumSeqs 256, vocabSize 32000 assumed) per GPU; NVIDIA-L4 offers 22.5 GiB \u00d7 0.90 = 20.2 GiB: "
+        "use maxModelLen ≤ 26624 or tensorParallelSize 2 (with resources.gpus 2)"
     )
     assert verdict.max_model_len_that_fits == 26624
     assert verdict.tensor_parallel_size_that_fits == 2
@@ -160,3 +164,55 @@ def test_unknown_gpu_memory_is_said_and_not_judged() -> None:
 def test_fewer_kv_heads_than_gpus_are_replicated() -> None:
     # vLLM keeps at least one KV head per GPU: 8 KV heads over 16 GPUs are not half a head each.
     assert kv_bytes_per_token(LLAMA_3_8B, BF16, 16) == kv_bytes_per_token(LLAMA_3_8B, BF16, 8)
+
+
+# Llama-3.1-8B's config.json: vocab_size 128256.
+LLAMA_3_8B_VOCAB = Architecture(parameters=8_030_261_248, layers=32, kv_heads=8, head_dim=128, vocab_size=128256)
+
+
+def seqs(max_num_seqs: int, max_model_len: int = 8192, samples: bool = True) -> Layout:
+    return Layout(
+        dtype_bytes=BF16,
+        tensor_parallel_size=1,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=0.9,
+        gpus=1,
+        max_num_seqs=max_num_seqs,
+        samples=samples,
+    )
+
+
+def test_at_vllms_default_max_num_seqs_the_fixed_allowance_holds_the_sampler() -> None:
+    # 256 x 128256 logits x 22 bytes = 0.67 GiB, inside the 1.5 GiB vLLM logged for this model's profiling run.
+    assert allowance_bytes(LLAMA_3_8B_VOCAB, seqs(256)) == ALLOWANCE_BYTES
+    verdict = estimate(LLAMA_3_8B_VOCAB, seqs(256), L4)
+    assert "2.0 GiB activations and runtime (maxNumSeqs 256) per GPU" in verdict.message
+
+
+def test_many_sequences_over_a_large_vocabulary_count_the_samplers_warm_up() -> None:
+    # 2048 x 128256 x 22 bytes = 5.4 GiB of logits at the warm-up: an L4 that fits 256 sequences does not.
+    assert estimate(LLAMA_3_8B_VOCAB, seqs(256, 16384), L4).fits is True
+    verdict = estimate(LLAMA_3_8B_VOCAB, seqs(2048, 16384), L4)
+    assert verdict.fits is False
+    assert verdict.allowance_bytes == 2048 * 128256 * 22 + int(0.5 * GIB)
+    assert "5.9 GiB activations and runtime (maxNumSeqs 2048) per GPU" in verdict.message
+
+
+def test_a_pooling_model_runs_no_sampler() -> None:
+    verdict = estimate(LLAMA_3_8B_VOCAB, seqs(4096, samples=False), L4)
+    assert verdict.allowance_bytes == ALLOWANCE_BYTES
+    assert "activations and runtime per GPU" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [
+        (L4, DEFAULT_MAX_NUM_SEQS),
+        (GpuOffer(81559 * MIB, "NVIDIA-H100-80GB-HBM3"), LARGE_GPU_MAX_NUM_SEQS),
+        (GpuOffer(81920 * MIB, "NVIDIA-A100-SXM4-80GB"), DEFAULT_MAX_NUM_SEQS),
+        (GpuOffer(183359 * MIB, "NVIDIA-B200"), LARGE_GPU_MAX_NUM_SEQS),
+        (None, DEFAULT_MAX_NUM_SEQS),
+    ],
+)
+def test_vllms_default_max_num_seqs_follows_the_gpu_as_vllm_decides(gpu: GpuOffer | None, expected: int) -> None:
+    assert default_max_num_seqs(gpu) == expected

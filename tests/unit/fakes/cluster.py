@@ -317,6 +317,20 @@ class FakeCluster:
             claim["metadata"]["uid"] = self._uid()
             self.objects[key] = claim
 
+    def create_pod(self, obj: KubeObject) -> None:
+        """Create once; a pod that exists is left as it is (the API server's 409, tolerated)."""
+        meta = obj["metadata"]
+        self._write(Write("create", "Pod", meta["name"], _copy(obj)))
+        key = ("Pod", meta["namespace"], meta["name"])
+        if key not in self.objects:
+            pod = _copy(obj)
+            pod["metadata"]["uid"] = self._uid()
+            self.objects[key] = pod
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self._write(Write("delete", "Pod", name, {}))
+        self.objects.pop(("Pod", namespace, name), None)
+
     def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject:
         """A PUT, as the API server answers it: 404 when there is no such route, 422 without a resourceVersion,
         409 when the route changed since `body` was read; else `body`'s spec, labels and annotations are stored

@@ -204,3 +204,13 @@ def test_watch_waits_while_the_operator_has_not_answered_a_verb(
 def test_watch_exits_once_the_operator_answered(annotations: dict[str, str], status: dict[str, Any], code: int) -> None:
     backend = {"metadata": {"generation": 1, "annotations": annotations}, "status": {"observedGeneration": 1, **status}}
     assert view.watch_exit(backend) == code
+
+
+def test_status_shows_what_was_read_from_the_model_claim() -> None:
+    read = "read config.json on claim models (/data/models/llama): 8.03B parameters, 32 layers"
+    backend = {
+        "metadata": {"name": "chat", "namespace": "ml"},
+        "spec": {"engine": "vllm", "model": {"name": "/data/models/llama"}},
+        "status": {"modelFiles": {"revision": "ddd444", "complete": True, "message": read}},
+    }
+    assert f"Model files: ddd444 {read}" in view.format_status(backend, {"blue": None, "green": None}, None, [])

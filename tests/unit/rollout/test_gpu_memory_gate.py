@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.unit.rollout.world import World, backend, healthy_world
 from turnout.api.status import Color, Phase
 from turnout.rollout.actions import ApplyDeployment, ScaleDeployment
@@ -135,3 +137,71 @@ def test_the_refused_revision_starts_once_the_facts_say_it_fits_and_is_no_longer
     assert world.changes() == [ApplyDeployment(GREEN, 1)]
     assert world.status.last_failed_revision is None
     assert world.status.last_failure_reason is None
+
+
+QWEN_7B: dict[str, Any] = {
+    # Qwen2.5-7B-Instruct's config.json; 7.62B parameters (the model card).
+    "parameters": 7_615_616_512,
+    "layers": 28,
+    "kvHeads": 4,
+    "headDim": 128,
+    "vocabSize": 152064,
+}
+
+
+def qwen(*extra_args: str, **changes: Any) -> Any:
+    return backend(
+        model={"name": "Qwen/Qwen2.5-7B-Instruct", "servedName": "chat", "architecture": QWEN_7B},
+        vllm={"maxModelLen": 16384, "extraArgs": list(extra_args)},
+        **changes,
+    )
+
+
+@pytest.mark.parametrize("spelling", [["--max-num-seqs=2048"], ["--max_num_seqs=2048"], ["--max-num-se", "2048"]])
+def test_max_num_seqs_is_read_from_the_extra_args_in_each_spelling_vllm_reads(spelling: list[str]) -> None:
+    world = World()
+    world.gpu_nodes = L4
+    world.step(qwen(*spelling))
+    assert world.changes() == []
+    assert "activations and runtime (maxNumSeqs 2048) per GPU" in degraded(world)[2]
+
+
+def test_vllms_default_max_num_seqs_fits_where_many_more_sequences_do_not() -> None:
+    world = World()
+    world.gpu_nodes = L4
+    world.step(qwen())
+    assert world.changes() == [ApplyDeployment(BLUE, 1)]
+    assert world.status.gpu_memory is not None
+    assert "(maxNumSeqs 256) per GPU" in world.status.gpu_memory.message
+
+
+def test_throughput_mode_doubles_vllms_default_and_an_h100s_is_larger() -> None:
+    h100 = GpuNodes(nodes=(GpuNode("gpu-1", 81559, "NVIDIA-H100-80GB-HBM3"),))
+    world = World()
+    world.gpu_nodes = h100
+    world.step(qwen("--performance-mode=throughput"))
+    assert world.status.gpu_memory is not None
+    assert "(maxNumSeqs 2048) per GPU" in world.status.gpu_memory.message
+
+
+def test_a_max_num_seqs_that_is_no_number_makes_the_estimate_unsure() -> None:
+    world = World()
+    world.gpu_nodes = L4
+    world.step(qwen("--max-num-seqs=many"))
+    assert world.changes() == [ApplyDeployment(BLUE, 1)]
+    assert world.status.gpu_memory is not None
+    assert world.status.gpu_memory.fits is None
+    assert "--max-num-seqs" in world.status.gpu_memory.message
+
+
+def test_estimate_only_facts_leave_the_revision_as_it_was() -> None:
+    with_vocabulary = qwen()
+    without = backend(
+        model={
+            "name": "Qwen/Qwen2.5-7B-Instruct",
+            "servedName": "chat",
+            "architecture": {k: v for k, v in QWEN_7B.items() if k != "vocabSize"},
+        },
+        vllm={"maxModelLen": 16384},
+    )
+    assert with_vocabulary.revision == without.revision

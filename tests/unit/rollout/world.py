@@ -12,17 +12,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from turnout.api.backend import Backend, InvalidSpec
+from turnout.api.labels import inspector_name
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.rollout.actions import (
     ApplyClaim,
     ApplyDeployment,
     ApplyService,
+    CreateInspector,
+    DeleteInspector,
     RecordEvent,
     RecordRevision,
     ScaleDeployment,
     SplitService,
 )
-from turnout.rollout.observed import CheckOutcome, ColorState, GpuNodes, Observed, PodFailure
+from turnout.rollout.observed import (
+    ApplyRejection,
+    CheckOutcome,
+    ColorState,
+    GpuNodes,
+    InspectorPod,
+    ModelFilesRead,
+    Observed,
+    PodFailure,
+)
 from turnout.rollout.plan import Plan, check_target, plan
 
 START = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -72,6 +84,10 @@ class World:
         self.retry: str | None = None
         self.paused = False
         self.gpu_nodes: GpuNodes | None = None
+        self.inspectors: dict[str, InspectorPod] = {}
+        self.model_files: ModelFilesRead | None = None
+        """What the next reconcile reads from the inspector pod (observe reads only a Ready one)."""
+        self.rejected: ApplyRejection | None = None
         self.last: Plan | None = None
 
     def observe(self, check: CheckOutcome | None = None) -> Observed:
@@ -90,6 +106,9 @@ class World:
             retry=self.retry,
             paused=self.paused,
             gpu_nodes=self.gpu_nodes,
+            inspectors=tuple(self.inspectors.values()),
+            model_files=self.model_files,
+            rejected=self.rejected,
         )
 
     def step(self, desired: Backend | InvalidSpec, check: CheckOutcome | None = None) -> Plan:
@@ -130,6 +149,12 @@ class World:
                 self.service_exists = True
             case ApplyClaim():
                 self.claim_exists = True
+            case CreateInspector():
+                assert isinstance(desired, Backend)
+                name = inspector_name(desired)
+                self.inspectors.setdefault(name, InspectorPod(name, desired.revision))
+            case DeleteInspector(name=name):
+                self.inspectors.pop(name, None)
             case RecordEvent() | RecordRevision():
                 pass
             case _:
@@ -155,6 +180,11 @@ class World:
 
     def fail_pods(self, color: Color, *failures: PodFailure) -> None:
         self.colors[color] = replace(self.colors[color], ready=0, failures=failures)
+
+    def inspector_ready(self, read: ModelFilesRead) -> None:
+        """The inspector pods become Ready, and the next reconcile reads `read` from the spec's revision's."""
+        self.inspectors = {name: replace(pod, ready=True) for name, pod in self.inspectors.items()}
+        self.model_files = read
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)

@@ -6,7 +6,17 @@ from typing import Any
 import pytest
 
 from testground.behaviour import Behaviour, Degradation
-from testground.podspec import PodConfigError, PodSim, SecretKeyRef, Shutdown, image_engine, pod_shutdown, pod_sim
+from testground.podspec import (
+    PodConfigError,
+    PodFiles,
+    PodSim,
+    SecretKeyRef,
+    Shutdown,
+    image_engine,
+    pod_files,
+    pod_shutdown,
+    pod_sim,
+)
 
 
 def pod(
@@ -244,3 +254,37 @@ def test_ollama_drains_nothing_after_sigterm() -> None:
 def test_the_deletions_grace_period_wins_and_the_kubelets_default_is_30_seconds() -> None:
     assert pod_shutdown(deleted(OLLAMA, grace=70, deletion_grace=0)).grace == 0
     assert pod_shutdown(deleted(OLLAMA, grace=None)) == Shutdown(pre_stop=0, drain=0, grace=30)
+
+
+def test_turnouts_inspector_pod_is_a_file_server_over_its_claim_not_an_engine() -> None:
+    from turnout.api.backend import Backend
+    from turnout.engines.model_files import model_directory
+    from turnout.render.inspector import render_inspector_pod
+
+    spec = {
+        "engine": "vllm",
+        "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "storage": {"claimName": "models"}},
+    }
+    backend = Backend.parse("chat", "ml", spec)
+    directory = model_directory(backend.model_name, backend.model_mount_path)
+    assert not isinstance(directory, str)
+    rendered = render_inspector_pod(backend, directory)
+    running = {**rendered, "status": {"phase": "Running", "podIP": "10.244.1.9"}}
+    running["metadata"]["uid"] = "u9"
+    assert pod_sim(running) is None
+    files = pod_files(running)
+    assert files == PodFiles(
+        f"ml/chat-inspect-{backend.revision}/u9",
+        "10.244.1.9",
+        8000,
+        "ml",
+        "models",
+        "huggingface/hub/models--meta-llama--Llama-3.1-8B-Instruct",
+    )
+
+
+def test_a_file_server_over_no_claim_is_said() -> None:
+    server = {"image": "python:3", "command": ["python3", "-m", "http.server", "--directory", "/srv"]}
+    with pytest.raises(PodConfigError, match="on no claim the pod mounts"):
+        pod_files(pod(server))
+    assert pod_files(pod(VLLM)) is None
