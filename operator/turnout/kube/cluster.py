@@ -32,6 +32,8 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 """Seconds to connect, and to wait for the answer, of any API request that does not set its own."""
 API_WORKERS = 16
 """Blocking API calls in flight at once, across all backends."""
+WATCH_CONNECTIONS = 8
+"""Connections kept for turnout's own watches (four kinds; more when it watches several namespaces)."""
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
 NODE_LIST_TIMEOUT_SECONDS = 10.0
@@ -130,6 +132,8 @@ class Cluster:
                 config.load_kube_config(client_configuration=configuration)
         else:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        # One connection per worker and per watch (turnout.kube.cached), none discarded as surplus.
+        configuration.connection_pool_maxsize = API_WORKERS + WATCH_CONNECTIONS
         api_client = BoundedApiClient(configuration)
         api_client.user_agent = USER_AGENT  # the API server's audit log tells turnout's requests apart
         return cls(api_client)

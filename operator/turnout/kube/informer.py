@@ -151,6 +151,8 @@ class Informer:
                     self._relist()
                 self._watch()
             except Exception as error:  # an outage of the API server, or a refusal: retried in any case
+                if self._stopping.is_set():
+                    return  # `stop` closed the watch
                 if isinstance(error, ApiException) and error.status == 410:
                     log.info("%s: watch too old (410 Gone), listing again", self._describe())
                     self.resource_version = None
