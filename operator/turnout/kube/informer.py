@@ -179,7 +179,7 @@ class Informer:
             self._lists += 1
             started = self._lists
         items, version = self._source.list(self._namespace, self._selector)
-        fresh = {_key(item): item for item in items}
+        fresh = {_key(item): _slim(item) for item in items}
         with self._changed:
             changed = [obj for key, obj in fresh.items() if _version(self._objects.get(key)) != _version(obj)]
             gone = [obj for key, obj in self._objects.items() if key not in fresh]
@@ -198,7 +198,7 @@ class Informer:
         for event in self._source.watch(self._namespace, self._selector, self.resource_version):
             if self._stopping.is_set():
                 return
-            kind, obj = event.get("type"), event.get("object") or {}
+            kind, obj = event.get("type"), _slim(event.get("object") or {})
             if kind == "ERROR":
                 raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
             version = _version(obj)
@@ -286,7 +286,7 @@ class Informer:
             if self._seen_version(key, version):
                 self._written.pop(key, None)  # the watch was first (or the write changed nothing)
                 return
-            self._written[key] = _Written(version, copy.deepcopy(obj) if obj is not None else None, self._lists)
+            self._written[key] = _Written(version, copy.deepcopy(_slim(obj)) if obj is not None else None, self._lists)
 
     def _seen_version(self, key: Key, version: str | None) -> bool:
         return version is not None and version in self._seen.get(key, ())
@@ -295,6 +295,14 @@ class Informer:
         """A write of `key` whose outcome is unknown (a timeout, a conflict): the next read GETs it."""
         with self._changed:
             self._written[key] = _Written(None, None, self._lists)
+
+
+def _slim(obj: KubeObject) -> KubeObject:
+    """`obj` without its managedFields, which turnout never reads and which are most of a small object."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:

@@ -269,3 +269,17 @@ def test_equality_selectors_parse() -> None:
     }
     with pytest.raises(ValueError, match="equality"):
         parse_selector("turnout.dev/backend")
+
+
+def test_managed_fields_are_not_held() -> None:
+    listed = pod("chat-blue-1", "5")
+    listed["metadata"]["managedFields"] = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    server = ScriptedApiServer(listed)
+    started = Running(server)
+    try:
+        wait_for(lambda: started.informer.synced, timeout=5, what="the list")
+        found = started.informer.get(NAMESPACE, "chat-blue-1")
+        assert found is not None
+        assert "managedFields" not in found["metadata"]
+    finally:
+        started.informer.stop()
