@@ -28,6 +28,21 @@ _LOOPBACK = "127.0.0.1"
 _NODE_CIDR_MASK = 24  # each node gets a /24 of the pod CIDR, as kubeadm clusters do
 
 
+_AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [get, list]
+  resources:
+  - {group: "", resources: [pods, services, secrets]}
+  - {group: apps, resources: [deployments]}
+  - {group: turnout.dev, resources: [inferencebackends]}
+- level: None
+"""
+
+
 class ComponentFailed(RuntimeError):
     """A control-plane component exited or never became healthy."""
 
@@ -52,6 +67,8 @@ class LocalCluster:
         self.keep_workdir = keep_workdir
         self.kubeconfig = self.workdir / "kubeconfig"
         self.logs_dir = self.workdir / "logs"
+        self.audit_log = self.logs_dir / "audit.log"
+        """The API server's audit log (JSON lines): who read what, for tests that count a client's reads."""
         self.server = ""
         self.timings: dict[str, float] = {}  # seconds per start step, for benchmarks
         self._components: list[ChildProcess] = []
@@ -186,8 +203,18 @@ class LocalCluster:
             "--enable-aggregator-routing=true",
             "--allow-privileged=true",
             "--profiling=false",
+            f"--audit-policy-file={self._write_audit_policy()}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=200",
         ])  # fmt: skip
         self._wait_healthy(apiserver.name, f"{self.server}/readyz", timeout, component=apiserver)
+
+    def _write_audit_policy(self) -> Path:
+        """Reads (get, list; not watch) of the kinds turnout reads, at Metadata level; nothing else."""
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(_AUDIT_POLICY)
+        return policy
 
     def _start_controller_manager(self) -> tuple[str, str]:
         assert self._pki

@@ -331,6 +331,7 @@ def command_run(arguments: argparse.Namespace) -> int:
 
     from turnout import handlers, metrics
     from turnout.health import Liveness, serve_health, standby_problem
+    from turnout.kube.cached import CachedCluster
     from turnout.kube.cluster import Cluster, CrdMissing
     from turnout.kube.lease import LeaseElector
 
@@ -360,7 +361,7 @@ def command_run(arguments: argparse.Namespace) -> int:
         print(f"turnout run: {error}", file=sys.stderr)
         return 1
     liveness = Liveness()
-    memo = kopf.Memo(cluster=cluster, liveness=liveness)
+    memo = kopf.Memo(cluster=CachedCluster(cluster, arguments.namespaces), liveness=liveness)
     if arguments.metrics_port:
         metrics.serve_metrics(arguments.metrics_port, arguments.bind)
     if arguments.health_port:

@@ -1,8 +1,8 @@
 """Kopf handlers: when to reconcile. What to do is `turnout.reconcile`'s business.
 
 Each InferenceBackend gets one daemon, a loop that reconciles and then sleeps until `plan` asks
-to look again, or until something about the backend changes (the backend itself, its pods or
-its Deployments), whichever comes first.
+to look again, or until something about the backend changes (the backend itself, its pods, its
+Deployments or its Service: turnout's own watches say so), whichever comes first.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from kubernetes.client.exceptions import ApiException
 
 from turnout import metrics
 from turnout.api.backend import GROUP, PLURAL, VERSION
-from turnout.api.labels import BACKEND_LABEL
 from turnout.health import Liveness, reconcile_budget
+from turnout.kube.cached import CachedCluster
 from turnout.kube.cluster import Cluster, NotLeading
+from turnout.kube.informer import NotSynced
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
+from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 
 ERROR_RETRY_SECONDS = 10.0
 """The first retry after a failed reconcile; each further failure in a row doubles it, up to the cap."""
@@ -34,6 +36,18 @@ def retry_delay(failures: int, jitter: float) -> float:
     return ceiling * (0.5 + jitter / 2)
 
 
+RESYNC_SPREAD = 0.2
+"""An idle backend is looked at again after the idle resync give or take this share of it."""
+
+
+def resync_delay(seconds: float, jitter: float) -> float:
+    """Seconds until the next look at a backend that `plan` asked to see again in `seconds`: an idle
+    resync is spread by `jitter` in [0, 1), so backends started together do not resync in step."""
+    if seconds < IDLE_RESYNC_SECONDS:
+        return seconds
+    return seconds * (1 - RESYNC_SPREAD + 2 * RESYNC_SPREAD * jitter)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.peering.standalone = True
@@ -41,10 +55,28 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.persistence.finalizer = "turnout.dev/daemon"
     if memo.get("cluster") is None:
-        memo.cluster = Cluster.connect()
+        memo.cluster = CachedCluster(Cluster.connect())
     if memo.get("liveness") is None:
         memo.liveness = Liveness()
     memo.wakers = {}
+
+
+@kopf.on.startup()
+async def watch_caches(memo: Any, **_: Any) -> None:
+    """Start the watches the reconciles read from; their news wakes the backend's daemon, on this loop."""
+    loop = asyncio.get_running_loop()
+
+    def wake(namespace: str, name: str) -> None:
+        loop.call_soon_threadsafe(_wake, memo, namespace, name)
+
+    if isinstance(memo.cluster, CachedCluster):
+        memo.cluster.start(wake)
+
+
+@kopf.on.cleanup()
+async def stop_caches(memo: Any, **_: Any) -> None:
+    if isinstance(memo.cluster, CachedCluster):
+        memo.cluster.stop()
 
 
 @kopf.on.login()
@@ -86,7 +118,7 @@ async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, l
             wake.clear()
             try:
                 with memo.liveness.reconciling(key, reconcile_budget(body.get("spec") or {})):
-                    delay = await reconcile(memo.cluster, namespace, name, emit)
+                    delay = resync_delay(await reconcile(memo.cluster, namespace, name, emit), random.random())
                 failures, last_kind = 0, None
             except Exception as error:  # a bug or an API outage: log it, count it, retry with backoff
                 failures += 1
@@ -112,28 +144,19 @@ def failure_kind(error: BaseException) -> str:
 
 def is_transient(error: BaseException) -> bool:
     """An API outage or a slow API server, not a bug: worth one line, not a traceback."""
-    if isinstance(error, ApiException | OSError | TimeoutError | NotLeading):
+    if isinstance(error, ApiException | OSError | TimeoutError | NotLeading | NotSynced):
         return True
     return type(error).__module__.startswith("urllib3")
 
 
-# Async, so each runs on the event loop that the daemons' wake-up Events belong to (an
-# asyncio.Event set from Kopf's thread pool wakes its waiter late, or not at all).
+# Async, so it runs on the event loop that the daemons' wake-up Events belong to (an asyncio.Event
+# set from another thread wakes its waiter late, or not at all); turnout's watches wake through
+# `loop.call_soon_threadsafe` for the same reason.
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def backend_changed(name: str, namespace: str | None, type: str, memo: Any, **_: Any) -> None:
     if type == "DELETED" and namespace is not None:
         metrics.forget_backend(namespace, name)
     _wake(memo, namespace, name)
-
-
-@kopf.on.event("pods", labels={BACKEND_LABEL: kopf.PRESENT})
-async def pod_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
-    _wake(memo, namespace, labels[BACKEND_LABEL])
-
-
-@kopf.on.event("deployments", labels={BACKEND_LABEL: kopf.PRESENT})
-async def deployment_changed(namespace: str | None, labels: kopf.Labels, memo: Any, **_: Any) -> None:
-    _wake(memo, namespace, labels[BACKEND_LABEL])
 
 
 def _wake(memo: Any, namespace: str | None, name: str) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client.exceptions import ApiException
 
@@ -19,6 +19,7 @@ from turnout import metrics
 from turnout.api.backend import Backend, InvalidSpec
 from turnout.api.status import InferenceBackendStatus
 from turnout.kube.benchmark import run_benchmark
+from turnout.kube.cached import ReadOnce
 from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
 from turnout.kube.observe import Benchmarker, Checker, Scraper, api_key_digest, observe
@@ -106,8 +107,9 @@ async def reconcile(
     canary's traffic (default: `scrape_traffic`, the pods' metrics), `benchmarker` runs the benchmark
     gate (default: `run_benchmark`); `clock` tells the time.
     """
-    # Read the backend afresh: a watched copy can lag behind the status this loop just wrote,
-    # and deciding on a stale status would undo the last step (e.g. scale a rolled-back color up).
+    # The cluster's cache answers with the status this loop last wrote until its watch has caught up
+    # (deciding on a stale status would undo the last step, e.g. scale a rolled-back color up).
+    cluster = cast(ClusterApi, ReadOnce(cluster))  # the API key's Secret is read once per reconcile
     body = await in_thread(partial(cluster.get_backend, namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return IDLE_RESYNC_SECONDS

@@ -1,10 +1,14 @@
-"""An idle operator makes no writes: counted by the API server itself."""
+"""An idle operator makes no writes, and no reads beyond its watches: counted by the API server itself
+(its request counters for writes, its audit log for reads, which tells the control plane's own apart)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -12,19 +16,24 @@ from testground.binaries import ensure_binaries
 from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
 from tests.e2e.harness import Backends, OperatorProcess, ollama_spec
+from turnout.handlers import RESYNC_SPREAD
+from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 
 pytestmark = pytest.mark.e2e
 
 BACKENDS = 20
-IDLE_SECONDS = 60
+# Longer than the longest (jittered) idle resync: every backend is reconciled at least once in the window.
+IDLE_SECONDS = IDLE_RESYNC_SECONDS * (1 + RESYNC_SPREAD) + 10
 # What turnout writes; the control plane's own heartbeats (leases, nodes) are not in this list.
 TURNOUT_RESOURCES = {"inferencebackends", "deployments", "services", "persistentvolumeclaims", "events"}
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
+# The control plane's own clients (the garbage collector GETs the owners of what turnout creates).
+CONTROL_PLANE_USER_AGENTS = ("kube-controller-manager/", "kube-scheduler/", "kwok")
 SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
-def writes_to_turnout_resources(kubeconfig: str) -> dict[str, float]:
-    """Write requests the API server has served for the kinds turnout writes, since it started, by kind."""
+def requests_served(kubeconfig: str, verbs: set[str], resources: set[str]) -> dict[str, float]:
+    """Requests with one of `verbs` on one of `resources` the API server has served since it started, by kind."""
     kubectl = ensure_binaries().path("kubectl")
     text = subprocess.run(
         [str(kubectl), "--kubeconfig", kubeconfig, "get", "--raw", "/metrics"],
@@ -36,13 +45,13 @@ def writes_to_turnout_resources(kubeconfig: str) -> dict[str, float]:
         if not match:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in TURNOUT_RESOURCES:
+        if labels.get("verb") in verbs and labels.get("resource") in resources:
             kind = f"{labels['verb']} {labels['resource']}/{labels.get('subresource', '')}".rstrip("/")
             counts[kind] = counts.get(kind, 0.0) + float(match["value"])
     return counts
 
 
-def test_twenty_healthy_backends_idle_for_a_minute_cost_no_writes(
+def test_twenty_healthy_backends_idle_past_their_resync_cost_no_writes_and_no_reads(
     kube_cluster: KubeCluster, operator: OperatorProcess, backends: Backends
 ) -> None:
     if not kube_cluster.local:
@@ -66,8 +75,35 @@ def test_twenty_healthy_backends_idle_for_a_minute_cost_no_writes(
             timeout=30,
             what=f"{name}'s Healthy Event posted",
         )
-    before = writes_to_turnout_resources(kube_cluster.kubeconfig)
+    assert kube_cluster.cluster is not None
+    audit_log = kube_cluster.cluster.audit_log
+    kubeconfig = kube_cluster.kubeconfig
+    writes_before = requests_served(kubeconfig, WRITE_VERBS, TURNOUT_RESOURCES)
+    audited = audit_log.stat().st_size
+    reconciles_before = operator.metric("turnout_reconciles_total")
     time.sleep(IDLE_SECONDS)  # the measured window itself, not a wait for something to happen
-    after = writes_to_turnout_resources(kube_cluster.kubeconfig)
-    writes = {kind: n - before.get(kind, 0.0) for kind, n in after.items() if n != before.get(kind, 0.0)}
-    assert writes == {}, f"write requests in {IDLE_SECONDS} s of idling: {writes}"
+    writes = since(writes_before, requests_served(kubeconfig, WRITE_VERBS, TURNOUT_RESOURCES))
+    reads = reads_audited(audit_log, audited)
+    reconciles = operator.metric("turnout_reconciles_total") - reconciles_before
+    assert reconciles >= BACKENDS, f"{reconciles} reconciles in {IDLE_SECONDS:.0f} s: not every backend resynced"
+    assert writes == {}, f"write requests in {IDLE_SECONDS:.0f} s of idling: {writes}"
+    # Everyone but the control plane: turnout (User-Agent turnout), Kopf, and this test, which is idle too.
+    others = {read: n for read, n in reads.items() if not read[0].startswith(CONTROL_PLANE_USER_AGENTS)}
+    assert others == {}, f"reads (not watches) in {IDLE_SECONDS:.0f} s of idling: {reads}"
+
+
+def reads_audited(audit_log: Path, offset: int) -> Counter[tuple[str, str, str]]:
+    """The audited reads (get, list of the kinds turnout reads) after `offset` bytes of the audit log,
+    by (user agent, verb, resource)."""
+    with audit_log.open() as log:
+        log.seek(offset)
+        events = [json.loads(line) for line in log if line.strip()]
+    return Counter(
+        (e.get("userAgent", ""), e["verb"], (e.get("objectRef") or {}).get("resource", ""))
+        for e in events
+        if e.get("stage") == "ResponseComplete"
+    )
+
+
+def since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {kind: n - before.get(kind, 0.0) for kind, n in after.items() if n != before.get(kind, 0.0)}

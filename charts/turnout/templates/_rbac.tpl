@@ -5,8 +5,9 @@ The chart's README lists the same rules with the code that uses each (a test kee
 
 {{- /* Rules in each namespace whose InferenceBackends the operator runs (Secrets apart, below). */ -}}
 {{- define "turnout.rbac.namespacedRules" -}}
-# Kopf watches the backends and patches its finalizer (turnout.dev/daemon) onto them;
-# each reconcile reads its backend afresh (Cluster.get_backend).
+# Kopf watches the backends and patches its finalizer (turnout.dev/daemon) onto them; turnout's
+# own informer lists and watches them too (reconciles read that cache), and GETs one after a write
+# whose outcome it does not know (a conflict, a timeout).
 - apiGroups: [turnout.dev]
   resources: [inferencebackends]
   verbs: [get, list, watch, patch]
@@ -18,8 +19,9 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [turnout.dev]
   resources: [inferencebackends/finalizers]
   verbs: [update]
-# The blue and green Deployments: watched (Kopf), listed and looked up by name (observe: one of
-# those names that is not the backend's own is a Conflict), server-side applied.
+# The blue and green Deployments: listed and watched with the label turnout.dev/backend (turnout's
+# informer), looked up by name when not in that cache (observe: one of those names that is not the
+# backend's own is a Conflict), server-side applied.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch]
@@ -27,15 +29,17 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [apps]
   resources: [deployments/scale]
   verbs: [patch]
-# The stable Service whose selector moves between the colors: read, server-side applied.
+# The stable Service whose selector moves between the colors: listed and watched with the label
+# turnout.dev/backend (turnout's informer), looked up by name when not in that cache, server-side applied.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch]
+  verbs: [get, list, watch, create, patch]
 # The model claim (storage.create): looked up, created once, never patched or deleted by turnout.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [get, create]
-# Pod readiness, addresses and failure reasons (ImagePullBackOff, OOMKilled, ...); and the short-lived
+# Pod readiness, addresses and failure reasons (ImagePullBackOff, OOMKilled, ...): listed and
+# watched with the label turnout.dev/backend only (turnout's informer); and the short-lived
 # inspector pod that serves a vLLM model's config.json from its claim, created and deleted by turnout.
 - apiGroups: [""]
   resources: [pods]
@@ -63,7 +67,7 @@ The chart's README lists the same rules with the code that uses each (a test kee
 
 {{- /* Where Secrets are read: each watched namespace (namespaces scope), else rbac.secretNamespaces only. */ -}}
 {{- define "turnout.rbac.secretRules" -}}
-# The vLLM API key named by spec.vllm.apiKeySecretRef, read by name for the checks; no list or watch.
+# The vLLM API key named by spec.vllm.apiKeySecretRef, read by name once per reconcile; no list or watch.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]

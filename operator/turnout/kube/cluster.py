@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
@@ -27,10 +27,13 @@ from turnout import metrics
 from turnout.api.backend import GROUP, KIND, VERSION
 
 FIELD_MANAGER = "turnout"
+USER_AGENT = "turnout"
 REQUEST_TIMEOUT = (5.0, 30.0)
 """Seconds to connect, and to wait for the answer, of any API request that does not set its own."""
 API_WORKERS = 16
 """Blocking API calls in flight at once, across all backends."""
+WATCH_CONNECTIONS = 8
+"""Connections kept for turnout's own watches (four kinds; more when it watches several namespaces)."""
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
 NODE_LIST_TIMEOUT_SECONDS = 10.0
@@ -131,7 +134,11 @@ class Cluster:
                 config.load_kube_config(client_configuration=configuration)
         else:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-        return cls(BoundedApiClient(configuration))
+        # One connection per worker and per watch (turnout.kube.cached), none discarded as surplus.
+        configuration.connection_pool_maxsize = API_WORKERS + WATCH_CONNECTIONS
+        api_client = BoundedApiClient(configuration)
+        api_client.user_agent = USER_AGENT  # the API server's audit log tells turnout's requests apart
+        return cls(api_client)
 
     def lease(self, namespace: str, name: str) -> ClusterLease:
         """The Lease of leader election."""
@@ -208,30 +215,35 @@ class Cluster:
             raise NotLeading("this replica does not hold the leader-election lease")
         metrics.record_api_write(verb)
 
-    def apply(self, obj: KubeObject) -> None:
-        """Server-side apply `obj` as the field manager `turnout`; only the kinds turnout renders for apply."""
+    def apply(self, obj: KubeObject) -> KubeObject:
+        """Server-side apply `obj` as the field manager `turnout`; only the kinds turnout renders for apply.
+        Returns the object as stored."""
         self._guard("apply")
         appliable = {("apps/v1", "Deployment"): self._deployments, ("v1", "Service"): self._services}
         resource = appliable.get((str(obj.get("apiVersion")), str(obj.get("kind"))))
         if resource is None:
             raise ValueError(f"turnout does not apply {obj.get('apiVersion')} {obj.get('kind')}")
-        resource.server_side_apply(
+        stored = resource.server_side_apply(
             body=obj,
             namespace=obj["metadata"]["namespace"],
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
         )
+        return cast(KubeObject, stored.to_dict())
 
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        """Set replicas only, through the scale subresource, leaving the template alone."""
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> str | None:
+        """Set replicas only, through the scale subresource, leaving the template alone; returns the
+        Deployment's resourceVersion after the change (the Scale's own)."""
         self._guard("scale")
-        self._deployments.subresources["scale"].patch(
+        scale = self._deployments.subresources["scale"].patch(
             body={"spec": {"replicas": replicas}},
             namespace=namespace,
             name=name,
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
         )
+        version = (scale.to_dict().get("metadata") or {}).get("resourceVersion")
+        return None if version is None else str(version)
 
     def create_claim(self, obj: KubeObject) -> None:
         """Create a claim once; a claim that already exists is left as it is."""
@@ -284,20 +296,73 @@ class Cluster:
         with contextlib.suppress(NotFoundError):
             self._history.delete(namespace=namespace, name=name)
 
-    def patch_backend_status(self, ref: BackendRef, status: KubeObject, resource_version: str | None = None) -> None:
+    def patch_backend_status(
+        self, ref: BackendRef, status: KubeObject, resource_version: str | None = None
+    ) -> KubeObject:
         """Merge-patch the status subresource; None values remove fields. With `resource_version` (the
-        backend's as read), the API server answers 409 Conflict when the backend changed since."""
+        backend's as read), the API server answers 409 Conflict when the backend changed since.
+        Returns the backend as stored."""
         self._guard("patch")
         body: KubeObject = {"status": status}
         if resource_version is not None:
             body["metadata"] = {"resourceVersion": resource_version}
-        self._backends.status.patch(
+        stored = self._backends.status.patch(
             body=body,
             namespace=ref.namespace,
             name=ref.name,
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
         )
+        return cast(KubeObject, stored.to_dict())
+
+    def watch_source(self, kind: str) -> DynamicWatchSource:
+        """List, watch and get of one of the kinds turnout caches: Deployment, Pod, Service, InferenceBackend."""
+        resources = {
+            "Deployment": self._deployments,
+            "Pod": self._pods,
+            "Service": self._services,
+            KIND: self._backends,
+        }
+        return DynamicWatchSource(resources[kind])
+
+
+WATCH_SECONDS = 120
+"""How long the API server keeps one watch request open before it ends it (and the informer resumes it)."""
+WATCH_READ_SLACK_SECONDS = 30.0
+"""How much longer than the watch's own server-side timeout a watch may stay silent before it is dropped."""
+
+
+class DynamicWatchSource:
+    """A `turnout.kube.informer.WatchSource` over one resource of the dynamic client, bounded by
+    `REQUEST_TIMEOUT` (a watch's read timeout is its server-side timeout plus some slack)."""
+
+    def __init__(self, resource: Any) -> None:
+        self._resource = resource
+        self._watcher: watch.Watch | None = None
+
+    def list(self, namespace: str | None, selector: str | None) -> tuple[list[KubeObject], str]:
+        found = self._resource.get(namespace=namespace, label_selector=selector).to_dict()
+        return list(found.get("items") or []), str((found.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(self, namespace: str | None, selector: str | None, resource_version: str) -> Iterator[KubeObject]:
+        self._watcher = watch.Watch()
+        yield from self._watcher.stream(
+            self._resource.get,
+            namespace=namespace,
+            label_selector=selector,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            serialize=False,
+            _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + WATCH_READ_SLACK_SECONDS),
+        )
+
+    def get(self, namespace: str, name: str) -> KubeObject | None:
+        return _get(lambda: self._resource.get(namespace=namespace, name=name))
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
 
 
 class BoundedApiClient(client.ApiClient):

@@ -375,7 +375,9 @@ async def observe(
         for color in Color:
             wanted = deployment_name(backend, color)
             # One not labelled as this backend's is not listed: a Deployment of that name is someone else's.
-            found = listed.get(wanted) or await in_thread(partial(cluster.get_deployment, namespace, wanted))
+            found = listed.get(wanted)
+            if found is None and foreign_deployment_matters(backend, status, color):
+                found = await in_thread(partial(cluster.get_deployment, namespace, wanted))
             conflict = ownership_conflict(found, "Deployment", name, meta["uid"])
             if conflict is not None:
                 conflicts.append(conflict)
@@ -422,6 +424,14 @@ async def observe(
         inspectors=inspectors,
         model_files=model_files,
     )
+
+
+def foreign_deployment_matters(backend: Backend, status: InferenceBackendStatus, color: Color) -> bool:
+    """Whether a Deployment of `color`'s name that is not the backend's (so not in turnout's caches) must
+    be looked up: not for the idle color of a backend at rest, which no plan writes until the spec changes
+    (an idle backend costs no request)."""
+    at_rest = status.phase is Phase.HEALTHY and status.active_revision == backend.revision
+    return not at_rest or color == status.active_color
 
 
 def _found(conflict: str | None) -> list[str]:

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
-from turnout.kube.cluster import BackendRef, Cluster, ClusterApi, KubeObject
+from turnout.kube.cached import CachedCluster
+from turnout.kube.cluster import BackendRef, ClusterApi, KubeObject
 
 T = TypeVar("T")
 REPLICA_SET_LABEL = "pod-template-hash"
@@ -503,6 +504,6 @@ def _ready(ready: bool) -> KubeObject:
     return {"type": "Ready", "status": "True" if ready else "False"}
 
 
-def _both_stand_for_the_cluster(real: Cluster, fake: FakeCluster) -> tuple[ClusterApi, ClusterApi]:
-    """Never called: mypy checks here that the real client and this fake both satisfy `ClusterApi`."""
+def _both_stand_for_the_cluster(real: CachedCluster, fake: FakeCluster) -> tuple[ClusterApi, ClusterApi]:
+    """Never called: mypy checks here that the real client (with its caches) and this fake both satisfy `ClusterApi`."""
     return real, fake
