@@ -108,14 +108,13 @@ def test_a_canary_answering_5xx_is_aborted_by_the_prometheus_metric_with_its_val
 def test_a_healthy_canary_with_the_prometheus_metric_in_range_completes(
     operator: OperatorProcess, backends: Backends, prometheus: PrometheusServer
 ) -> None:
-    steps = [{"setWeight": 50}]
-    verdicts: list[str] = []
+    # The pause keeps judging, so the verdict with the metric stays in the status to be read.
+    steps = [{"setWeight": 50}, {"pause": {}}]
 
-    def promoted(status: dict[str, Any]) -> bool:
+    def metric_in_range(status: dict[str, Any]) -> dict[str, Any] | None:
         analysis = (status.get("canary") or {}).get("analysis") or {}
-        if "metric error-ratio" in analysis.get("message", ""):
-            verdicts.append(analysis["message"])
-        return status.get("phase") == "Healthy" and status.get("activeRevision") == new_revision
+        passed = analysis.get("outcome") == "Pass" and status.get("phase") == "Paused"
+        return analysis if passed and "metric error-ratio = 0 within [, 0.05]" in analysis.get("message", "") else None
 
     with PodTargets(backends, prometheus):
         backends.create("chat", judged_by_prometheus(prometheus, steps))
@@ -124,6 +123,8 @@ def test_a_healthy_canary_with_the_prometheus_metric_in_range_completes(
         new_revision = revision(backends, new)
         with EndpointClient(backends, "chat") as clients:
             backends.replace_spec("chat", new)
-            backends.wait("chat", promoted, timeout=120, what=f"revision {new_revision} promoted")
+            analysis = backends.wait("chat", metric_in_range, timeout=120, what="a pass with the metric in range")
+            backends.annotate("chat", {"turnout.dev/promote": f"{new_revision}/1"})
+            backends.wait_status("chat", timeout=60, phase="Healthy", activeRevision=new_revision)
+    assert analysis["metrics"] == [{"name": "error-ratio", "value": 0}], analysis
     assert not clients.failures, clients.failures[:3]
-    assert any("metric error-ratio = 0 within [, 0.05]" in verdict for verdict in verdicts), verdicts
