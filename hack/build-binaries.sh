@@ -4,11 +4,13 @@
 #   ${TURNOUT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/turnout}/bin/<component>/<version>/<binary>
 # and copies the Gateway API's standard CRDs from its module (nothing to build) to
 #   .../turnout/crds/gateway-api/<version>/*.yaml
+# and unpacks Prometheus from the Debian package of that version (apt-get download; nothing is
+# installed on the system) to .../turnout/bin/prometheus/<version>/prometheus
 # A second run with the cache present only checks that the files are there.
 # Prints the directory of each component on stdout as NAME=PATH lines; progress goes to stderr.
 #
 # Usage: hack/build-binaries.sh [component ...]
-#        (default: all; components: kube etcd kwok helm gateway-api)
+#        (default: all; components: kube etcd kwok helm gateway-api prometheus)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -174,6 +176,24 @@ fetch_gateway_api() {
   echo "GATEWAY_API_CRDS=$dest"
 }
 
+# The package's own binary, statically linked Go: `apt-get download` fetches the .deb into a scratch
+# directory (no root needed, nothing installed) and `dpkg-deb -x` unpacks it there.
+fetch_prometheus() {
+  local dest=$cache/bin/prometheus/$PROMETHEUS_VERSION
+  lock_component prometheus
+  if all_present "$dest" prometheus; then echo "PROMETHEUS_BIN=$dest"; return; fi
+  local scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -q "prometheus=$PROMETHEUS_VERSION") >&2
+  dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/root"
+  mkdir -p "$dest"
+  cp "$scratch/root/usr/bin/prometheus" "$dest/prometheus.tmp"
+  mv "$dest/prometheus.tmp" "$dest/prometheus"
+  rm -rf "$scratch"
+  log "prometheus $PROMETHEUS_VERSION: unpacked to $dest"
+  echo "PROMETHEUS_BIN=$dest"
+}
+
 # Holds a per-component lock until the next call or exit: two runs on a cold cache (two test
 # sessions at once) would otherwise write the same files.
 lock_component() {
@@ -191,7 +211,7 @@ all_present() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube helm gateway-api)
+[ ${#components[@]} -gt 0 ] || components=(etcd kwok kube helm gateway-api prometheus)
 for c in "${components[@]}"; do
   case $c in
     kube) build_kube ;;
@@ -199,6 +219,7 @@ for c in "${components[@]}"; do
     kwok) build_kwok ;;
     helm) build_helm ;;
     gateway-api) fetch_gateway_api ;;
-    *) echo "unknown component: $c (kube etcd kwok helm gateway-api)" >&2; exit 2 ;;
+    prometheus) fetch_prometheus ;;
+    *) echo "unknown component: $c (kube etcd kwok helm gateway-api prometheus)" >&2; exit 2 ;;
   esac
 done

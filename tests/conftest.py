@@ -1,12 +1,12 @@
-"""Shared fixtures: ``kube_cluster`` and ``gateway_api_crds`` for the e2e tests (see hack/testground);
+"""Shared fixtures: ``kube_cluster``, ``gateway_api_crds`` and ``prometheus`` for the e2e tests (see hack/testground);
 and, before the first test, what the selected tests need (see tests/preparation.py)."""
 
 import pytest
 
-from testground.pytest_fixtures import gateway_api_crds, kube_cluster
+from testground.pytest_fixtures import gateway_api_crds, kube_cluster, prometheus
 from tests.preparation import prepare_for
 
-__all__ = ["gateway_api_crds", "kube_cluster"]
+__all__ = ["gateway_api_crds", "kube_cluster", "prometheus"]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -6,6 +6,7 @@ and each step is instant once its cache is warm:
   - the local test ground (`kube_cluster`): the control plane's binaries (~20 min on a cold cache);
   - `helm` (chart tests, the chart's e2e test): helm (a few minutes on a cold cache);
   - `gateway_api_crds` (HTTPRoute e2e tests): the Gateway API's CRD files (a download of a few MB);
+  - `prometheus` (canary e2e tests of `analysis.metrics`): Prometheus, from Debian's package (~20 MB);
   - the engine tests: vLLM's virtualenv (~5 min, 6 GB), only with TURNOUT_REQUIRE_ENGINE_TESTS=1;
     without it they skip and say how to run them.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from testground.binaries import ensure_binaries, ensure_gateway_api_crds, ensure_helm
+from testground.binaries import ensure_binaries, ensure_gateway_api_crds, ensure_helm, ensure_prometheus
 from testground.pytest_fixtures import EXTERNAL_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +78,8 @@ def prepare_for(items: Sequence[pytest.Item]) -> None:
             steps["helm (hack/build-binaries.sh helm)"] = ensure_helm
         if "gateway_api_crds" in item.fixturenames:
             steps["the Gateway API CRDs (hack/build-binaries.sh gateway-api)"] = ensure_gateway_api_crds
+        if "prometheus" in item.fixturenames:
+            steps["Prometheus (hack/build-binaries.sh prometheus)"] = ensure_prometheus
         if item.get_closest_marker("engine") and engine_tests_required():
             steps["vLLM's virtualenv (hack/vllm-venv.sh)"] = lambda: vllm_python(install=True)
     for what, step in steps.items():

@@ -1,4 +1,4 @@
-"""Locate the pinned control-plane binaries, helm and the Gateway API CRDs, fetching them with
+"""Locate the pinned control-plane binaries, helm, Prometheus and the Gateway API CRDs, fetching them with
 hack/build-binaries.sh if missing."""
 
 from __future__ import annotations
@@ -59,6 +59,12 @@ def ensure_gateway_api_crds() -> Path:
     """The directory of the pinned Gateway API release's standard-channel CRD files (one YAML file
     each), copied from its Go module on first use (a download of a few MB), then from the cache."""
     return _build("gateway-api")["GATEWAY_API_CRDS"]
+
+
+def ensure_prometheus() -> Path:
+    """The pinned Prometheus binary (PROMETHEUS_VERSION, Debian's package unpacked into the cache on
+    first use: a download of about 20 MB), then from the cache."""
+    return _build("prometheus")["PROMETHEUS_BIN"] / "prometheus"
 
 
 def _build(*components: str) -> dict[str, Path]:

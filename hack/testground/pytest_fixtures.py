@@ -1,5 +1,6 @@
 """pytest fixtures for e2e tests: ``kube_cluster`` is the local test ground or ``$KUBECONFIG``;
-``gateway_api_crds`` installs the Gateway API's HTTPRoute there."""
+``gateway_api_crds`` installs the Gateway API's HTTPRoute there; ``prometheus`` runs a Prometheus
+server of the test's own beside it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 from kubernetes import config
 
-from testground.binaries import ensure_gateway_api_crds, pinned_versions
+from testground.binaries import ensure_gateway_api_crds, ensure_prometheus, pinned_versions
 from testground.cluster import LocalCluster
 from testground.crds import install_gateway_api
 from testground.podnet import PodNetwork
+from testground.prometheus import PrometheusServer
 from testground.supervisor import PodSupervisor
 
 # With TURNOUT_E2E_KUBECONFIG=1 the e2e tests run against the cluster in $KUBECONFIG.
@@ -80,6 +82,21 @@ def gateway_api_crds(kube_cluster: KubeCluster) -> str:
     finally:
         api.close()
     return pinned_versions()["GATEWAY_API_VERSION"]
+
+
+@pytest.fixture
+def prometheus(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[PrometheusServer]:
+    """A Prometheus server of the test's own on 127.0.0.1, scraping every second what the test lists
+    with `set_targets` (pod IPs: the host routes them); stopped after the test. The binary is fetched
+    before the session (tests/preparation.py)."""
+    if not kube_cluster.local:
+        pytest.skip("needs the local test ground: a Prometheus on this host that reaches the pod IPs")
+    server = PrometheusServer(ensure_prometheus(), tmp_path / "prometheus")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:

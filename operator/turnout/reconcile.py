@@ -22,7 +22,7 @@ from turnout.kube.benchmark import run_benchmark
 from turnout.kube.cached import ReadOnce
 from turnout.kube.cluster import BackendRef, ClusterApi, in_thread
 from turnout.kube.execute import EventSink, execute, write_status
-from turnout.kube.observe import Benchmarker, Checker, Scraper, api_key_digest, observe
+from turnout.kube.observe import Benchmarker, Checker, Querier, Scraper, api_key_digest, observe
 from turnout.rollout.actions import Action, CutoverResult, RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS, plan
 
@@ -99,13 +99,15 @@ async def reconcile(
     checker: Checker | None = None,
     scraper: Scraper | None = None,
     benchmarker: Benchmarker | None = None,
+    querier: Querier | None = None,
     clock: Clock = utc_now,
 ) -> float:
     """Bring one backend one step closer to its spec; return seconds until it should be looked at again.
 
     `checker` runs the check rounds (default: `run_checks`, HTTP to the pods), `scraper` reads a
     canary's traffic (default: `scrape_traffic`, the pods' metrics), `benchmarker` runs the benchmark
-    gate (default: `run_benchmark`); `clock` tells the time.
+    gate (default: `run_benchmark`), `querier` asks the team's Prometheus a canary's metrics (default:
+    `query_prometheus`); `clock` tells the time.
     """
     # The cluster's cache answers with the status this loop last wrote until its watch has caught up
     # (deciding on a stale status would undo the last step, e.g. scale a rolled-back color up).
@@ -119,7 +121,7 @@ async def reconcile(
     if isinstance(desired, Backend):
         desired = replace(desired, api_key_digest=await api_key_digest(cluster, desired))
     backend = desired if isinstance(desired, Backend) else None
-    observed = await observe(cluster, body, backend, clock(), checker, scraper, benchmarker or run_benchmark)
+    observed = await observe(cluster, body, backend, clock(), checker, scraper, benchmarker or run_benchmark, querier)
     decided_at = time.monotonic()
     result = plan(desired, observed)
     if result.actions:

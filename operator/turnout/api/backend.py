@@ -316,6 +316,17 @@ def _canary_problems(spec: InferenceBackendSpec) -> list[str]:
     for index, step in enumerate(canary.steps):
         if (step.set_weight is None) == (step.pause is None):
             found.append(f"spec.rollout.canary.steps[{index}]: {rules.CANARY_STEP_ONE_KIND}")
+    names: dict[str, int] = {}
+    for index, metric in enumerate(canary.analysis.metrics):
+        where = f"spec.rollout.canary.analysis.metrics[{index}]"
+        bounds = metric.threshold_range
+        if bounds.min is None and bounds.max is None:
+            found.append(f"{where}.thresholdRange: {rules.THRESHOLD_RANGE_EMPTY}")
+        elif bounds.min is not None and bounds.max is not None and bounds.min > bounds.max:
+            found.append(f"{where}.thresholdRange.min: {rules.THRESHOLD_RANGE_INVERTED}")
+        if metric.name in names:
+            found.append(f"{where}.name: {metric.name} is already the name of metrics[{names[metric.name]}]; keep one")
+        names.setdefault(metric.name, index)
     weights = [step.set_weight for step in canary.steps if step.set_weight is not None]
     if any(later <= earlier for earlier, later in itertools.pairwise(weights)):
         got = ", ".join(map(str, weights))

@@ -66,6 +66,8 @@ CANARY_NEEDS_STEPS = "strategy Canary needs rollout.canary.steps, e.g. [{setWeig
 CANARY_STEP_ONE_KIND = "each canary step is either setWeight or pause: set exactly one"
 CANARY_WEIGHTS_INCREASING = "the setWeight steps must increase from one to the next"
 CANARY_WEIGHTS_INCREASING_GOT = CANARY_WEIGHTS_INCREASING + " (got {})"
+THRESHOLD_RANGE_EMPTY = "a metric's thresholdRange needs min, max or both: with neither, nothing is checked"
+THRESHOLD_RANGE_INVERTED = "a metric's thresholdRange.min must not be above its max: no value would pass"
 CANARY_NEEDS_TWO_PODS = (
     "a canary runs both revisions at once: with replicas 1 it needs canary.maxSurge 1 or more; "
     "use strategy Recreate to replace a single replica without a spare GPU"
@@ -165,6 +167,17 @@ RULES: tuple[Rule, ...] = (
         message_expression=cel_format(
             CANARY_WEIGHTS_INCREASING_GOT, cel_join("self.filter(s, has(s.setWeight)).map(s, string(s.setWeight))")
         ),
+    ),
+    Rule(
+        ("spec", "rollout", "canary", "analysis", "metrics", "*", "thresholdRange"),
+        "has(self.min) || has(self.max)",
+        THRESHOLD_RANGE_EMPTY,
+    ),
+    Rule(
+        ("spec", "rollout", "canary", "analysis", "metrics", "*", "thresholdRange"),
+        "!has(self.min) || !has(self.max) || self.min <= self.max",
+        THRESHOLD_RANGE_INVERTED,
+        ".min",
     ),
     Rule(
         ("spec", "template", "env", "*"),

@@ -57,6 +57,23 @@ MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9._-]+)+/?$"
 DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # Ollama's OLLAMA_KEEP_ALIVE: a Go duration, plain seconds, or a negative number for "forever".
 KEEP_ALIVE_PATTERN = r"^(-1|[0-9]+|([0-9]+(ns|us|ms|s|m|h))+)$"
+METRIC_NAME_PATTERN = r"^[A-Za-z][-A-Za-z0-9_]*$"
+# A Prometheus server's base URL: its HTTP API is under `<address>/api/v1/`.
+PROMETHEUS_ADDRESS_PATTERN = r"^https?://[^\s/?#@]+(/[^\s?#]*)?$"
+QUERY_VARIABLES = (
+    "namespace",
+    "backend",
+    "service",
+    "canaryRevision",
+    "stableRevision",
+    "canaryColor",
+    "stableColor",
+    "interval",
+    "window",
+)
+"""What turnout fills in a Prometheus query, written `{{ name }}` (docs/canary.md says what each is)."""
+# A PromQL query whose every `{{` opens one of QUERY_VARIABLES (PromQL itself never writes `{{`).
+PROMQL_PATTERN = r"^([^{]|\{[^{]|\{\{ *(" + "|".join(QUERY_VARIABLES) + r") *\}\})*\{?$"
 
 # What a valid value looks like, for each pattern: users read this instead of the regex, in
 # `kubectl apply` errors (the CRD turns each pattern into a CEL rule with this message) and in
@@ -87,6 +104,17 @@ PATTERN_HINTS: dict[str, str] = {
     MOUNT_PATH_PATTERN: "must be an absolute directory path such as /data/models",
     DATA_KEY_PATTERN: "must be a data key such as token or prompts.jsonl: letters, digits, '-', '_' and '.'",
     KEEP_ALIVE_PATTERN: "must be a duration such as 30m or 24h, a number of seconds, or -1 to keep models loaded",
+    METRIC_NAME_PATTERN: (
+        "must be a metric name such as error-rate: letters, digits, '-' and '_', starting with a letter"
+    ),
+    PROMETHEUS_ADDRESS_PATTERN: (
+        "must be a Prometheus server's URL such as http://prometheus.monitoring:9090: http or https, "
+        "a host, an optional path, no query, fragment or credentials"
+    ),
+    PROMQL_PATTERN: (
+        "must be a PromQL query whose only {{ }} are turnout's variables: "
+        + ", ".join(f"{{{{ {name} }}}}" for name in QUERY_VARIABLES)
+    ),
 }
 
 
@@ -385,9 +413,43 @@ class CanaryStep(Model):
     """Wait here, for `seconds` or until promoted."""
 
 
+class PrometheusQuery(Model):
+    """An instant query to a Prometheus server's HTTP API (`GET <address>/api/v1/query`)."""
+
+    address: Annotated[str, StringConstraints(pattern=PROMETHEUS_ADDRESS_PATTERN, max_length=2048)]
+    """The server's base URL, e.g. `http://prometheus.monitoring:9090`; no credentials are sent."""
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=PROMQL_PATTERN)]
+    """PromQL whose result is one number: a scalar, or a vector of one sample. turnout fills in
+    `{{ namespace }}`, `{{ backend }}`, `{{ service }}`, `{{ canaryRevision }}`,
+    `{{ stableRevision }}`, `{{ canaryColor }}`, `{{ stableColor }}`, `{{ interval }}` (the checks'
+    interval, e.g. `10s`) and `{{ window }}` (the time since the step started, at least the
+    interval, e.g. `45s`)."""
+
+
+class ThresholdRange(Model):
+    """The range a metric's value must be in; a bound left unset is not checked."""
+
+    min: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    """Smallest value that passes."""
+    max: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    """Largest value that passes."""
+
+
+class AnalysisMetric(Model):
+    """A number from the team's own Prometheus that each canary step must keep in range."""
+
+    name: Annotated[str, StringConstraints(pattern=METRIC_NAME_PATTERN, max_length=63)]
+    """The metric's name, as messages and the status name it, e.g. `error-rate`."""
+    prometheus: PrometheusQuery
+    """Where and what to ask."""
+    threshold_range: ThresholdRange
+    """The range the query's value must be in, e.g. `{max: 0.05}`."""
+
+
 class Analysis(Model):
     """How each canary step is judged on real traffic, from the engines' own metrics (vLLM's
-    `/metrics`; an engine without metrics, such as Ollama, is judged by the checks alone)."""
+    `/metrics`; an engine without metrics, such as Ollama, is judged by the checks alone), and from
+    the team's Prometheus when `metrics` are given."""
 
     max_error_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
     """Largest share of the canary's requests that may fail with a 5xx answer."""
@@ -395,6 +457,14 @@ class Analysis(Model):
     """Largest p95 end-to-end latency of the canary as a multiple of the stable revision's. Unset: not compared."""
     min_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20
     """Requests the canary must have served in a step before a verdict: with fewer, the step waits."""
+    metrics: list[AnalysisMetric] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Prometheus queries each step's verdict also needs in range, every check round. A query
+    without data waits (like too little traffic); an unreachable server or an error answer fails
+    the round."""
 
 
 class HttpRouteRef(Model):

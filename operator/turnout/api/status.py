@@ -99,6 +99,15 @@ class ColorTraffic(StatusModel):
     """p95 time to first token."""
 
 
+class MetricValue(StatusModel):
+    """One Prometheus metric of `analysis.metrics` as last read."""
+
+    name: str
+    """The metric's name in `analysis.metrics`."""
+    value: float | None = None
+    """The query's number; None when Prometheus had no data or no usable answer."""
+
+
 class AnalysisStatus(StatusModel):
     """The last verdict on the step's traffic."""
 
@@ -110,6 +119,8 @@ class AnalysisStatus(StatusModel):
     """What the new revision served in the window."""
     stable: ColorTraffic | None = None
     """What the stable revision served in the window."""
+    metrics: list[MetricValue] = Field(default_factory=list)
+    """The Prometheus metrics of `analysis.metrics` as last read."""
 
 
 class CanaryStatus(StatusModel):

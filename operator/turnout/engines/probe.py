@@ -104,7 +104,7 @@ class PodProbe:
                 ) as response,
             ):
                 encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-                answer = await _read_bounded(response)
+                answer = await read_bounded(response)
         except (TimeoutError, httpx.TimeoutException):
             raise CheckFailed(f"{path}: no answer within {self._timeout:g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as error:
@@ -208,7 +208,7 @@ class PodProbe:
         return "the engine wants an API key, and turnout has none to send to this engine"
 
 
-async def _read_bounded(response: httpx.Response) -> Answer:
+async def read_bounded(response: httpx.Response) -> Answer:
     """The body as it comes off the wire, stopped after `MAX_BODY_BYTES`."""
     body = bytearray()
     async for chunk in _raw_chunks(response):

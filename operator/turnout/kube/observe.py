@@ -6,9 +6,11 @@ pod counts as Ready, which container state is a failure) are unit-tested on plai
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -33,6 +35,7 @@ from turnout.api.labels import (
 from turnout.api.spec import Strategy
 from turnout.api.status import Color, InferenceBackendStatus, Phase
 from turnout.checks import CheckRound, CheckTarget, check_round
+from turnout.checks.prometheus import QueryAnswer, query_prometheus, render_query
 from turnout.checks.traffic import TrafficScrape, scrape_color
 from turnout.engines.model_files import model_directory
 from turnout.engines.probe import bearer_token_problem
@@ -58,6 +61,7 @@ from turnout.rollout.observed import (
     GpuNode,
     GpuNodes,
     InspectorPod,
+    MetricReading,
     ModelFilesRead,
     Observed,
     PodFailure,
@@ -81,6 +85,9 @@ None when it cannot run now and is tried again at the next reconcile."""
 Scraper = Callable[[Backend, Sequence[CheckTarget]], Awaitable[TrafficScrape]]
 """What the given Ready pods of one color have served, from the engine's own metrics: `scrape_traffic`,
 or a test's."""
+Querier = Callable[[str, str, float], Awaitable[QueryAnswer]]
+"""The number a PromQL query gives now: (Prometheus address, query, timeout in seconds) ->
+`QueryAnswer`; `query_prometheus` by default."""
 
 
 class ApiKeyUnusable(Exception):
@@ -344,11 +351,13 @@ async def observe(
     checker: Checker | None = None,
     scraper: Scraper | None = None,
     benchmarker: Benchmarker | None = None,
+    querier: Querier | None = None,
 ) -> Observed:
     """Read everything `plan` needs about one backend, and run this round's checks if due.
 
     The round is run by `checker`, by default `run_checks` (HTTP to the pods); a canary step's round
-    also reads both colors' traffic with `scraper`, by default `scrape_traffic`. In phase Benchmarking
+    also reads both colors' traffic with `scraper`, by default `scrape_traffic`, and asks the team's
+    Prometheus the queries of `analysis.metrics` with `querier`, by default `query_prometheus`. In phase Benchmarking
     `benchmarker` runs the benchmark (`reconcile` gives `run_benchmark`; None: no benchmark is run).
     """
     meta = body["metadata"]
@@ -393,6 +402,9 @@ async def observe(
         if target is not None:
             check = await (checker or run_checks)(cluster, backend, pods, target)
             traffic = await read_traffic(backend, status, pods, target, scraper or scrape_traffic)
+            if traffic is not None:
+                metrics = await read_metrics(backend, status, now, querier or _query)
+                traffic = replace(traffic, metrics=metrics)
         if benchmarker is not None and benchmark_due(backend, status):
             benchmark = await benchmarker(cluster, backend, status, pods)
         model_files = await read_inspected_files(backend, status, inspectors, pods)
@@ -552,6 +564,48 @@ async def read_traffic(
         f"{color}: {read.message}" for color, read in ((canary, canary_read), (stable, stable_read)) if read.message
     ]
     return TrafficSample(canary_read.counters, stable_read.counters, "; ".join(problems))
+
+
+def query_variables(backend: Backend, status: InferenceBackendStatus, now: datetime) -> dict[str, str]:
+    """What `{{ name }}` stands for in a canary step's Prometheus queries (`spec.QUERY_VARIABLES`)."""
+    interval = backend.spec.rollout.checks.interval_seconds
+    canary = status.canary
+    started = parse_time(canary.step_started_at) if canary is not None else None
+    window = max(interval, int((now - started).total_seconds()) if started is not None else 0)
+    return {
+        "namespace": backend.namespace,
+        "backend": backend.name,
+        "service": backend.service_name,
+        "canaryRevision": backend.revision,
+        "stableRevision": status.active_revision or "",
+        "canaryColor": str(status.preview_color or ""),
+        "stableColor": str(status.active_color or ""),
+        "interval": f"{interval}s",
+        "window": f"{window}s",
+    }
+
+
+async def read_metrics(
+    backend: Backend, status: InferenceBackendStatus, now: datetime, querier: Querier
+) -> tuple[MetricReading, ...]:
+    """The metrics of `analysis.metrics`, each asked of its Prometheus at once, bounded by the checks' timeout."""
+    canary = backend.spec.rollout.canary
+    if canary is None or not canary.analysis.metrics:
+        return ()
+    variables = query_variables(backend, status, now)
+    timeout = float(backend.spec.rollout.checks.timeout_seconds)
+    metrics = canary.analysis.metrics
+    answers = await asyncio.gather(
+        *(querier(m.prometheus.address, render_query(m.prometheus.query, variables), timeout) for m in metrics)
+    )
+    return tuple(
+        MetricReading(metric.name, answer.value, answer.problem)
+        for metric, answer in zip(metrics, answers, strict=True)
+    )
+
+
+async def _query(address: str, query: str, timeout_seconds: float) -> QueryAnswer:
+    return await query_prometheus(address, query, timeout_seconds=timeout_seconds)
 
 
 async def scrape_traffic(backend: Backend, targets: Sequence[CheckTarget]) -> TrafficScrape:

@@ -4,14 +4,21 @@ Pure: it gets the counters of the step's window (`TrafficCounters.since` the ste
 the canary and the stable color, and the limits of `rollout.analysis`. The canary is judged on its
 share of 5xx answers, and on its p95 end-to-end latency against the stable color's. Too little
 traffic is never a pass: below `minRequests` requests on the canary the verdict is to wait.
+
+The team's own Prometheus metrics (`analysis.metrics`) come as data too, read in the same round:
+each value must be in its `thresholdRange`. A metric without data waits, like too little traffic;
+one Prometheus could not answer fails the round, whatever the traffic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from turnout.api.spec import AnalysisMetric
 from turnout.api.traffic import TrafficCounters
+from turnout.rollout.observed import MetricReading
 
 P95 = 0.95
 
@@ -64,23 +71,39 @@ def judge(
     max_error_ratio: float | None,
     max_latency_ratio: float | None,
     min_requests: int,
+    metrics: Sequence[AnalysisMetric] = (),
+    readings: Sequence[MetricReading] = (),
 ) -> Verdict:
-    """Judge the canary's traffic over a step against the stable color's.
+    """Judge the canary's traffic over a step against the stable color's, and the team's metrics.
 
-    WAIT while the canary has fewer than `min_requests` requests (or none). FAIL when its 5xx share
-    is above `max_error_ratio`, or its p95 latency is above `max_latency_ratio` times the stable
-    color's; the latency is compared only when both colors have `min_requests` requests and
-    latencies, and the message says when it was not. Otherwise PASS. A limit that is None is not
-    checked.
+    FAIL at once when Prometheus gave no usable answer for one of `metrics` (its reading in
+    `readings` has a problem). WAIT while the canary has fewer than `min_requests` requests (or
+    none). FAIL when its 5xx share is above `max_error_ratio`, or its p95 latency is above
+    `max_latency_ratio` times the stable color's (the latency is compared only when both colors
+    have `min_requests` requests and latencies, and the message says when it was not), or a
+    metric's value is outside its `thresholdRange`. WAIT when a metric has no data (or no reading).
+    Otherwise PASS. A limit that is None is not checked.
     """
     measured = Measurement.of(canary)
     baseline = Measurement.of(stable) if stable is not None else None
+    read = {reading.name: reading for reading in readings}
+    broken = [f"metric {r.name}: {r.problem}" for m in metrics if (r := read.get(m.name)) is not None and r.problem]
+    if broken:
+        return Verdict(Outcome.FAIL, "; ".join(broken), measured, baseline, latency_ratio=None)
     if canary.requests < max(min_requests, 1):
         message = f"{canary.requests}/{max(min_requests, 1)} requests on the canary so far"
         return Verdict(Outcome.WAIT, message, measured, baseline, latency_ratio=None)
 
     failures: list[str] = []
     passes: list[str] = []
+    waits: list[str] = []
+    for metric in metrics:
+        reading = read.get(metric.name)
+        if reading is None or reading.value is None:
+            waits.append(f"metric {metric.name}: no data from Prometheus yet")
+            continue
+        inside, words = _in_range(metric, reading.value)
+        (passes if inside else failures).append(f"metric {metric.name} = {words}")
     if max_error_ratio is not None:
         ratio, limit = canary.errors / canary.requests, _written(max_error_ratio, 1, percent=True)
         words = f"canary 5xx {_written(ratio, 1, percent=True, beside=max_error_ratio)} of {canary.requests} requests"
@@ -106,8 +129,31 @@ def judge(
 
     if failures:
         return Verdict(Outcome.FAIL, "; ".join(failures), measured, baseline, latency_ratio)
+    if waits:
+        return Verdict(Outcome.WAIT, "; ".join(waits + passes), measured, baseline, latency_ratio)
     message = "; ".join(passes) or f"{canary.requests} requests on the canary, no limit to check"
     return Verdict(Outcome.PASS, message, measured, baseline, latency_ratio)
+
+
+def _in_range(metric: AnalysisMetric, value: float) -> tuple[bool, str]:
+    """Whether `value` is in the metric's range, and the words: `0.01 within [, 0.05]`, or
+    `0.2 > max 0.05 (thresholdRange of analysis.metrics)`."""
+    low, high = metric.threshold_range.min, metric.threshold_range.max
+    if high is not None and value > high:
+        return False, f"{_number(value, high)} > max {_number(high)} (thresholdRange of analysis.metrics)"
+    if low is not None and value < low:
+        return False, f"{_number(value, low)} < min {_number(low)} (thresholdRange of analysis.metrics)"
+    shown = f"[{'' if low is None else _number(low)}, {'' if high is None else _number(high)}]"
+    return True, f"{_number(value)} within {shown}"
+
+
+def _number(value: float, beside: float | None = None) -> str:
+    """`value` with 4 significant digits, more where that would read as the bound `beside` it."""
+    for digits in range(4, 18):
+        text = f"{value:.{digits}g}"
+        if beside is None or value == beside or float(text) != beside:
+            return text
+    return repr(value)
 
 
 def _p95_latencies(canary: Measurement, stable: Measurement | None, min_requests: int) -> tuple[float, float] | str:

@@ -29,6 +29,7 @@ from turnout.api.status import (
     Color,
     ColorTraffic,
     ConditionType,
+    MetricValue,
     Phase,
     TrafficBaseline,
 )
@@ -43,7 +44,7 @@ from turnout.rollout.actions import (
 )
 from turnout.rollout.analysis import Measurement, Outcome, Verdict, judge
 from turnout.rollout.bluegreen import BlueGreen
-from turnout.rollout.conditions import condition_status, format_precise_time, format_time, parse_time
+from turnout.rollout.conditions import bounded, condition_status, format_precise_time, format_time, parse_time
 from turnout.rollout.observed import ColorState, FailureReason
 from turnout.rollout.step import Plan
 
@@ -328,12 +329,15 @@ class Canary(BlueGreen):
             max_error_ratio=limits.max_error_ratio,
             max_latency_ratio=limits.max_latency_ratio,
             min_requests=limits.min_requests,
+            metrics=limits.metrics,
+            readings=sample.metrics,
         )
         canary.analysis = AnalysisStatus(
             outcome=verdict.outcome.value,
-            message=verdict.message,
+            message=bounded(verdict.message),
             canary=color_traffic(verdict.canary),
             stable=color_traffic(verdict.stable) if verdict.stable else None,
+            metrics=[MetricValue(name=reading.name, value=reading.value) for reading in sample.metrics],
         )
         canary.analysis_passed = canary.analysis_passed or verdict.outcome is Outcome.PASS
         return verdict

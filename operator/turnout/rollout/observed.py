@@ -73,6 +73,17 @@ class CheckOutcome:
 
 
 @dataclass(frozen=True)
+class MetricReading:
+    """One metric of `rollout.canary.analysis.metrics` as the team's Prometheus answered it this round."""
+
+    name: str
+    value: float | None
+    """The query's number; None: no data, or `problem`."""
+    problem: str = ""
+    """Why there is no usable answer (unreachable, an error answer, not one number); "" when there is."""
+
+
+@dataclass(frozen=True)
 class TrafficSample:
     """What each color has served since its pods started, from their own metrics, read in this
     reconcile's check round; `problem` says why there is no sample (a pod that could not be read)."""
@@ -80,6 +91,8 @@ class TrafficSample:
     canary: TrafficCounters | None
     stable: TrafficCounters | None
     problem: str = ""
+    metrics: tuple[MetricReading, ...] = ()
+    """The Prometheus queries of `analysis.metrics`, asked in the same round."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,17 @@ def ollama(**sections: Any) -> dict[str, Any]:
     return _merged(VALID_OLLAMA_SPEC, sections)
 
 
+def _metric(
+    *,
+    range: dict[str, float] | None = None,
+    query: str = 'sum(rate(http_requests_total{status="5xx"}[{{ interval }}]))',
+    address: str = "http://prometheus.monitoring:9090",
+) -> dict[str, Any]:
+    """One analysis metric, valid unless told otherwise."""
+    bounds = {"max": 0.05} if range is None else range
+    return {"name": "error-rate", "prometheus": {"address": address, "query": query}, "thresholdRange": bounds}
+
+
 def _merged(base: dict[str, Any], sections: dict[str, Any]) -> dict[str, Any]:
     spec = copy.deepcopy(base)
     for key, value in sections.items():
@@ -555,6 +566,73 @@ INVALID_SPECS = [
             ("spec.rollout.canary.steps", "the setWeight steps must increase from one to the next (got 50, 20)"),
         ),
         id="canary-weights-decreasing",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"canary": {"steps": [{"setWeight": 50}], "analysis": {"metrics": [_metric(range={})]}}}),
+            "spec.rollout.canary.analysis.metrics[0].thresholdRange: a metric's thresholdRange needs min, max or both",
+            (
+                "spec.rollout.canary.analysis.metrics[0].thresholdRange",
+                "a metric's thresholdRange needs min, max or both",
+            ),
+        ),
+        id="metric-without-range",
+    ),
+    pytest.param(
+        Case(
+            vllm(
+                rollout={
+                    "canary": {
+                        "steps": [{"setWeight": 50}],
+                        "analysis": {"metrics": [_metric(range={"min": 0.5, "max": 0.1})]},
+                    }
+                }
+            ),
+            "spec.rollout.canary.analysis.metrics[0].thresholdRange.min: a metric's thresholdRange.min must not be",
+            (
+                "spec.rollout.canary.analysis.metrics[0].thresholdRange.min",
+                "a metric's thresholdRange.min must not be above",
+            ),
+        ),
+        id="metric-range-inverted",
+    ),
+    pytest.param(
+        Case(
+            vllm(rollout={"canary": {"steps": [{"setWeight": 50}], "analysis": {"metrics": [_metric(), _metric()]}}}),
+            "spec.rollout.canary.analysis.metrics[1].name: error-rate is already the name of metrics[0]; keep one",
+            ("spec.rollout.canary.analysis.metrics[1]", "Duplicate value"),
+        ),
+        id="metric-name-twice",
+    ),
+    pytest.param(
+        Case(
+            vllm(
+                rollout={
+                    "canary": {
+                        "steps": [{"setWeight": 50}],
+                        "analysis": {"metrics": [_metric(query='up{pod="{{ pod }}"}')]},
+                    }
+                }
+            ),
+            "spec.rollout.canary.analysis.metrics[0].prometheus.query: must be a PromQL query whose only {{ }} are",
+            ("spec.rollout.canary.analysis.metrics[0].prometheus.query", "whose only {{ }} are turnout's variables"),
+        ),
+        id="metric-query-unknown-variable",
+    ),
+    pytest.param(
+        Case(
+            vllm(
+                rollout={
+                    "canary": {
+                        "steps": [{"setWeight": 50}],
+                        "analysis": {"metrics": [_metric(address="prometheus:9090")]},
+                    }
+                }
+            ),
+            "spec.rollout.canary.analysis.metrics[0].prometheus.address: must be a Prometheus server's URL",
+            ("spec.rollout.canary.analysis.metrics[0].prometheus.address", "must be a Prometheus server's URL"),
+        ),
+        id="metric-address-not-a-url",
     ),
     pytest.param(
         Case(

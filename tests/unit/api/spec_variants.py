@@ -299,6 +299,42 @@ BOUNDS: list[tuple[str, dict[str, Any], bool]] = [
     ("canary of no steps", {"rollout__canary": {"steps": []}}, True),
     ("canary of 33 steps", {"rollout__canary": {"steps": [{"pause": {"seconds": 1}}] * 33}}, True),
     ("canary pause 0 s", {"rollout__canary": {"steps": [{"pause": {"seconds": 0}}]}}, True),
+    *(
+        (
+            f"canary metric {label}",
+            {
+                "rollout__canary": {
+                    "steps": [{"setWeight": 5}],
+                    "analysis": {
+                        "metrics": [
+                            {
+                                "name": "errors",
+                                "prometheus": {"address": "http://prometheus:9090", "query": query},
+                                "thresholdRange": bounds,
+                            }
+                        ]
+                    },
+                }
+            },
+            invalid,
+        )
+        for label, query, bounds, invalid in (
+            (
+                "using every variable",
+                'x{ns="{{namespace}}",b="{{ backend }}",s="{{ service }}",c="{{ canaryColor }}",'
+                'r="{{canaryRevision}}",o="{{ stableColor }}",v="{{ stableRevision }}"}[{{ interval }}] '
+                "offset {{ window }}",
+                {"max": 1},
+                False,
+            ),
+            ("with a PromQL selector in braces", 'sum(up{job="x"}) > bool 0', {"min": 1, "max": 1}, False),
+            ("with an unknown variable", "x[{{ duration }}]", {"max": 1}, True),
+            ("with an unclosed variable", "x[{{ interval ]", {"max": 1}, True),
+            ("min only", "x", {"min": 0}, False),
+            ("min above max", "x", {"min": 2, "max": 1}, True),
+            ("with no bound", "x", {}, True),
+        )
+    ),
     (
         "canary maxErrorRatio 1.5",
         {"rollout__canary": {"steps": [{"setWeight": 5}], "analysis": {"maxErrorRatio": 1.5}}},

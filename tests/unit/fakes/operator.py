@@ -19,6 +19,7 @@ from turnout.api.benchmark import BenchmarkResult
 from turnout.api.status import Color, InferenceBackendStatus
 from turnout.api.traffic import Histogram, TrafficCounters
 from turnout.checks import CheckTarget
+from turnout.checks.prometheus import QueryAnswer
 from turnout.checks.traffic import ScrapeFailure, TrafficScrape
 from turnout.kube.cluster import ClusterApi, KubeObject
 from turnout.kube.observe import Benchmarker, Checker, Scraper, check_targets
@@ -153,6 +154,19 @@ class ScriptedBenchmarks:
         return BenchmarkRun(self.results[preview], self.results[active] if active is not None else None)
 
 
+class ScriptedPrometheus:
+    """A Prometheus whose answers the test sets per query text in `answers` (no data by default);
+    `asked` lists each (address, query) asked."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, QueryAnswer] = {}
+        self.asked: list[tuple[str, str]] = []
+
+    async def __call__(self, address: str, query: str, timeout_seconds: float) -> QueryAnswer:
+        self.asked.append((address, query))
+        return self.answers.get(query, QueryAnswer(None))
+
+
 class InProcessOperator:
     """The backend `ml/chat` reconciled by the real `reconcile`, on the fake cluster, at `now`."""
 
@@ -164,6 +178,7 @@ class InProcessOperator:
         self.traffic = ScriptedTraffic()
         self.scraper: Scraper = self.traffic
         """What reads a canary's traffic: the scripted `traffic` by default."""
+        self.prometheus = ScriptedPrometheus()
         self.benchmarks = ScriptedBenchmarks()
         self.benchmarker: Benchmarker = self.benchmarks
         """What runs a benchmark gate: the scripted `benchmarks`, or the real `run_benchmark`."""
@@ -210,6 +225,7 @@ class InProcessOperator:
                     checker=self.checker,
                     scraper=self.scraper,
                     benchmarker=self.benchmarker,
+                    querier=self.prometheus,
                     clock=lambda: self.now,
                 )
             )

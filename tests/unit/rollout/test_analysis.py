@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from turnout.api.spec import AnalysisMetric
 from turnout.api.traffic import Histogram, TrafficCounters
 from turnout.rollout.analysis import Outcome, judge
+from turnout.rollout.observed import MetricReading
 
 BOUNDS = (1.0, 2.0, 4.0)
 
@@ -155,3 +157,81 @@ def test_too_little_traffic_is_never_a_pass_and_enough_is_never_a_wait(
         min_requests=min_requests,
     )
     assert (verdict.outcome is Outcome.WAIT) == (requests < max(min_requests, 1))
+
+
+# -- the team's Prometheus metrics ------------------------------------------------------------
+
+
+def metric(name: str = "errors", **bounds: float) -> AnalysisMetric:
+    return AnalysisMetric.model_validate(
+        {"name": name, "prometheus": {"address": "http://prom:9090", "query": "x"}, "thresholdRange": bounds}
+    )
+
+
+def test_a_metric_above_its_max_fails_with_its_value_and_range() -> None:
+    verdict = judge(served(100), served(100), **LIMITS, metrics=[metric(max=0.05)], readings=[reading(0.2)])
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == "metric errors = 0.2 > max 0.05 (thresholdRange of analysis.metrics)"
+
+
+def test_a_metric_below_its_min_fails() -> None:
+    verdict = judge(served(100), served(100), **LIMITS, metrics=[metric(min=10)], readings=[reading(9.5)])
+    assert (verdict.outcome, verdict.message) == (
+        Outcome.FAIL,
+        "metric errors = 9.5 < min 10 (thresholdRange of analysis.metrics)",
+    )
+
+
+def test_a_value_just_past_its_bound_is_not_shown_as_the_bound() -> None:
+    verdict = judge(served(100), served(100), **LIMITS, metrics=[metric(max=0.05)], readings=[reading(0.0500001)])
+    assert verdict.message.startswith("metric errors = 0.0500001 > max 0.05")
+
+
+def test_metrics_in_range_pass_beside_the_traffic() -> None:
+    verdict = judge(
+        served(100),
+        served(100),
+        **LIMITS,
+        metrics=[metric(max=0.05), metric("p99", min=0, max=2)],
+        readings=[reading(0.01), reading(1.5, "p99")],
+    )
+    assert verdict.outcome is Outcome.PASS
+    assert "metric errors = 0.01 within [, 0.05]; metric p99 = 1.5 within [0, 2]" in verdict.message
+
+
+def test_a_metric_without_data_waits_like_too_little_traffic() -> None:
+    verdict = judge(served(100), served(100), **LIMITS, metrics=[metric(max=0.05)], readings=[reading(None)])
+    assert verdict.outcome is Outcome.WAIT
+    assert verdict.message.startswith("metric errors: no data from Prometheus yet")
+
+
+def test_a_metric_not_read_this_round_waits() -> None:
+    verdict = judge(served(100), served(100), **LIMITS, metrics=[metric(max=0.05)], readings=[])
+    assert verdict.outcome is Outcome.WAIT
+
+
+def test_a_metric_out_of_range_fails_even_when_another_has_no_data() -> None:
+    verdict = judge(
+        served(100),
+        served(100),
+        **LIMITS,
+        metrics=[metric(max=0.05), metric("p99", max=2)],
+        readings=[reading(None), reading(3, "p99")],
+    )
+    assert verdict.outcome is Outcome.FAIL
+    assert verdict.message == "metric p99 = 3 > max 2 (thresholdRange of analysis.metrics)"
+
+
+def test_a_prometheus_that_cannot_answer_fails_even_before_enough_traffic() -> None:
+    broken = MetricReading("errors", None, "Prometheus refused the connection")
+    verdict = judge(served(3), served(100), **LIMITS, metrics=[metric(max=0.05)], readings=[broken])
+    assert (verdict.outcome, verdict.message) == (Outcome.FAIL, "metric errors: Prometheus refused the connection")
+
+
+def test_metrics_are_not_judged_before_enough_traffic() -> None:
+    verdict = judge(served(3), served(100), **LIMITS, metrics=[metric(max=0.05)], readings=[reading(0.9)])
+    assert (verdict.outcome, verdict.message) == (Outcome.WAIT, "3/20 requests on the canary so far")
+
+
+def reading(value: float | None, name: str = "errors") -> MetricReading:
+    return MetricReading(name, value)

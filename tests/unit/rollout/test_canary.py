@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator, PodTraffic
 from tests.unit.rollout.world import backend, spec
+from turnout.api.backend import Backend
 from turnout.api.status import Color
+from turnout.checks.prometheus import QueryAnswer
 from turnout.rollout.canary import Split, pod_split, scale_toward
 from turnout.rollout.observed import CheckOutcome, ColorState
 
@@ -384,6 +386,80 @@ def test_metrics_that_cannot_be_read_make_the_step_wait(operator: InProcessOpera
     assert (status.phase, status.canary.step) == ("Canary", 0)
     assert status.canary.analysis is not None
     assert "connection refused" in status.canary.analysis.message
+
+
+ERRORS_QUERY = 'sum(rate(http_requests_total{status="5xx",revision="{{ canaryRevision }}"}[{{ interval }}]))'
+
+
+def with_metric(query: str = ERRORS_QUERY, **bounds: float) -> dict[str, Any]:
+    """Analysis limits with one Prometheus metric, `errors`, in range `bounds` (default: at most 0.05)."""
+    prometheus = {"address": "http://prometheus.monitoring:9090", "query": query}
+    return {"metrics": [{"name": "errors", "prometheus": prometheus, "thresholdRange": bounds or {"max": 0.05}}]}
+
+
+def asked_query(operator: InProcessOperator, new: dict[str, Any]) -> str:
+    """ERRORS_QUERY as turnout fills it in for the canary of spec `new`."""
+    parsed = Backend.parse(NAME, NAMESPACE, new)
+    interval = f"{parsed.spec.rollout.checks.interval_seconds}s"
+    return ERRORS_QUERY.replace("{{ canaryRevision }}", parsed.revision).replace("{{ interval }}", interval)
+
+
+def test_a_prometheus_metric_out_of_range_rolls_the_canary_back_with_its_value(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed(with_metric()))
+    new = analysed(with_metric(), model=NEW_MODEL)
+    operator.prometheus.answers[asked_query(operator, new)] = QueryAnswer(0.2)
+    operator.edit(new)
+    settle(operator, until="Degraded")
+    status = operator.status()
+    assert (status.last_failure_reason, status.active_color) == ("AnalysisFailed", BLUE)
+    assert "metric errors = 0.2 > max 0.05 (thresholdRange of analysis.metrics)" in (status.last_failure_message or "")
+    assert ("http://prometheus.monitoring:9090", asked_query(operator, new)) in operator.prometheus.asked
+
+
+def test_a_prometheus_metric_in_range_lets_the_step_pass(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed(with_metric()))
+    new = analysed(with_metric(), model=NEW_MODEL)
+    operator.prometheus.answers[asked_query(operator, new)] = QueryAnswer(0.01)
+    operator.edit(new)
+    settle(operator, until="Canary")
+    seen = []
+    for _ in range(40):
+        if operator.status().phase != "Canary":
+            break
+        settle(operator, rounds=1)
+        analysis = operator.status().canary.analysis  # type: ignore[union-attr]
+        seen.append((analysis.message, analysis.metrics) if analysis else None)
+    assert operator.status().phase == "Paused"
+    assert any(
+        found
+        and "metric errors = 0.01 within [, 0.05]" in found[0]
+        and [(m.name, m.value) for m in found[1]] == [("errors", 0.01)]
+        for found in seen
+    ), seen
+
+
+def test_a_prometheus_metric_without_data_holds_the_step(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed(with_metric()))
+    operator.edit(analysed(with_metric(), model=NEW_MODEL))
+    settle(operator, until="Canary")
+    settle(operator, rounds=10)
+    status = operator.status()
+    assert status.canary is not None
+    assert status.canary.analysis is not None
+    assert (status.phase, status.canary.step, status.canary.analysis_passed) == ("Canary", 0, False)
+    assert status.canary.analysis.outcome == "Wait"
+    assert "metric errors: no data from Prometheus yet" in status.canary.analysis.message
+
+
+def test_a_prometheus_that_cannot_answer_fails_the_rounds(operator: InProcessOperator) -> None:
+    operator.start_healthy(analysed(with_metric()))
+    new = analysed(with_metric(), model=NEW_MODEL)
+    operator.prometheus.answers[asked_query(operator, new)] = QueryAnswer(None, "Prometheus refused the connection")
+    operator.edit(new)
+    settle(operator, until="Degraded")
+    status = operator.status()
+    assert status.last_failure_reason == "AnalysisFailed"
+    assert status.last_failure_message == "metric errors: Prometheus refused the connection"
 
 
 def test_an_ollama_canary_is_judged_by_its_checks_alone(operator: InProcessOperator) -> None:
