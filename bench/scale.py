@@ -3,14 +3,16 @@
   hack/bench-scale          (or: PYTHONPATH=hack:. .venv/bin/python bench/scale.py [--backends N])
 
 Three measures, each of one `turnout run` process and the API server's own counters:
+0. One backend's cutover (a model change -> Healthy on the other color), alone.
 1. Start: N Ollama backends created at once -> all Healthy (wall clock), the operator's CPU
-   (its CPU seconds / wall seconds) and resident memory meanwhile.
+   (its CPU seconds / wall seconds), resident memory and the API requests/s meanwhile.
 2. Idle: for a window longer than the serving revision's check interval, the requests the API
    server served per second by verb and resource (watches excluded: they are long-lived), and
    the operator's CPU.
 3. Restart: the operator stopped and started again with the N backends Healthy -> every backend
    reconciled once (its `turnout_reconciles_total`), and what it wrote meanwhile (its own
-   `turnout_api_writes_total` and the API server's write counters).
+   `turnout_api_writes_total` and the API server's write counters); then the first backend's
+   cutover again, amid the N idle ones.
 The test ground's nodes hold 110 pods each; more CPU nodes are added for N backends.
 """
 
@@ -53,8 +55,10 @@ ROLLOUT = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backends", type=int, default=200, help="Ollama backends to create (default 200)")
-    parser.add_argument("--idle-seconds", type=int, default=120, help="length of the idle window (default 120)")
+    parser.add_argument(
+        "--backends", type=int, default=1000, help="Ollama backends to create besides one timed alone (default 1000)"
+    )
+    parser.add_argument("--idle-seconds", type=int, default=300, help="length of the idle window (default 300)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds to wait for each phase (default 1800)")
     arguments = parser.parse_args()
     ground = TestGround()
@@ -83,14 +87,21 @@ def run(kubeconfig: str, backends: Backends, operator: OperatorProcess, argument
     count = arguments.backends
     names = [f"scale-{number:04d}" for number in range(count)]
     usage = Usage(operator)
+    backends.create("solo", ollama_spec(rollout=ROLLOUT))
+    backends.wait_phase("solo", "Healthy", timeout=arguments.timeout)
+    alone = cutover(backends, "solo", "llama3:70b", arguments.timeout)
+    print(f"one backend's cutover, alone: {alone:.1f} s", flush=True)
+
+    before = request_counts(kubeconfig)
     started = time.monotonic()
     for name in names:
         backends.create(name, ollama_spec(rollout=ROLLOUT))
     created = time.monotonic() - started
-    healthy = until(lambda: phases(backends)["Healthy"] >= count, arguments.timeout, usage, backends)
+    healthy = until(lambda: phases(backends)["Healthy"] >= count + 1, arguments.timeout, usage, backends)
     cpu, rss = usage.since_start()
     print(f"start: {count} backends created in {created:.1f} s; all Healthy {healthy:.1f} s after the first")
     print(f"  operator during start: CPU {cpu:.0%} of one core, peak RSS {usage.peak_rss_mib:.0f} MiB")
+    print_rates(before, request_counts(kubeconfig), time.monotonic() - started)
 
     usage.reset()
     before = request_counts(kubeconfig)
@@ -106,7 +117,7 @@ def run(kubeconfig: str, backends: Backends, operator: OperatorProcess, argument
     started = time.monotonic()
     operator.start()
     usage = Usage(operator)
-    reconciled = until(lambda: operator.metric("turnout_reconciles_total") >= count, arguments.timeout, usage, None)
+    reconciled = until(lambda: operator.metric("turnout_reconciles_total") >= count + 1, arguments.timeout, usage, None)
     cpu, _ = usage.since_start()
     after = request_counts(kubeconfig)
     writes = sum(after.get(kind, 0.0) - before.get(kind, 0.0) for kind in after if kind[0] in WRITE_VERBS)
@@ -114,6 +125,22 @@ def run(kubeconfig: str, backends: Backends, operator: OperatorProcess, argument
     print(f"restart: {count} backends reconciled once {reconciled:.1f} s after the start "
           f"({time.monotonic() - started:.1f} s incl. start-up); operator CPU {cpu:.0%}")  # fmt: skip
     print(f"  writes meanwhile: turnout_api_writes_total {own:.0f}; API server, every writer: {writes:.0f}")
+    amid = cutover(backends, "solo", "llama3:8b", arguments.timeout)
+    print(f"one backend's cutover amid {count} idle ones: {amid:.1f} s (alone: {alone:.1f} s)")
+
+
+def cutover(backends: Backends, name: str, model: str, timeout: float) -> float:
+    """Seconds from a model change of `name` to Healthy on the other color."""
+    color = backends.status(name)["activeColor"]
+    started = time.monotonic()
+    backends.replace_spec(name, ollama_spec(model=model, rollout=ROLLOUT))
+    backends.wait(
+        name,
+        lambda status: status.get("phase") == "Healthy" and status.get("activeColor") != color,
+        timeout=timeout,
+        what=f"{name} Healthy on the other color",
+    )
+    return time.monotonic() - started
 
 
 class Usage:
