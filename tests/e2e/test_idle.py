@@ -27,8 +27,9 @@ IDLE_SECONDS = IDLE_RESYNC_SECONDS * (1 + RESYNC_SPREAD) + 10
 # What turnout writes; the control plane's own heartbeats (leases, nodes) are not in this list.
 TURNOUT_RESOURCES = {"inferencebackends", "deployments", "services", "persistentvolumeclaims", "events"}
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
-# The control plane's own clients (the garbage collector GETs the owners of what turnout creates).
-CONTROL_PLANE_USER_AGENTS = ("kube-controller-manager/", "kube-scheduler/", "kwok")
+# The control plane's own clients (the garbage collector GETs the owners of what turnout creates; the
+# API server's own Service IP repair loop lists Services).
+CONTROL_PLANE_USER_AGENTS = ("kube-controller-manager/", "kube-scheduler/", "kube-apiserver/", "kwok")
 SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
