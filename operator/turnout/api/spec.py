@@ -448,8 +448,8 @@ class AnalysisMetric(Model):
 
 class Analysis(Model):
     """How each canary step is judged on real traffic, from the engines' own metrics (vLLM's
-    `/metrics`; an engine without metrics, such as Ollama, is judged by the checks alone), and from
-    the team's Prometheus when `metrics` are given."""
+    `/metrics`), and from the team's Prometheus when `metrics` are given. An engine without metrics
+    of its own, such as Ollama, is judged by the checks and `metrics`, or by the checks alone."""
 
     max_error_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
     """Largest share of the canary's requests that may fail with a 5xx answer."""

@@ -401,10 +401,13 @@ async def observe(
         target = check_due(status, backend.spec.rollout.checks.interval_seconds, now, backend.revision)
         if target is not None:
             check = await (checker or run_checks)(cluster, backend, pods, target)
-            traffic = await read_traffic(backend, status, pods, target, scraper or scrape_traffic)
-            if traffic is not None:
-                metrics = await read_metrics(backend, status, now, querier or _query)
-                traffic = replace(traffic, metrics=metrics)
+            if judges_a_step(backend, status, target):
+                # The pods' counters and the team's Prometheus at once: the round waits for the slower.
+                counted, metrics = await asyncio.gather(
+                    read_traffic(backend, status, pods, scraper or scrape_traffic),
+                    read_metrics(backend, status, now, querier or _query),
+                )
+                traffic = replace(counted, metrics=metrics)
         if benchmarker is not None and benchmark_due(backend, status):
             benchmark = await benchmarker(cluster, backend, status, pods)
         model_files = await read_inspected_files(backend, status, inspectors, pods)
@@ -543,23 +546,32 @@ async def read_route(cluster: ClusterApi, backend: Backend, uid: str, conflicts:
     return RouteState(weights=route_weights(route, names), color_services=current)
 
 
+def judges_a_step(backend: Backend, status: InferenceBackendStatus, checked: Color) -> bool:
+    """This round checks a canary in a step: its traffic and metrics are read to judge it."""
+    return (
+        backend.spec.rollout.strategy is Strategy.CANARY
+        and status.canary is not None
+        and checked == status.preview_color
+        and status.active_color is not None
+        and status.active_revision is not None
+    )
+
+
 async def read_traffic(
-    backend: Backend, status: InferenceBackendStatus, pods: Sequence[KubeObject], checked: Color, scraper: Scraper
-) -> TrafficSample | None:
-    """Both colors' traffic, when this round checks a canary in a step and its engine serves metrics."""
-    canary, stable = status.preview_color, status.active_color
-    if (
-        backend.spec.rollout.strategy is not Strategy.CANARY
-        or status.canary is None
-        or checked != canary
-        or stable is None
-        or status.active_revision is None
-        or backend.profile.metrics is None
-    ):
-        return None
+    backend: Backend, status: InferenceBackendStatus, pods: Sequence[KubeObject], scraper: Scraper
+) -> TrafficSample:
+    """Both colors' traffic in a canary step (`judges_a_step`); without counters, saying why, when
+    the engine serves no metrics."""
+    canary, stable, stable_revision = status.preview_color, status.active_color, status.active_revision
+    # judges_a_step() said so.
+    assert canary is not None
+    assert stable is not None
+    assert stable_revision is not None
+    if backend.profile.metrics is None:
+        return TrafficSample(None, None, f"engine {backend.engine.value} serves no metrics")
     port = backend.engine_port
     canary_read = await scraper(backend, check_targets(pods, canary, backend.revision, port))
-    stable_read = await scraper(backend, check_targets(pods, stable, status.active_revision, port))
+    stable_read = await scraper(backend, check_targets(pods, stable, stable_revision, port))
     problems = [
         f"{color}: {read.message}" for color, read in ((canary, canary_read), (stable, stable_read)) if read.message
     ]

@@ -86,24 +86,15 @@ def judge(
     """
     measured = Measurement.of(canary)
     baseline = Measurement.of(stable) if stable is not None else None
-    read = {reading.name: reading for reading in readings}
-    broken = [f"metric {r.name}: {r.problem}" for m in metrics if (r := read.get(m.name)) is not None and r.problem]
-    if broken:
-        return Verdict(Outcome.FAIL, "; ".join(broken), measured, baseline, latency_ratio=None)
+    metric_words = _judge_metrics(metrics, readings)
+    if metric_words.broken:
+        return Verdict(Outcome.FAIL, "; ".join(metric_words.broken), measured, baseline, latency_ratio=None)
     if canary.requests < max(min_requests, 1):
         message = f"{canary.requests}/{max(min_requests, 1)} requests on the canary so far"
         return Verdict(Outcome.WAIT, message, measured, baseline, latency_ratio=None)
 
     failures: list[str] = []
     passes: list[str] = []
-    waits: list[str] = []
-    for metric in metrics:
-        reading = read.get(metric.name)
-        if reading is None or reading.value is None:
-            waits.append(f"metric {metric.name}: no data from Prometheus yet")
-            continue
-        inside, words = _in_range(metric, reading.value)
-        (passes if inside else failures).append(f"metric {metric.name} = {words}")
     if max_error_ratio is not None:
         ratio, limit = canary.errors / canary.requests, _written(max_error_ratio, 1, percent=True)
         words = f"canary 5xx {_written(ratio, 1, percent=True, beside=max_error_ratio)} of {canary.requests} requests"
@@ -127,12 +118,56 @@ def judge(
             else:
                 passes.append(f"{words} <= {max_latency_ratio:g})")
 
+    failures += metric_words.failures
+    passes += metric_words.passes
     if failures:
         return Verdict(Outcome.FAIL, "; ".join(failures), measured, baseline, latency_ratio)
-    if waits:
-        return Verdict(Outcome.WAIT, "; ".join(waits + passes), measured, baseline, latency_ratio)
+    if metric_words.waits:
+        return Verdict(Outcome.WAIT, "; ".join([*metric_words.waits, *passes]), measured, baseline, latency_ratio)
     message = "; ".join(passes) or f"{canary.requests} requests on the canary, no limit to check"
     return Verdict(Outcome.PASS, message, measured, baseline, latency_ratio)
+
+
+def judge_metrics(metrics: Sequence[AnalysisMetric], readings: Sequence[MetricReading]) -> tuple[Outcome, str]:
+    """The verdict of the team's Prometheus metrics alone (an engine that serves no metrics of its own).
+
+    FAIL when Prometheus gave no usable answer for one, or a value is out of its range; WAIT when
+    one has no data (or no reading); otherwise PASS. The outcome and the sentence with the numbers.
+    """
+    words = _judge_metrics(metrics, readings)
+    if words.broken or words.failures:
+        return Outcome.FAIL, "; ".join([*words.broken, *words.failures])
+    if words.waits:
+        return Outcome.WAIT, "; ".join([*words.waits, *words.passes])
+    return Outcome.PASS, "; ".join(words.passes) or "no metric to check"
+
+
+@dataclass(frozen=True)
+class _MetricWords:
+    """The metrics' verdicts, sorted: no usable answer, out of range, in range, no data."""
+
+    broken: tuple[str, ...]
+    failures: tuple[str, ...]
+    passes: tuple[str, ...]
+    waits: tuple[str, ...]
+
+
+def _judge_metrics(metrics: Sequence[AnalysisMetric], readings: Sequence[MetricReading]) -> _MetricWords:
+    read = {reading.name: reading for reading in readings}
+    broken: list[str] = []
+    failures: list[str] = []
+    passes: list[str] = []
+    waits: list[str] = []
+    for metric in metrics:
+        reading = read.get(metric.name)
+        if reading is not None and reading.problem:
+            broken.append(f"metric {metric.name}: {reading.problem}")
+        elif reading is None or reading.value is None:
+            waits.append(f"metric {metric.name}: no data from Prometheus yet")
+        else:
+            inside, words = _in_range(metric, reading.value)
+            (passes if inside else failures).append(f"metric {metric.name} = {words}")
+    return _MetricWords(tuple(broken), tuple(failures), tuple(passes), tuple(waits))
 
 
 def _in_range(metric: AnalysisMetric, value: float) -> tuple[bool, str]:

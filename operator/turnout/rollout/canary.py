@@ -33,6 +33,7 @@ from turnout.api.status import (
     Phase,
     TrafficBaseline,
 )
+from turnout.api.traffic import TrafficCounters
 from turnout.rollout.actions import (
     ApplyColorServices,
     ApplyDeployment,
@@ -42,7 +43,7 @@ from turnout.rollout.actions import (
     SetRouteWeights,
     SplitService,
 )
-from turnout.rollout.analysis import Measurement, Outcome, Verdict, judge
+from turnout.rollout.analysis import Measurement, Outcome, Verdict, judge, judge_metrics
 from turnout.rollout.bluegreen import BlueGreen
 from turnout.rollout.conditions import bounded, condition_status, format_precise_time, format_time, parse_time
 from turnout.rollout.observed import ColorState, FailureReason
@@ -264,7 +265,8 @@ class Canary(BlueGreen):
     def step_done(self, step: CanaryStep, canary: CanaryStatus) -> bool:
         """The step's condition to move on holds: its weight judged, its pause over or promoted."""
         if step.set_weight is not None:
-            judged = canary.analysis_passed or self.backend.profile.metrics is None
+            unjudged = self.backend.profile.metrics is None and not self.spec.analysis.metrics
+            judged = canary.analysis_passed or unjudged
             return judged and self.status.check_passes >= self.rollout.checks.success_threshold
         assert step.pause is not None
         if step.pause.seconds is None:
@@ -299,6 +301,8 @@ class Canary(BlueGreen):
         """This round's verdict on the step's traffic, from the counters both colors' pods report;
         None when there is nothing to judge yet (no round now, no sample, the window just opened)."""
         if self.backend.profile.metrics is None:
+            if self.spec.analysis.metrics:
+                return self.judge_metrics_alone(canary, in_effect)
             canary.analysis = AnalysisStatus(
                 outcome="NotMeasured",
                 message=f"engine {self.backend.engine.value} serves no metrics: each step is judged by "
@@ -341,6 +345,21 @@ class Canary(BlueGreen):
         )
         canary.analysis_passed = canary.analysis_passed or verdict.outcome is Outcome.PASS
         return verdict
+
+    def judge_metrics_alone(self, canary: CanaryStatus, in_effect: bool) -> Verdict | None:
+        """This round's verdict from the team's Prometheus metrics alone, for an engine that serves
+        no metrics of its own; None when there is nothing to judge yet."""
+        sample = self.observed.traffic
+        if sample is None or not in_effect:
+            return None
+        outcome, message = judge_metrics(self.spec.analysis.metrics, sample.metrics)
+        canary.analysis = AnalysisStatus(
+            outcome=outcome.value,
+            message=bounded(f"{message} (engine {self.backend.engine.value} serves no metrics of its own)"),
+            metrics=[MetricValue(name=reading.name, value=reading.value) for reading in sample.metrics],
+        )
+        canary.analysis_passed = canary.analysis_passed or outcome is Outcome.PASS
+        return Verdict(outcome, message, Measurement.of(TrafficCounters()), None, latency_ratio=None)
 
     def count_round(self, verdict: Verdict | None) -> tuple[FailureReason, str] | None:
         """Fold this round (the checks, and the analysis when it judged) into the counters; the

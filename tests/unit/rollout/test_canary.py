@@ -603,3 +603,44 @@ def test_a_spec_change_mid_canary_that_cannot_fit_puts_all_traffic_back_and_free
     assert "InsufficientGPUMemory" in [e.reason for e in operator.last_events]
     assert service_selector(operator)["turnout.dev/color"] == "blue"
     assert replicas(operator, Color.GREEN) == 0
+
+
+OLLAMA = {"engine": "ollama", "resources": {"gpus": 0}}
+
+
+def ollama_analysed(model: str, **bounds: float) -> dict[str, Any]:
+    return analysed(with_metric(**bounds), **OLLAMA, model={"name": model, "servedName": "chat"})
+
+
+@pytest.mark.parametrize(
+    ("answer", "phase", "outcome", "words"),
+    [
+        (QueryAnswer(0.01), "Paused", None, None),
+        (QueryAnswer(None), "Canary", "Wait", "metric errors: no data from Prometheus yet"),
+        (QueryAnswer(0.3), "Degraded", None, "metric errors = 0.3 > max 0.05 (thresholdRange of analysis.metrics)"),
+    ],
+    ids=["in range: the step passes", "no data: the step waits", "out of range: rolled back"],
+)
+def test_an_ollama_canary_with_prometheus_metrics_is_judged_by_them(
+    operator: InProcessOperator, answer: QueryAnswer, phase: str, outcome: str | None, words: str | None
+) -> None:
+    operator.start_healthy(ollama_analysed("llama3:8b"))
+    operator.traffic.unreadable = "never read: Ollama serves no metrics"
+    new = ollama_analysed("llama3.2:3b")
+    operator.prometheus.answers[asked_query(operator, new)] = answer
+    operator.edit(new)
+    settle(operator, until=phase)
+    if phase == "Canary":
+        settle(operator, rounds=10)
+    status = operator.status()
+    assert status.phase == phase
+    if phase == "Degraded":
+        assert status.last_failure_reason == "AnalysisFailed"
+        assert words in (status.last_failure_message or "")
+        return
+    assert status.canary is not None
+    assert status.canary.step == (1 if phase == "Paused" else 0)
+    if outcome is not None:
+        assert status.canary.analysis is not None
+        assert status.canary.analysis.outcome == outcome
+        assert f"{words} (engine ollama serves no metrics of its own)" == status.canary.analysis.message
