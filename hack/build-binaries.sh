@@ -187,7 +187,8 @@ fetch_prometheus() {
   (cd "$scratch" && apt-get download -q "prometheus=$PROMETHEUS_VERSION") >&2
   dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/root"
   mkdir -p "$dest"
-  cp "$scratch/root/usr/bin/prometheus" "$dest/prometheus.tmp"
+  local packaged=usr/bin/prometheus # where the package puts the binary, under the unpacked root
+  cp "$scratch/root/$packaged" "$dest/prometheus.tmp"
   mv "$dest/prometheus.tmp" "$dest/prometheus"
   rm -rf "$scratch"
   log "prometheus $PROMETHEUS_VERSION: unpacked to $dest"

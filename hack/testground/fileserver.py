@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from testground.simulator import serve
+
 
 class FileServer:
     """Serves the files under `root` on `host:port` until stopped."""
@@ -27,14 +29,7 @@ class FileServer:
         """Listen; raises OSError when the address cannot be bound."""
         app = web.Application()
         app.router.add_get("/{path:.*}", self._file)  # and HEAD
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = await serve(app, self.host, self.port, shutdown_timeout=0.5)
 
     async def stop(self) -> None:
         """Close the socket; idempotent."""

@@ -102,14 +102,7 @@ class Simulator:
 
     async def _listen(self) -> None:
         # A fresh app per bind: an aiohttp app cannot be started again after its runner's cleanup.
-        runner = web.AppRunner(build_app(self.state), access_log=None, shutdown_timeout=_SHUTDOWN_SECONDS)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port, reuse_address=True).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
+        self._runner = await serve(build_app(self.state), self.host, self.port, _SHUTDOWN_SECONDS)
 
     async def _close(self) -> None:
         runner, self._runner = self._runner, None
@@ -128,3 +121,16 @@ class Simulator:
             later.cancel()
             # Wait for it, so a bind half-done when it was cancelled is cleaned up before we go on.
             await asyncio.gather(later, return_exceptions=True)
+
+
+async def serve(app: web.Application, host: str, port: int, shutdown_timeout: float) -> web.AppRunner:
+    """Start `app` on host:port and return its runner (stopped by `runner.cleanup()`); raises OSError
+    when the address cannot be bound, with nothing left running."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
