@@ -5,7 +5,14 @@ The apps speak the endpoints turnout checks and clients call, shaped like the re
 - vLLM (OpenAI server): `/health`, `/metrics`, `/v1/models`, `/v1/chat/completions` (JSON or SSE),
   `/v1/embeddings`.
   With an API key, `/v1/*` needs `Authorization: Bearer <key>` (401 `{"error": "Unauthorized"}`),
-  `/health` and `/metrics` do not. An unknown model name is a 404 `NotFoundError`.
+  `/health` and `/metrics` do not. An unknown model name is a 404 `NotFoundError`; a body vLLM's
+  request model refuses (not JSON, not an object, no `messages`) a 400 `Bad Request` whose `param`
+  names the place (`body.31`, `body.messages`); a path it has no route for FastAPI's 404
+  `{"detail": "Not Found"}`. Its answers have vLLM's shapes, field for field (the null fields its
+  response models always serialise, `system_fingerprint` on a completion and on a stream's last
+  chunk, `finish_reason` on the last token's chunk) and content types (`application/json` without a
+  charset, `text/event-stream; charset=utf-8`): tests/engine/test_simulator_fidelity.py compares
+  them with the real server's.
 - Ollama: `/`, `/api/version`, `/api/tags` (names always `name:tag`), `/api/pull` (NDJSON progress),
   `/api/copy`, `/api/embed`, and the OpenAI-compatible `/v1/models`, `/v1/chat/completions`,
   `/v1/embeddings`. No auth.
@@ -15,7 +22,8 @@ a model with a dimension answers each input (a string or a list of them) with a 
 floats, the same for the same text, of length 1 (as embedding models normalise them), in OpenAI's
 shape (`data[].embedding`) or Ollama's (`/api/embed`: `embeddings[]`). A model without one is a
 chat model: vLLM answers 404 `{"detail": "Not Found"}` (vLLM 0.32.0 registers its embedding routes
-only for a model that supports the embed task), Ollama 400 ("does not support embeddings").
+only for a model that supports the embed task, so its `/metrics` counts the request under
+`handler="none"`), Ollama 400 ("does not support embeddings").
 The degradation's added latency and error ratio apply to embedding requests as to chat
 completions; vLLM's `/metrics` counts them under `handler="/v1/embeddings"`, with their latency
 (vLLM records a pooling request's end-to-end latency and, at its prefill, its time to first token).
@@ -67,6 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from testground.behaviour import WRONG_MODEL_NAME, Behaviour, Degradation, Mode
 from testground.vllm_metrics import VllmMetrics
@@ -75,6 +84,8 @@ Engine = Literal["vllm", "ollama"]
 ENGINES: tuple[Engine, ...] = ("vllm", "ollama")
 
 OLLAMA_VERSION = "0.12.6"
+# vLLM's `system_fingerprint` (`--fingerprint-mode full`): its version and 8 hex digits of its config's hash.
+VLLM_FINGERPRINT = "vllm-0.32.0-5177a7e1"
 _REPLY = "Hello! This is a simulated reply from the turnout test ground."
 _FAILED = "The engine failed to finish the request (sim.turnout.dev/error-ratio)."
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -264,13 +275,16 @@ def vllm_app(state: EngineState) -> web.Application:
             response: web.StreamResponse = _vllm_error("The engine is dead.", "ServiceUnavailableError", 503)
         elif _refused(request, state.config.api_key):
             # Not counted: vLLM's API key middleware runs outside its metrics middleware.
-            return web.json_response({"error": "Unauthorized"}, status=401)
+            return _vllm_json({"error": "Unauthorized"}, 401)
         else:
             try:
                 response = await handler(request)
             except web.HTTPException as refused:
-                state.metrics.answered(request.method, route, refused.status)
-                raise
+                if refused.status not in (404, 405):
+                    state.metrics.answered(request.method, route, refused.status)
+                    raise
+                # No such route (or method): FastAPI's answer, `{"detail": "Not Found"}`.
+                response = _vllm_json({"detail": refused.reason}, refused.status)
         state.metrics.answered(request.method, route, response.status)
         return response
 
@@ -289,11 +303,15 @@ def vllm_app(state: EngineState) -> web.Application:
                 "max_model_len": 8192,
                 "permission": [
                     {
-                        "id": f"modelperm-{uuid.uuid4().hex}",
+                        "id": f"modelperm-{uuid.uuid4().hex[:16]}",
                         "object": "model_permission",
                         "created": state.created,
+                        "allow_create_engine": False,
                         "allow_sampling": True,
+                        "allow_logprobs": True,
+                        "allow_search_indices": False,
                         "allow_view": True,
+                        "allow_fine_tuning": False,
                         "organization": "*",
                         "group": None,
                         "is_blocking": False,
@@ -302,21 +320,21 @@ def vllm_app(state: EngineState) -> web.Application:
             }
             for name in state.visible_models()
         ]
-        return web.json_response({"object": "list", "data": cards})
+        return _vllm_json({"object": "list", "data": cards})
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request)
-        if body is None or not isinstance(body.get("messages"), list):
-            return _vllm_error("'messages' must be a list of chat messages.", "BadRequestError", 400)
+        body = await _vllm_chat_request(request)
+        if isinstance(body, web.Response):
+            return body
         listed = state.visible_models()
         requested = body.get("model") or (listed[0] if listed else "")
         if state.resolve(requested) is None:
-            return _vllm_error(f"The model `{requested}` does not exist.", "NotFoundError", 404, "model")
+            return _unknown_vllm_model(requested, listed)
         started = time.monotonic()
         if await state.degrade():
             state.metrics.finished(time.monotonic() - started, "error")
             return _vllm_error(_FAILED, "InternalServerError", 500)
-        return await _chat_completion(request, state, body, requested, fingerprint=None, started=started)
+        return await _chat_completion(request, state, body, requested, fingerprint=VLLM_FINGERPRINT, started=started)
 
     async def embeddings(request: web.Request) -> web.StreamResponse:
         body = await _json_body(request)
@@ -326,11 +344,9 @@ def vllm_app(state: EngineState) -> web.Application:
         listed = state.visible_models()
         requested = body.get("model") or (listed[0] if listed else "")
         if state.resolve(requested) is None:
-            return _vllm_error(f"The model `{requested}` does not exist.", "NotFoundError", 404, "model")
+            return _unknown_vllm_model(requested, listed)
         dimension = state.config.embedding_dimension
-        if dimension is None:
-            # What FastAPI answers for a route vLLM did not register.
-            return web.json_response({"detail": "Not Found"}, status=404)
+        assert dimension is not None, "the route is registered for an embedding model only"
         started = time.monotonic()
         if await state.degrade():
             state.metrics.finished(time.monotonic() - started, "error")
@@ -338,7 +354,7 @@ def vllm_app(state: EngineState) -> web.Application:
         tokens = sum(len(text.split()) for text in texts)
         state.metrics.first_token(time.monotonic() - started)
         state.metrics.finished(time.monotonic() - started, "stop", tokens)
-        return web.json_response(
+        return _vllm_json(
             {
                 "id": f"embd-{uuid.uuid4().hex}",
                 "object": "list",
@@ -353,19 +369,18 @@ def vllm_app(state: EngineState) -> web.Application:
         )
 
     async def metrics(_: web.Request) -> web.StreamResponse:
-        return web.Response(
-            body=state.metrics.text(),
-            content_type="text/plain",
-            charset="utf-8",
-            headers={"X-Prometheus-Format": "0.0.4"},
-        )
+        # vLLM serves prometheus-client's own, as this does (the same library): its header says the format.
+        return web.Response(body=state.metrics.text(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(middlewares=[guard])
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_post("/v1/embeddings", embeddings)
+    if state.config.embedding_dimension is not None:
+        # vLLM 0.32.0 registers its embedding routes only for a model that supports the embed task;
+        # a chat model's /v1/embeddings is FastAPI's 404, counted under handler "none".
+        app.router.add_post("/v1/embeddings", embeddings)
     return app
 
 
@@ -548,47 +563,70 @@ async def _chat_completion(
     ignore_eos = limit is not None and body.get("ignore_eos") is True and state.config.engine == "vllm"
     words = [natural[i % len(natural)] for i in range(limit)] if ignore_eos and limit else natural[:limit]
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"] if isinstance(m, dict))
-    usage = {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": len(words),
         "total_tokens": prompt_tokens + len(words),
     }
     finish = "length" if ignore_eos or len(words) < len(natural) else "stop"
+    vllm = state.config.engine == "vllm"
     head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
-    if fingerprint:
-        head["system_fingerprint"] = fingerprint
+    if fingerprint and not vllm:
+        head["system_fingerprint"] = fingerprint  # on every chunk; vLLM's goes on its last one only
     paced = _Pace(state.waits(len(words)))
     if not body.get("stream"):
         await paced.token(0)
         state.metrics.first_token(time.monotonic() - started)
         for index in range(1, len(words)):
             await paced.token(index)
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": " ".join(words)},
-            "logprobs": None,
-            "finish_reason": finish,
-        }
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(words)}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
-        return web.json_response({**head, "object": "chat.completion", "choices": [choice], "usage": usage})
+        answer = {**head, "object": "chat.completion", "choices": [choice]}
+        if not vllm:
+            return web.json_response({**answer, "usage": usage})
+        # vLLM's response model serialises every optional field, null when unused.
+        message |= dict.fromkeys(("refusal", "annotations", "audio", "function_call", "reasoning"))
+        choice |= {"stop_reason": None, "token_ids": None, "routed_experts": None}
+        usage |= {"prompt_tokens_details": None, "completion_tokens_details": None}
+        answer |= {"service_tier": None, "system_fingerprint": fingerprint, "usage": usage}
+        answer |= dict.fromkeys(("prompt_logprobs", "prompt_token_ids", "prompt_text", "kv_transfer_params"))
+        answer |= dict.fromkeys(("ec_transfer_params", "metrics"))
+        return _vllm_json(answer)
 
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    content_type = "text/event-stream; charset=utf-8" if vllm else "text/event-stream"
+    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
     await response.prepare(request)
 
     async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
         chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
         await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     for index, word in enumerate(words):
         await paced.token(index)
         if index == 0:
-            await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            if vllm:
+                await send([{**first, "logprobs": None}], prompt_token_ids=None, prompt_text=None)
+            else:
+                await send([first])
             state.metrics.first_token(time.monotonic() - started)
-        await send([{"index": 0, "delta": {"content": word if index == 0 else f" {word}"}, "finish_reason": None}])
-    await send([{"index": 0, "delta": {}, "finish_reason": finish}])
-    options = body.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage"):
-        await send([], usage=usage)
+        delta = {"content": word if index == 0 else f" {word}"}
+        if not vllm:
+            await send([{"index": 0, "delta": delta, "finish_reason": None}])
+            continue
+        # vLLM ends with the last token's chunk; the fingerprint goes on the final chunk (usage's, if asked).
+        last = index == len(words) - 1
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish if last else None}
+        choice |= {"stop_reason": None, "token_ids": None} if last else {"token_ids": None}
+        stamp = {"system_fingerprint": fingerprint} if last and not include_usage else {}
+        await send([choice], **stamp)
+    if not vllm:
+        await send([{"index": 0, "delta": {}, "finish_reason": finish}])
+    if include_usage:
+        await send([], usage=usage, **({"system_fingerprint": fingerprint} if vllm else {}))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
@@ -627,10 +665,45 @@ async def _json_body(request: web.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
+def _vllm_json(data: Any, status: int = 200) -> web.Response:
+    """A JSON answer as vLLM's FastAPI sends it: `application/json`, no charset parameter."""
+    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
+
+
 def _vllm_error(message: str, kind: str, status: int, param: str | None = None) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": kind, "param": param, "code": status}}, status=status
-    )
+    return _vllm_json({"error": {"message": message, "type": kind, "param": param, "code": status}}, status)
+
+
+def _unknown_vllm_model(requested: str, listed: list[str]) -> web.Response:
+    message = f"The model `{requested}` does not exist. Valid aliases: {', '.join(listed)}."
+    return _vllm_error(message, "NotFoundError", 404, "model")
+
+
+async def _vllm_chat_request(request: web.Request) -> dict[str, Any] | web.Response:
+    """A chat completion request's body, or vLLM's 400 for one its request model refuses: not JSON,
+    not an object, `messages` absent or not a list (the pydantic error, as vLLM words it)."""
+    raw = await request.text()
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as error:
+        invalid = {"type": "json_invalid", "loc": f"body.{error.pos}", "msg": "JSON decode error"}
+        return _validation_error({**invalid, "input": "<dict of 0 items>", "ctx": {"error": error.msg}})
+    if not isinstance(body, dict):
+        message = "Input should be a valid dictionary or object to extract fields from"
+        described = f"<{type(body).__name__} of {len(body)} items>" if isinstance(body, list) else repr(body)
+        return _validation_error({"type": "model_attributes_type", "loc": "body", "msg": message, "input": described})
+    if "messages" not in body:
+        missing = {"type": "missing", "loc": "body.messages", "msg": "Field required"}
+        return _validation_error({**missing, "input": f"<dict of {len(body)} items>"})
+    if not isinstance(body["messages"], list):
+        wrong = {"type": "list_type", "loc": "body.messages", "msg": "Input should be a valid list"}
+        return _validation_error({**wrong, "input": repr(body["messages"])[:80]})
+    return body
+
+
+def _validation_error(error: dict[str, Any]) -> web.Response:
+    """vLLM's 400 for a request its pydantic model refuses: the error's place is its `param`."""
+    return _vllm_error(f"1 validation error:\n  {error}", "Bad Request", 400, error["loc"])
 
 
 def _openai_error(message: str, kind: str, status: int) -> web.Response:

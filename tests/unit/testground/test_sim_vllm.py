@@ -35,7 +35,13 @@ def test_healthy_lists_its_served_name_and_answers(running: Callable[..., Any]) 
             assert body["choices"][0]["message"]["role"] == "assistant"
             assert len(body["choices"][0]["message"]["content"].split()) == 3
             assert body["choices"][0]["finish_reason"] == "length"
-            assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+            assert body["usage"] == {
+                "prompt_tokens": 2,
+                "completion_tokens": 3,
+                "total_tokens": 5,
+                "prompt_tokens_details": None,
+                "completion_tokens_details": None,
+            }
 
     asyncio.run(scenario())
 
@@ -54,9 +60,12 @@ def test_streaming_is_sse_chunks_ending_with_done(running: Callable[..., Any]) -
         assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         assert len(text.split()) == 3
+        # As vLLM: the last token's chunk says why it finished; the usage chunk carries the fingerprint.
         assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+        assert chunks[-2]["choices"][0]["delta"]["content"]
         assert chunks[-1]["choices"] == []
         assert chunks[-1]["usage"]["completion_tokens"] == 3
+        assert [c.get("system_fingerprint") is not None for c in chunks] == [False] * (len(chunks) - 1) + [True]
 
     asyncio.run(scenario())
 
@@ -67,13 +76,51 @@ def test_unknown_model_is_404_not_found_like_vllm(running: Callable[..., Any]) -
             reply = await client.post(url(sim, "/v1/chat/completions"), json={**HELLO, "model": "gpt-4"})
         assert reply.status_code == 404
         assert reply.json()["error"] == {
-            "message": "The model `gpt-4` does not exist.",
+            "message": "The model `gpt-4` does not exist. Valid aliases: chat.",
             "type": "NotFoundError",
             "param": "model",
             "code": 404,
         }
 
     asyncio.run(scenario())
+
+
+def test_refused_bodies_are_vllms_validation_errors_naming_their_place(running: Callable[..., Any]) -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with running(CHAT) as sim, httpx.AsyncClient() as client:
+            chat = url(sim, "/v1/chat/completions")
+            sent = ('{"model": "chat", "messages": [', "[1, 2]", '{"model": "chat"}', '{"messages": "hi"}')
+            as_json = {"Content-Type": "application/json"}
+            return [await client.post(chat, content=body, headers=as_json) for body in sent]
+
+    replies = asyncio.run(scenario())
+    assert {(reply.status_code, reply.headers["content-type"]) for reply in replies} == {(400, "application/json")}
+    errors = [reply.json()["error"] for reply in replies]
+    assert [(e["type"], e["param"], e["code"]) for e in errors] == [
+        ("Bad Request", "body.31", 400),
+        ("Bad Request", "body", 400),
+        ("Bad Request", "body.messages", 400),
+        ("Bad Request", "body.messages", 400),
+    ]
+    assert errors[0]["message"].startswith("1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.31'")
+
+
+def test_no_such_route_is_fastapis_404_counted_under_none(running: Callable[..., Any]) -> None:
+    async def scenario() -> tuple[httpx.Response, httpx.Response, str]:
+        async with running(CHAT) as sim, httpx.AsyncClient() as client:
+            unknown = await client.get(url(sim, "/v1/no-such-path"))
+            embeddings = await client.post(url(sim, "/v1/embeddings"), json={"model": "chat", "input": "hi"})
+            return unknown, embeddings, (await client.get(url(sim, "/metrics"))).text
+
+    unknown, embeddings, metrics = asyncio.run(scenario())
+    for reply in (unknown, embeddings):
+        assert (reply.status_code, reply.headers["content-type"], reply.json()) == (
+            404,
+            "application/json",
+            {"detail": "Not Found"},
+        )
+    assert 'http_requests_total{handler="none",method="GET",status="4xx"} 1.0' in metrics
+    assert 'http_requests_total{handler="none",method="POST",status="4xx"} 1.0' in metrics
 
 
 def test_api_key_guards_v1_but_not_health_or_metrics(running: Callable[..., Any]) -> None:
