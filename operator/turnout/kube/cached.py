@@ -68,7 +68,7 @@ class CachedCluster:
             self._start(KIND, scope, None, by_name)
 
     def _start(self, kind: str, scope: str | None, selector: str | None, wake: Callable[[KubeObject], None]) -> None:
-        informer = Informer(kind, self.api.watch_source(kind), scope, selector, wake)
+        informer = Informer(kind, self.api.watch_source(kind), scope, selector, wake, index_label=selector)
         self._informers[kind, scope] = informer
         informer.start()
 

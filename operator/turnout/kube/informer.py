@@ -113,6 +113,7 @@ class Informer:
         namespace: str | None = None,
         selector: str | None = None,
         on_change: Callable[[KubeObject], None] | None = None,
+        index_label: str | None = None,
     ) -> None:
         self.kind = kind
         self._source = source
@@ -120,6 +121,11 @@ class Informer:
         self._selector = selector
         self._on_change = on_change
         self._objects: dict[Key, KubeObject] = {}
+        self._index_label = index_label
+        # (namespace, value of `index_label`) -> the keys of objects seen with it: a list by that label
+        # looks at those, not at every object held (a thousand backends' Deployments in one namespace).
+        # A key stays until its object is deleted, so an entry may be stale: a list checks the labels.
+        self._index: dict[Key, set[Key]] = {}
         self._written: dict[Key, _Written] = {}
         self._seen: dict[Key, deque[str]] = {}
         self._lists = 0
@@ -184,6 +190,9 @@ class Informer:
             changed = [obj for key, obj in fresh.items() if _version(self._objects.get(key)) != _version(obj)]
             gone = [obj for key, obj in self._objects.items() if key not in fresh]
             self._objects = fresh
+            self._index = {}
+            for key, obj in fresh.items():
+                self._indexed(key, obj)
             self._seen = {key: deque([v], maxlen=SEEN_VERSIONS) for key, obj in fresh.items() if (v := _version(obj))}
             self.resource_version = version
             for key, written in list(self._written.items()):
@@ -211,8 +220,10 @@ class Informer:
                     self._objects.pop(key, None)
                     self._written.pop(key, None)
                     self._seen.pop(key, None)
+                    self._index.get(self._index_key(key, obj), set()).discard(key)
                 else:
                     self._objects[key] = obj
+                    self._indexed(key, obj)
                     if version is not None:
                         self._seen.setdefault(key, deque(maxlen=SEEN_VERSIONS)).append(version)
                     written = self._written.get(key)
@@ -250,11 +261,36 @@ class Informer:
     def list(self, namespace: str, labels: Mapping[str, str]) -> list[KubeObject]:
         """The objects in `namespace` that carry all of `labels`, newest copies, sorted by name."""
         self.wait_synced()
+
+        def matches(obj: KubeObject) -> bool:
+            return all(_labels(obj).get(k) == v for k, v in labels.items())
+
         with self._changed:
-            keys = {key for key in self._objects if key[0] == namespace}
-            keys |= {key for key, written in self._written.items() if key[0] == namespace}
-        found = [obj for key in sorted(keys) if (obj := self._newest(key)) is not None]
-        return [obj for obj in found if all(_labels(obj).get(k) == v for k, v in labels.items())]
+            value = labels.get(self._index_label) if self._index_label else None
+            if value is not None:
+                keys = set(self._index.get((namespace, value), ()))
+            else:
+                keys = {key for key in self._objects if key[0] == namespace}
+            # turnout's writes not yet seen through the watch: a few at a time.
+            keys |= {key for key in self._written if key[0] == namespace}
+            # Only the objects that match are copied; one whose write had no answer is read to know.
+            wanted = [key for key in sorted(keys) if (held := self._held(key)) is None or matches(held)]
+        found = [obj for key in wanted if (obj := self._newest(key)) is not None]
+        return [obj for obj in found if matches(obj)]
+
+    def _held(self, key: Key) -> KubeObject | None:
+        """The newest copy held of `key` (not a copy: read it under the lock), None when unknown."""
+        written = self._written.get(key)
+        if written is not None:
+            return written.body
+        return self._objects.get(key)
+
+    def _index_key(self, key: Key, obj: KubeObject) -> Key:
+        return (key[0], str(_labels(obj).get(self._index_label, ""))) if self._index_label else ("", "")
+
+    def _indexed(self, key: Key, obj: KubeObject) -> None:
+        if self._index_label and self._index_label in _labels(obj):
+            self._index.setdefault(self._index_key(key, obj), set()).add(key)
 
     def _newest(self, key: Key) -> KubeObject | None:
         with self._changed:
@@ -286,7 +322,10 @@ class Informer:
             if self._seen_version(key, version):
                 self._written.pop(key, None)  # the watch was first (or the write changed nothing)
                 return
-            self._written[key] = _Written(version, copy.deepcopy(_slim(obj)) if obj is not None else None, self._lists)
+            body = copy.deepcopy(_slim(obj)) if obj is not None else None
+            self._written[key] = _Written(version, body, self._lists)
+            if body is not None:
+                self._indexed(key, body)
 
     def _seen_version(self, key: Key, version: str | None) -> bool:
         return version is not None and version in self._seen.get(key, ())

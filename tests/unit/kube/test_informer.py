@@ -98,7 +98,9 @@ class Running:
     def __init__(self, server: ScriptedApiServer) -> None:
         self.server = server
         self.changes: list[tuple[str, str]] = []
-        self.informer = Informer("Pod", server, NAMESPACE, "turnout.dev/backend", self._changed)
+        self.informer = Informer(
+            "Pod", server, NAMESPACE, "turnout.dev/backend", self._changed, index_label="turnout.dev/backend"
+        )
         self.informer.start()
 
     def _changed(self, obj: KubeObject) -> None:
@@ -192,6 +194,29 @@ def test_reads_before_the_first_list_refuse() -> None:
     informer = Informer("Pod", ScriptedApiServer(), NAMESPACE)
     with pytest.raises(NotSynced):
         informer.wait_synced(timeout=0)
+
+
+def test_a_list_by_the_indexed_label_follows_objects_that_move_between_backends(running: Running) -> None:
+    running.server.event("ADDED", pod("moved-1", "11", backend="other"))
+    running.server.event("MODIFIED", pod("moved-1", "12", backend="chat"))
+    running.server.event("MODIFIED", pod("other-1", "13", backend="third"))
+    wait_for(lambda: ("other-1", "13") in running.changes, timeout=5, what="the three events")
+    assert running.names() == ["chat-blue-1", "moved-1"]
+    by_backend = {b: running.informer.list(NAMESPACE, {"turnout.dev/backend": b}) for b in ("other", "third")}
+    assert by_backend["other"] == []
+    assert [p["metadata"]["name"] for p in by_backend["third"]] == ["other-1"]
+    # A list by another label (or none) looks at every object held in the namespace.
+    assert [p["metadata"]["name"] for p in running.informer.list(NAMESPACE, {})] == ["chat-blue-1", "moved-1", "other-1"]
+    running.server.event("DELETED", pod("moved-1", "14"))
+    wait_for(lambda: ("moved-1", "14") in running.changes, timeout=5, what="the deletion")
+    assert running.names() == ["chat-blue-1"]
+
+
+def test_an_object_turnout_created_is_listed_before_the_watch_delivers_it(running: Running) -> None:
+    wait_for(lambda: running.server.watches == ["10"], timeout=5, what="the first watch")
+    running.informer.wrote(pod("chat-green-1", "20"), (NAMESPACE, "chat-green-1"), "20")
+    assert running.names() == ["chat-blue-1", "chat-green-1"]
+    assert running.server.gets == []
 
 
 def test_turnouts_own_write_is_the_newest_copy_until_the_watch_delivers_it(running: Running) -> None:
