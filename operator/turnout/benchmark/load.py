@@ -26,6 +26,7 @@ from turnout.api.benchmark import BenchmarkResult
 from turnout.api.spec import Benchmark
 from turnout.benchmark.prompts import ChatRequest
 from turnout.benchmark.results import ErrorKind, RequestSample, http_error, summarise
+from turnout.engines.probe import connect_cause
 
 MAX_REQUESTS = 100_000
 """The most requests one run may send."""
@@ -332,11 +333,8 @@ def _is_count(value: Any) -> bool:
 
 
 def _connect_failure(error: httpx.ConnectError) -> str:
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(cause, socket.gaierror):
-            return "unknown host"
-        cause = cause.__cause__ or cause.__context__
+    if connect_cause(error, ConnectionRefusedError):
+        return "connection refused"
+    if connect_cause(error, socket.gaierror):
+        return "unknown host"
     return "cannot connect"

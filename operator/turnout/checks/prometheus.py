@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from turnout.engines.probe import MAX_BODY_BYTES, pod_client, read_bounded
+from turnout.engines.probe import MAX_BODY_BYTES, connect_cause, pod_client, read_bounded
 
 # Enough of Prometheus' own error to name the cause, short enough for a condition message.
 _ERROR_CHARS = 200
@@ -130,11 +130,8 @@ def _error_of(body: dict[str, Any]) -> str:
 def _failure(error: Exception) -> str:
     """A fixed sentence for a request that got no answer; the error's own text is never shown."""
     if isinstance(error, httpx.ConnectError):
-        cause: BaseException | None = error
-        while cause is not None:
-            if isinstance(cause, ConnectionRefusedError):
-                return "Prometheus refused the connection"
-            cause = cause.__cause__ or cause.__context__
+        if connect_cause(error, ConnectionRefusedError):
+            return "Prometheus refused the connection"
         return "cannot connect to Prometheus"
     if isinstance(error, httpx.RemoteProtocolError):
         return "Prometheus' answer was not valid HTTP"

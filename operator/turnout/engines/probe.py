@@ -251,10 +251,17 @@ def _failure(error: Exception) -> str:
 
 
 def _connect_failure(error: httpx.ConnectError) -> str:
-    cause: BaseException | None = error
-    # httpx wraps the socket's error twice ("All connection attempts failed"); the cause says why.
-    while cause is not None:
-        if isinstance(cause, ConnectionRefusedError):
-            return "connection refused (the engine is not listening yet, or has died)"
-        cause = cause.__cause__ or cause.__context__
+    if connect_cause(error, ConnectionRefusedError):
+        return "connection refused (the engine is not listening yet, or has died)"
     return "cannot connect"
+
+
+def connect_cause(error: httpx.ConnectError, kind: type[BaseException]) -> bool:
+    """Whether the socket's error under `error` is a `kind`: httpx wraps it twice ("All connection
+    attempts failed"), and its own text is never shown."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False

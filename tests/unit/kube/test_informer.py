@@ -206,7 +206,8 @@ def test_a_list_by_the_indexed_label_follows_objects_that_move_between_backends(
     assert by_backend["other"] == []
     assert [p["metadata"]["name"] for p in by_backend["third"]] == ["other-1"]
     # A list by another label (or none) looks at every object held in the namespace.
-    assert [p["metadata"]["name"] for p in running.informer.list(NAMESPACE, {})] == ["chat-blue-1", "moved-1", "other-1"]
+    every = running.informer.list(NAMESPACE, {})
+    assert [p["metadata"]["name"] for p in every] == ["chat-blue-1", "moved-1", "other-1"]
     running.server.event("DELETED", pod("moved-1", "14"))
     wait_for(lambda: ("moved-1", "14") in running.changes, timeout=5, what="the deletion")
     assert running.names() == ["chat-blue-1"]
