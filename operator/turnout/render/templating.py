@@ -39,10 +39,15 @@ _environment.policies["json.dumps_function"] = _yaml_safe_json
 _environment.policies["json.dumps_kwargs"] = {"sort_keys": False}
 
 
+# libyaml's reader when PyYAML was built with it (its wheels are): the same safe loader, ten times
+# faster than the pure-Python one, which was a tenth of the operator's CPU at 1000 backends.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def render_manifest(template: str, **values: Any) -> dict[str, Any]:
     """Render `templates/<template>` with `values` and load the result as one Kubernetes object."""
     text = _environment.get_template(template).render(**values)
-    loaded = yaml.safe_load(text)
+    loaded = yaml.load(text, Loader=_Loader)
     if not isinstance(loaded, dict):
         raise TypeError(f"template {template} did not render a mapping")
     return loaded
