@@ -49,6 +49,10 @@ class Color(StrEnum):
         return Color.GREEN if self is Color.BLUE else Color.BLUE
 
 
+FIRST_COLOR = Color.BLUE
+"""The color a backend's first revision runs on."""
+
+
 class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"

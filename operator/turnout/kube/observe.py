@@ -33,7 +33,7 @@ from turnout.api.labels import (
     REVISION_LABEL,
 )
 from turnout.api.spec import Strategy
-from turnout.api.status import Color, InferenceBackendStatus, Phase
+from turnout.api.status import FIRST_COLOR, Color, InferenceBackendStatus, Phase
 from turnout.checks import CheckRound, CheckTarget, check_round
 from turnout.checks.prometheus import QueryAnswer, query_prometheus, render_query
 from turnout.checks.traffic import TrafficScrape, scrape_color
@@ -443,10 +443,15 @@ async def observe(
 
 def foreign_deployment_matters(backend: Backend, status: InferenceBackendStatus, color: Color) -> bool:
     """Whether a Deployment of `color`'s name that is not the backend's (so not in turnout's caches) must
-    be looked up: not for the idle color of a backend at rest, which no plan writes until the spec changes
-    (an idle backend costs no request)."""
-    at_rest = status.phase is Phase.HEALTHY and status.active_revision == backend.revision
-    return not at_rest or color == status.active_color
+    be looked up: only for a color a plan may create, the serving one (re-created when deleted), the one
+    a rollback goes back to, and the one a new revision goes to. Not for the idle color otherwise, so a
+    backend at rest, Degraded or not, costs no request (at 1000 backends those lookups, each a 404,
+    were most of the operator's reads)."""
+    if color in (status.active_color, status.previous_color, status.preview_color):
+        return True
+    if backend.revision == status.active_revision:
+        return False
+    return color == (status.active_color.other if status.active_color is not None else FIRST_COLOR)
 
 
 def _found(conflict: str | None) -> list[str]:

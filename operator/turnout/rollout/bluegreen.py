@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from turnout.api.benchmark import BenchmarkStatus
 from turnout.api.labels import ABORT_ANNOTATION, PROMOTE_ANNOTATION
-from turnout.api.status import Color, ConditionType, Phase
+from turnout.api.status import FIRST_COLOR, Color, ConditionType, Phase
 from turnout.benchmark.gates import judge as judge_benchmark
 from turnout.rollout.actions import (
     ApplyClaim,
@@ -32,8 +32,6 @@ from turnout.rollout.actions import (
 from turnout.rollout.conditions import format_time, parse_time
 from turnout.rollout.observed import ApplyRejection, ColorState, FailureReason
 from turnout.rollout.step import IDLE_RESYNC_SECONDS, Plan, Step
-
-FIRST_COLOR = Color.BLUE
 
 
 class BlueGreen(Step):
