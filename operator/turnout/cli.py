@@ -22,6 +22,17 @@ from turnout.render import render_backend
 API_VERSION = f"{GROUP}/{VERSION}"
 
 
+def _positive_int(text: str) -> int:
+    """argparse's type for a count of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def load_backend(document: Any, default_namespace: str = "default") -> Backend:
     """The validated Backend of one InferenceBackend object as `kubectl apply` would take it."""
     if not isinstance(document, dict):
@@ -315,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--leader-election-id", default="turnout", metavar="NAME", help="the Lease's name (default turnout)"
     )
+    run.add_argument(
+        "--reconciles-at-once",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="backends reconciled at the same time, the others wait their turn (default 16)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(handler=command_run)
     return parser
@@ -361,7 +379,11 @@ def command_run(arguments: argparse.Namespace) -> int:
         print(f"turnout run: {error}", file=sys.stderr)
         return 1
     liveness = Liveness()
-    memo = kopf.Memo(cluster=CachedCluster(cluster, arguments.namespaces), liveness=liveness)
+    memo = kopf.Memo(
+        cluster=CachedCluster(cluster, arguments.namespaces),
+        liveness=liveness,
+        reconciles_at_once=arguments.reconciles_at_once,
+    )
     if arguments.metrics_port:
         metrics.serve_metrics(arguments.metrics_port, arguments.bind)
     if arguments.health_port:

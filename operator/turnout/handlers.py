@@ -24,6 +24,12 @@ from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 
+RECONCILES_AT_ONCE = 16
+"""How many backends are reconciled at the same time (`turnout run --reconciles-at-once`); the others wait
+their turn. Unbounded, a thousand backends woken together (a start, a restart) made the event loop so
+late that the checks' own timeouts ran out while the engines had answered, and healthy backends were
+judged Degraded."""
+
 ERROR_RETRY_SECONDS = 10.0
 """The first retry after a failed reconcile; each further failure in a row doubles it, up to the cap."""
 ERROR_RETRY_CAP_SECONDS = 300.0
@@ -59,6 +65,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if memo.get("liveness") is None:
         memo.liveness = Liveness()
     memo.wakers = {}
+    memo.turns = asyncio.Semaphore(memo.get("reconciles_at_once") or RECONCILES_AT_ONCE)
 
 
 @kopf.on.startup()
@@ -117,8 +124,10 @@ async def run_backend(stopped: kopf.DaemonStopped, body: kopf.Body, memo: Any, l
         while not stopped:
             wake.clear()
             try:
-                with memo.liveness.reconciling(key, reconcile_budget(body.get("spec") or {})):
-                    delay = resync_delay(await reconcile(memo.cluster, namespace, name, emit), random.random())
+                # Waiting for a turn is not part of the reconcile's time budget (the liveness watchdog's).
+                async with memo.turns:
+                    with memo.liveness.reconciling(key, reconcile_budget(body.get("spec") or {})):
+                        delay = resync_delay(await reconcile(memo.cluster, namespace, name, emit), random.random())
                 failures, last_kind = 0, None
             except Exception as error:  # a bug or an API outage: log it, count it, retry with backoff
                 failures += 1

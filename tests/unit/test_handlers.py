@@ -1,8 +1,20 @@
-"""When the operator looks at a backend again: retries after a failure back off, idle resyncs spread out."""
+"""When the operator looks at a backend again: retries after a failure back off, idle resyncs spread out,
+and only so many backends are reconciled at once."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+import pytest
+
+from turnout import handlers
+from turnout.cli import build_parser
 from turnout.handlers import ERROR_RETRY_CAP_SECONDS, ERROR_RETRY_SECONDS, RESYNC_SPREAD, resync_delay, retry_delay
+from turnout.health import Liveness
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 
 
@@ -28,3 +40,76 @@ def test_idle_backends_do_not_resync_in_step() -> None:
 
 def test_a_step_that_asks_to_be_seen_soon_is_not_delayed() -> None:
     assert resync_delay(5.0, jitter=0.9) == 5.0
+
+
+class Stopped:
+    """A daemon's stop flag, as Kopf hands it: false until set, awaitable."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
+class Cluster:
+    def may_write(self) -> bool:
+        return True
+
+
+def test_only_so_many_backends_are_reconciled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    running: set[str] = set()
+    most = 0
+    done: list[str] = []
+    all_done = asyncio.Event()
+
+    async def reconcile(cluster: Any, namespace: str, name: str, emit: Any) -> float:
+        nonlocal most
+        running.add(name)
+        most = max(most, len(running))
+        await asyncio.sleep(0.01)
+        running.discard(name)
+        done.append(name)
+        if len(done) == 12:
+            all_done.set()
+        return IDLE_RESYNC_SECONDS
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+
+    async def main() -> None:
+        memo = kopf.Memo(cluster=Cluster(), liveness=Liveness(), reconciles_at_once=3)
+        handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
+        stopped = Stopped()
+        daemons = [
+            asyncio.create_task(
+                handlers.run_backend(
+                    stopped=stopped,
+                    body=kopf.Body({"metadata": {"namespace": "ml", "name": f"b{i}"}, "spec": {}}),
+                    memo=memo,
+                    logger=logging.getLogger("test"),
+                )
+            )
+            for i in range(12)
+        ]
+        await asyncio.wait_for(all_done.wait(), timeout=10)
+        stopped.event.set()
+        await asyncio.gather(*daemons)
+
+    asyncio.run(main())
+    assert sorted(done) == sorted(f"b{i}" for i in range(12))
+    assert most == 3
+
+
+def test_the_run_commands_bound_is_a_whole_number_of_one_or_more(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    assert parser.parse_args(["run", "--reconciles-at-once", "4"]).reconciles_at_once == 4
+    for wrong in ("0", "many"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["run", "--reconciles-at-once", wrong])
+    assert "--reconciles-at-once: 0 is less than 1" in capsys.readouterr().err
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run_help = commands.choices["run"].format_help()
+    assert f"(default {handlers.RECONCILES_AT_ONCE})" in " ".join(run_help.split())
