@@ -74,23 +74,31 @@ for _verdict in ("passed", "failed"):
 
 # (namespace, name) -> (engine, phase): one phase per backend; the gauge is recomputed from it.
 _phases: dict[tuple[str, str], tuple[str, str]] = {}
+_counts: dict[tuple[str, str], int] = {}
+"""(phase, engine) -> backends in it, the gauge's values."""
 _phases_lock = threading.Lock()
 _server: WSGIServer | None = None
 _server_thread: threading.Thread | None = None
 
 
 def set_backend_phase(namespace: str, name: str, engine: str, phase: str) -> None:
-    """Record a backend's current engine and phase and recompute `turnout_backends`."""
+    """Record a backend's current engine and phase and update `turnout_backends`: the series it left and
+    the one it joined (a count over every backend on each reconcile was quadratic in backends)."""
+    labels = (str(phase), str(engine))
     with _phases_lock:
+        before = _phases.get((namespace, name))
         _phases[(namespace, name)] = (str(engine), str(phase))
-        _recount()
+        if before is not None:
+            _count((before[1], before[0]), -1)
+        _count(labels, +1)
 
 
 def forget_backend(namespace: str, name: str) -> None:
     """Drop a deleted backend from `turnout_backends`; unknown backends are ignored."""
     with _phases_lock:
-        if _phases.pop((namespace, name), None) is not None:
-            _recount()
+        before = _phases.pop((namespace, name), None)
+        if before is not None:
+            _count((before[1], before[0]), -1)
 
 
 def record_cutover(result: str, duration_seconds: float) -> None:
@@ -155,18 +163,11 @@ def stop_metrics() -> None:
         thread.join()
 
 
-def _recount() -> None:
-    counts: dict[tuple[str, str], int] = {}
-    for engine, phase in _phases.values():
-        counts[(phase, engine)] = counts.get((phase, engine), 0) + 1
-    # Also zero every series ever set, so a backend leaving a phase brings that phase down.
-    for labels in _known_series() | counts.keys():
-        phase, engine = labels
-        BACKENDS.labels(phase=phase, engine=engine).set(counts.get(labels, 0))
-
-
-def _known_series() -> set[tuple[str, str]]:
-    return {(m.labels["phase"], m.labels["engine"]) for metric in BACKENDS.collect() for m in metric.samples}
+def _count(labels: tuple[str, str], change: int) -> None:
+    """Add `change` to the backends in (phase, engine); a series that falls to 0 stays, at 0."""
+    _counts[labels] = _counts.get(labels, 0) + change
+    phase, engine = labels
+    BACKENDS.labels(phase=phase, engine=engine).set(_counts[labels])
 
 
 def record_benchmark(benchmarked: Benchmarked) -> None:
