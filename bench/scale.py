@@ -7,8 +7,9 @@ Three measures, each of one `turnout run` process and the API server's own count
 1. Start: N Ollama backends created at once -> all Healthy (wall clock), the operator's CPU
    (its CPU seconds / wall seconds), resident memory and the API requests/s meanwhile.
 2. Idle: for a window longer than the serving revision's check interval, the requests the API
-   server served per second by verb and resource (watches excluded: they are long-lived), and
-   the operator's CPU.
+   server served per second by verb and resource (watches excluded: they are long-lived), the
+   operator's own writes, the reads per second by client (the API server's audit log), and the
+   operator's CPU.
 3. Restart: the operator stopped and started again with the N backends Healthy -> every backend
    reconciled once (its `turnout_reconciles_total`), and what it wrote meanwhile (its own
    `turnout_api_writes_total` and the API server's write counters); then the first backend's
@@ -19,6 +20,7 @@ The test ground's nodes hold 110 pods each; more CPU nodes are added for N backe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -75,7 +77,7 @@ def main() -> None:
         operator = OperatorProcess(ground.kubeconfig, log_dir)
         operator.start()
         try:
-            run(ground.kubeconfig, Backends(api, namespace), operator, arguments)
+            run(ground.kubeconfig, Backends(api, namespace), operator, arguments, ground.cluster.audit_log)
         finally:
             operator.stop()
         print(f"operator log: {operator.log_path}")
@@ -83,7 +85,9 @@ def main() -> None:
         ground.stop()
 
 
-def run(kubeconfig: str, backends: Backends, operator: OperatorProcess, arguments: argparse.Namespace) -> None:
+def run(
+    kubeconfig: str, backends: Backends, operator: OperatorProcess, arguments: argparse.Namespace, audit_log: Path
+) -> None:
     count = arguments.backends
     names = [f"scale-{number:04d}" for number in range(count)]
     usage = Usage(operator)
@@ -105,11 +109,15 @@ def run(kubeconfig: str, backends: Backends, operator: OperatorProcess, argument
 
     usage.reset()
     before = request_counts(kubeconfig)
+    writes_before, audited = sum_metric(operator, "turnout_api_writes_total"), audit_log.stat().st_size
     time.sleep(arguments.idle_seconds)  # the measured window itself
     after = request_counts(kubeconfig)
     cpu, rss = usage.since_start()
     print(f"idle {arguments.idle_seconds} s: operator CPU {cpu:.1%} of one core, RSS {rss:.0f} MiB")
     print_rates(before, after, arguments.idle_seconds)
+    own_writes = sum_metric(operator, "turnout_api_writes_total") - writes_before
+    print(f"  the operator's own writes (turnout_api_writes_total): {own_writes:.0f}")
+    print_reads(audit_log, audited, arguments.idle_seconds)
     print(f"  phases after idling: {dict(phases(backends))}")
 
     operator.stop()
@@ -221,6 +229,22 @@ def print_rates(before: dict[tuple[str, str], float], after: dict[tuple[str, str
     print(f"  API requests/s, every client, watches excluded: {sum(rates.values()):.2f}")
     for rate, (verb, resource) in shown:
         print(f"    {verb:7} {resource:40} {rate:7.2f}")
+
+
+def print_reads(audit_log: Path, offset: int, seconds: float) -> None:
+    """GETs and LISTs of the kinds turnout reads (the test ground's audit policy) after `offset` bytes of
+    the audit log, per second by client (the user agent's product: turnout, kopf, kube-controller-manager)."""
+    clients: Counter[str] = Counter()
+    with audit_log.open() as log:
+        log.seek(offset)
+        for line in log:
+            event = json.loads(line) if line.strip() else {}
+            if event.get("stage") == "ResponseComplete":
+                clients[str(event.get("userAgent", "")).split("/", 1)[0] or "?"] += 1
+    total = sum(clients.values()) / seconds
+    print(f"  reads/s (GET, LIST of pods, Services, Secrets, Deployments, backends) by client: {total:.2f}")
+    for name, count in clients.most_common():
+        print(f"    {name:48} {count / seconds:7.2f}")
 
 
 def sum_metric(operator: OperatorProcess, name: str) -> float:
