@@ -113,3 +113,39 @@ def test_the_run_commands_bound_is_a_whole_number_of_one_or_more(capsys: pytest.
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     run_help = commands.choices["run"].format_help()
     assert f"(default {handlers.RECONCILES_AT_ONCE})" in " ".join(run_help.split())
+
+
+def test_a_benchmark_keeps_no_turn_from_the_other_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One turn, held by a benchmark that runs until the test ends it: another backend is reconciled meanwhile."""
+    benchmark_ends = asyncio.Event()
+    other_reconciled = asyncio.Event()
+
+    async def reconcile(cluster: Any, namespace: str, name: str, emit: Any) -> float:
+        if name == "benchmarking":
+            await benchmark_ends.wait()
+        else:
+            other_reconciled.set()
+        return IDLE_RESYNC_SECONDS
+
+    monkeypatch.setattr(handlers, "reconcile", reconcile)
+
+    async def main() -> None:
+        memo = kopf.Memo(cluster=Cluster(), liveness=Liveness(), reconciles_at_once=1)
+        handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
+        stopped = Stopped()
+        bodies = [
+            {"metadata": {"namespace": "ml", "name": "benchmarking"}, "spec": {}, "status": {"phase": "Benchmarking"}},
+            {"metadata": {"namespace": "ml", "name": "other"}, "spec": {}, "status": {"phase": "Verifying"}},
+        ]
+        daemons = [
+            asyncio.create_task(
+                handlers.run_backend(stopped=stopped, body=kopf.Body(b), memo=memo, logger=logging.getLogger("test"))
+            )
+            for b in bodies
+        ]
+        await asyncio.wait_for(other_reconciled.wait(), timeout=10)
+        benchmark_ends.set()
+        stopped.event.set()
+        await asyncio.gather(*daemons)
+
+    asyncio.run(main())
