@@ -681,7 +681,10 @@ async def _chat_completion(
     Its time to first token and end-to-end latency count from `started` (`time.monotonic()`).
     """
     natural = _REPLY.split()
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if state.config.engine == "vllm":
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    else:  # Ollama reads `max_tokens` only (openai/openai.go: ChatCompletionRequest)
+        limit = body.get("max_tokens")
     if not (isinstance(limit, int) and limit > 0):
         limit = None
     ignore_eos = limit is not None and body.get("ignore_eos") is True and state.config.engine == "vllm"

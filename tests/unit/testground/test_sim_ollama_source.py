@@ -355,3 +355,16 @@ def test_openai_embeddings_as_the_middleware_shapes_them(running: Callable[..., 
         assert (missing.status_code, missing.json()["error"]["type"]) == (404, "api_error")
 
     run(EMBED, running, check)
+
+
+def test_max_tokens_is_the_only_limit_read(running: Callable[..., Any]) -> None:
+    """openai/openai.go: ChatCompletionRequest (no max_completion_tokens), FromChatRequest (max_tokens is
+    num_predict); runner/ollamarunner/runner.go: a sequence cut at num_predict is done with "length"."""
+
+    async def check(client: httpx.AsyncClient) -> None:
+        cut = (await client.post("/v1/chat/completions", json={**HELLO, "max_tokens": 2})).json()
+        assert (cut["usage"]["completion_tokens"], cut["choices"][0]["finish_reason"]) == (2, "length")
+        whole = (await client.post("/v1/chat/completions", json={**HELLO, "max_completion_tokens": 2})).json()
+        assert whole["choices"][0]["finish_reason"] == "stop"
+
+    run(PULLED, running, check)
