@@ -13,9 +13,13 @@ The apps speak the endpoints turnout checks and clients call, shaped like the re
   chunk, `finish_reason` on the last token's chunk) and content types (`application/json` without a
   charset, `text/event-stream; charset=utf-8`): tests/engine/test_simulator_fidelity.py compares
   them with the real server's.
-- Ollama: `/`, `/api/version`, `/api/tags` (names always `name:tag`), `/api/pull` (NDJSON progress),
-  `/api/copy`, `/api/embed`, and the OpenAI-compatible `/v1/models`, `/v1/chat/completions`,
-  `/v1/embeddings`. No auth.
+- Ollama: `/`, `/api/version`, `/api/tags` (names as Ollama spells them, always `name:tag`, the most
+  recently modified first), `/api/pull` (NDJSON progress), `/api/copy`, `/api/embed`, and the
+  OpenAI-compatible `/v1/models`, `/v1/chat/completions`, `/v1/embeddings`. No auth. Status codes,
+  content types, keys, stream framing and error messages and types follow Ollama 0.12.6's source
+  (gin's `c.JSON` with a charset, its OpenAI writers without one; a stream chunk a token, each delta
+  with the role, the last one empty); hack/testground/README.md lists each answer's origin, from
+  source or assumed.
 
 Embeddings (`EngineConfig.embedding_dimension`, annotation `sim.turnout.dev/embedding-dimension`):
 a model with a dimension answers each input (a string or a list of them) with a vector of that many
@@ -23,7 +27,8 @@ floats, the same for the same text, of length 1 (as embedding models normalise t
 shape (`data[].embedding`) or Ollama's (`/api/embed`: `embeddings[]`). A model without one is a
 chat model: vLLM answers 404 `{"detail": "Not Found"}` (vLLM 0.32.0 registers its embedding routes
 only for a model that supports the embed task, so its `/metrics` counts the request under
-`handler="none"`), Ollama 400 ("does not support embeddings").
+`handler="none"`), Ollama 500 ("this model does not support embeddings", as Ollama's own engine
+answers for a model without pooling).
 The degradation's added latency and error ratio apply to embedding requests as to chat
 completions; vLLM's `/metrics` counts them under `handler="/v1/embeddings"`, with their latency
 (vLLM records a pooling request's end-to-end latency and, at its prefill, its time to first token).
@@ -63,11 +68,13 @@ Binding (`slow-start`, `refuse`) is not the app's business: see `simulator`.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import hmac
 import itertools
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -91,10 +98,56 @@ _FAILED = "The engine failed to finish the request (sim.turnout.dev/error-ratio)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_OLLAMA_HOST, _OLLAMA_NAMESPACE, _OLLAMA_TAG = "registry.ollama.ai", "library", "latest"
+
+
+def _ollama_parts(name: str) -> tuple[str, str, str, str]:
+    """Ollama's reading of a name (types/model/name.go: ParseName): host, namespace, model, tag,
+    the defaults filled in, a URL scheme dropped; a part promised by a separator but empty is ""."""
+    rest, tag = name, _OLLAMA_TAG
+    if name.rfind(":") > name.rfind("/"):  # "/" is no tag character: a ":" before it is a host's port
+        rest, _, tag = name.rpartition(":")
+    if "/" not in rest:
+        return _OLLAMA_HOST, _OLLAMA_NAMESPACE, rest, tag
+    rest, _, model = rest.rpartition("/")
+    if "/" not in rest:
+        return _OLLAMA_HOST, rest, model, tag
+    host, _, namespace = rest.rpartition("/")
+    return host.partition("://")[2] if "://" in host else host, namespace, model, tag
+
+
 def ollama_tag(name: str) -> str:
-    """Ollama's spelling of a model name: `llama3` is `llama3:latest`, `llama3:8b` stays."""
-    last = name.rsplit("/", 1)[-1]
-    return name if ":" in last else f"{name}:latest"
+    """Ollama's spelling of a model name, as `/api/tags` lists it (types/model/name.go: DisplayShortest):
+    without the default host and namespace, always with a tag: `llama3` and `library/llama3` are
+    `llama3:latest`, `llama3:8b` stays."""
+    host, namespace, model, tag = _ollama_parts(name)
+    if host.casefold() != _OLLAMA_HOST:
+        return f"{host}/{namespace}/{model}:{tag}"
+    if namespace.casefold() != _OLLAMA_NAMESPACE:
+        return f"{namespace}/{model}:{tag}"
+    return f"{model}:{tag}"
+
+
+def ollama_owner(name: str) -> str:
+    """`owned_by` in Ollama's `/v1/models`: the name's namespace (openai/openai.go: ToListCompletion)."""
+    return _ollama_parts(name)[1]
+
+
+def ollama_name_is_valid(name: str) -> bool:
+    """Whether Ollama takes `name` (types/model/name.go: IsValid, isValidPart): every part present, a
+    letter, digit or "_" first, then those, "-" or "." (no "." in a namespace, ":" only in a host);
+    at most 350 characters for a host, 80 for the others."""
+    host, namespace, model, tag = _ollama_parts(name)
+    first, more = "[A-Za-z0-9_]", "[A-Za-z0-9_-]"
+    return all(
+        re.fullmatch(pattern, part) is not None
+        for pattern, part in (
+            (f"{first}[A-Za-z0-9_.:-]{{0,349}}", host),
+            (f"{first}{more}{{0,79}}", namespace),
+            (f"{first}[A-Za-z0-9_.-]{{0,79}}", model),
+            (f"{first}[A-Za-z0-9_.-]{{0,79}}", tag),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -158,8 +211,13 @@ class EngineState:
         self.idle.set()
         self._random = random.Random()
         models = config.models
-        self.models: list[str] = [ollama_tag(m) for m in models] if config.engine == "ollama" else list(models)
+        # Ollama keeps one manifest a name: a model served under its own name is listed once.
+        ollama = list(dict.fromkeys(ollama_tag(m) for m in models))
+        self.models: list[str] = ollama if config.engine == "ollama" else list(models)
         self.created = int(time.time())
+        # Ollama's models' manifest times (its `modified_at`), a second apart in the order they were
+        # made at start (the start script pulls, then copies), the last one now.
+        self.modified = {name: time.time() - (len(self.models) - 1 - i) for i, name in enumerate(self.models)}
         # Counted for either engine; only vLLM serves them (Ollama has no metrics endpoint).
         self.metrics = VllmMetrics(self.models[0] if self.models else "")
 
@@ -201,18 +259,36 @@ class EngineState:
         return b.mode is Mode.FAIL_AFTER and time.monotonic() - self.since >= b.seconds
 
     def visible_models(self) -> list[str]:
-        """The names the engine lists right now, as the behaviour bends them."""
+        """The names the engine lists right now, as the behaviour bends them; Ollama's most recently
+        modified first (server/routes.go: ListHandler)."""
         mode = self.behaviour.mode
         if mode is Mode.NEVER_SERVES_MODEL:
             return []
         if mode is Mode.WRONG_MODEL:
             return [ollama_tag(WRONG_MODEL_NAME) if self.config.engine == "ollama" else WRONG_MODEL_NAME]
+        if self.config.engine == "ollama":
+            return sorted(self.models, key=lambda name: -self.modified_at(name))
         return list(self.models)
 
-    def resolve(self, requested: str) -> str | None:
-        """The listed model a request's name refers to, or None (Ollama adds `:latest`)."""
+    def modified_at(self, name: str) -> float:
+        """When Ollama's model `name` was last written (pulled or copied to), in seconds since the epoch."""
+        return self.modified.get(name, self.created)
+
+    def written(self, name: str) -> None:
+        """Ollama wrote model `name`'s manifest now (a pull or a copy): it is listed, and first."""
+        if name not in self.models:
+            self.models.append(name)
+        self.modified[name] = max([time.time(), *self.modified.values()]) + 1e-6  # strictly the newest
+
+    def resolve(self, requested: str, any_case: bool = False) -> str | None:
+        """The listed model a request's name refers to, or None. Ollama reads the name as its own
+        (`chat` is `chat:latest`), and, with `any_case`, regardless of case, as it does where it looks
+        the name up among its manifests (server/routes.go: getExistingName) rather than as a file."""
         name = ollama_tag(requested) if self.config.engine == "ollama" else requested
-        return name if name in self.visible_models() else None
+        listed = self.visible_models()
+        if any_case:
+            return next((known for known in listed if known.casefold() == name.casefold()), None)
+        return name if name in listed else None
 
 
 def build_app(state: EngineState) -> web.Application:
@@ -385,133 +461,141 @@ def vllm_app(state: EngineState) -> web.Application:
 
 
 def ollama_app(state: EngineState) -> web.Application:
-    """Ollama's server: /, /api/version, /api/tags, /api/pull, /api/copy, /api/embed, /v1/models,
-    /v1/chat/completions, /v1/embeddings."""
+    """Ollama 0.12.6's server: /, /api/version, /api/tags, /api/pull, /api/copy, /api/embed, /v1/models,
+    /v1/chat/completions, /v1/embeddings, as its source answers them (see the README's table)."""
 
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if state.failing():
-            return web.json_response({"error": "service unavailable"}, status=503)
-        return await handler(request)
+            return _gin_json({"error": "service unavailable"}, status=503)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            # gin's own answers (gin.go: serveError), Ollama's router being gin with HandleMethodNotAllowed.
+            return web.Response(body=b"404 page not found", status=404, content_type="text/plain")
+        except web.HTTPMethodNotAllowed:
+            return web.Response(body=b"405 method not allowed", status=405, content_type="text/plain")
 
     async def root(_: web.Request) -> web.StreamResponse:
         return web.Response(text="Ollama is running")
 
     async def version(_: web.Request) -> web.StreamResponse:
-        return web.json_response({"version": OLLAMA_VERSION})
+        return _gin_json({"version": OLLAMA_VERSION})
 
     async def tags(_: web.Request) -> web.StreamResponse:
-        return web.json_response({"models": [_ollama_tag_entry(n) for n in state.visible_models()]})
+        entries = [_ollama_tag_entry(name, state.modified_at(name)) for name in state.visible_models()]
+        return _gin_json({"models": entries})
 
     async def pull(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request) or {}
+        body = await _ollama_request(request, _PULL_REQUEST)
+        if isinstance(body, web.Response):
+            return body
         requested = body.get("model") or body.get("name")
-        if not isinstance(requested, str) or not requested:
-            return web.json_response({"error": "model is required"}, status=400)
+        if not isinstance(requested, str) or not ollama_name_is_valid(requested):
+            return _gin_json({"error": "invalid model name"}, status=400)
         name = ollama_tag(requested)
         failed = state.behaviour.mode is Mode.NEVER_SERVES_MODEL
         digest = _digest(name)
         size = _size(name)
         progress: list[dict[str, Any]] = [{"status": "pulling manifest"}]
         if failed:
+            # The registry's 404 is os.ErrNotExist (server/images.go: makeRequestWithRetry, PullModel).
             progress.append({"error": "pull model manifest: file does not exist"})
         else:
             progress += [
-                {"status": f"pulling {digest[7:19]}", "digest": digest, "total": size, "completed": 0},
+                # `completed` is omitted while 0 (api/types.go: ProgressResponse, omitempty).
+                {"status": f"pulling {digest[7:19]}", "digest": digest, "total": size},
                 {"status": f"pulling {digest[7:19]}", "digest": digest, "total": size, "completed": size},
                 {"status": "verifying sha256 digest"},
                 {"status": "writing manifest"},
                 {"status": "success"},
             ]
-            if name not in state.models:
-                state.models.append(name)
+            state.written(name)
         if body.get("stream", True) is False:
-            return web.json_response(progress[-1], status=500 if failed else 200)
+            # server/routes.go: waitForStream sets `application/json` itself, without a charset.
+            return _go_json(progress[-1], status=500 if failed else 200, newline=False)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         for line in progress:
-            await response.write(json.dumps(line).encode() + b"\n")
+            await response.write(_compact(line) + b"\n")
         await response.write_eof()
         return response
 
     async def copy(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request) or {}
-        source, destination = body.get("source"), body.get("destination")
-        if not isinstance(source, str) or not isinstance(destination, str) or not destination:
-            return web.json_response({"error": "source and destination are required"}, status=400)
-        if state.resolve(source) is None:
-            return web.json_response({"error": f"model '{source}' not found"}, status=404)
-        if ollama_tag(destination) not in state.models:
-            state.models.append(ollama_tag(destination))
-        return web.Response(status=200)
+        body = await _ollama_request(request, _COPY_REQUEST)
+        if isinstance(body, web.Response):
+            return body
+        source, destination = str(body.get("source") or ""), str(body.get("destination") or "")
+        if not ollama_name_is_valid(source):
+            return _gin_json({"error": f"source {_go_quote(source)} is invalid"}, status=400)
+        if not ollama_name_is_valid(destination):
+            return _gin_json({"error": f"destination {_go_quote(destination)} is invalid"}, status=400)
+        found = state.resolve(source, any_case=True)
+        if found is None:
+            return _gin_json({"error": f"model {_go_quote(source)} not found"}, status=404)
+        state.written(ollama_tag(destination))
+        return web.Response(status=200)  # nothing written: no body, no content type
 
     async def models(_: web.Request) -> web.StreamResponse:
         data = [
-            {"id": n, "object": "model", "created": state.created, "owned_by": "library"}
+            {"id": n, "object": "model", "created": int(state.modified_at(n)), "owned_by": ollama_owner(n)}
             for n in state.visible_models()
         ]
-        return web.json_response({"object": "list", "data": data})
+        # Go's nil slice: no model is `"data": null` (openai/openai.go: ToListCompletion).
+        return _go_json({"object": "list", "data": data or None})
 
     async def chat(request: web.Request) -> web.StreamResponse:
-        body = await _json_body(request)
-        if body is None or not isinstance(body.get("messages"), list):
-            return _openai_error("invalid message format", "invalid_request_error", 400)
+        body = await _openai_request(request, _CHAT_REQUEST)
+        if isinstance(body, web.Response):
+            return body
+        if not body.get("messages"):
+            return _openai_error("[] is too short - 'messages'", 400, kind="invalid_request_error")
         requested = body.get("model")
-        if not isinstance(requested, str) or state.resolve(requested) is None:
-            return _openai_error(f'model "{requested}" not found, try pulling it first', "not_found_error", 404)
+        requested = requested if isinstance(requested, str) else ""
+        if not ollama_name_is_valid(requested):
+            return _openai_error("model is required", 400)
+        if state.resolve(requested) is None:
+            # GetModel reads the manifest file by the name as given: case counts (server/images.go).
+            return _openai_error(f"model '{requested}' not found", 404)
         started = time.monotonic()
         if await state.degrade():
-            return _openai_error(_FAILED, "api_error", 500)
+            return _openai_error(_FAILED, 500)
         return await _chat_completion(request, state, body, requested, fingerprint="fp_ollama", started=started)
 
     async def embed(request: web.Request) -> web.StreamResponse:
         """Ollama's own: `{"model", "input"}` in, `{"model", "embeddings": [[...]], ...}` out."""
-        body = await _json_body(request)
-        texts = _embedding_inputs(body)
-        if body is None or texts is None:
-            return web.json_response({"error": "invalid input type"}, status=400)
-        requested = body.get("model")
-        if not isinstance(requested, str) or state.resolve(requested) is None:
-            return web.json_response({"error": f'model "{requested}" not found, try pulling it first'}, status=404)
-        dimension = state.config.embedding_dimension
-        if dimension is None:
-            return web.json_response({"error": f'"{requested}" does not support embeddings'}, status=400)
-        started = time.monotonic()
-        if await state.degrade():
-            return web.json_response({"error": _FAILED}, status=500)
-        return web.json_response(
-            {
-                "model": requested,
-                "embeddings": [embedding_vector(text, dimension) for text in texts],
-                "total_duration": int((time.monotonic() - started) * 1e9),
-                "load_duration": 0,
-                "prompt_eval_count": sum(len(text.split()) for text in texts),
-            }
-        )
+        body = await _ollama_request(request, _EMBED_API_REQUEST)
+        if isinstance(body, web.Response):
+            return body
+        answer = await _ollama_embed(state, body)
+        if isinstance(answer, tuple):
+            return _gin_json({"error": answer[0]}, status=answer[1])
+        return _gin_json(answer)
 
     async def openai_embeddings(request: web.Request) -> web.StreamResponse:
-        """Ollama's OpenAI-compatible embeddings: OpenAI's shape, the model named as the client named it."""
-        body = await _json_body(request)
-        texts = _embedding_inputs(body)
-        if body is None or texts is None:
-            return _openai_error("invalid input type", "invalid_request_error", 400)
-        requested = body.get("model")
-        if not isinstance(requested, str) or state.resolve(requested) is None:
-            return _openai_error(f'model "{requested}" not found, try pulling it first', "not_found_error", 404)
-        dimension = state.config.embedding_dimension
-        if dimension is None:
-            return _openai_error(f'"{requested}" does not support embeddings', "invalid_request_error", 400)
-        if await state.degrade():
-            return _openai_error(_FAILED, "api_error", 500)
-        tokens = sum(len(text.split()) for text in texts)
-        return web.json_response(
+        """Ollama's OpenAI-compatible embeddings: /api/embed's answer in OpenAI's shape, the model named
+        as the client named it (middleware/openai.go: EmbeddingsMiddleware, EmbedWriter)."""
+        body = await _openai_request(request, _EMBED_REQUEST)
+        if isinstance(body, web.Response):
+            return body
+        texts = body.get("input")
+        if texts == "":
+            texts = [""]
+        if texts is None or texts == []:
+            return _openai_error("invalid input", 400, kind="invalid_request_error")
+        answer = await _ollama_embed(state, {**body, "input": texts})
+        if isinstance(answer, tuple):
+            return _openai_error(*answer)
+        tokens = answer.get("prompt_eval_count", 0)
+        return _go_json(
             {
                 "object": "list",
                 "data": [
-                    {"object": "embedding", "embedding": embedding_vector(text, dimension), "index": i}
-                    for i, text in enumerate(texts)
-                ],
-                "model": requested,
+                    {"object": "embedding", "embedding": vector, "index": i}
+                    for i, vector in enumerate(answer["embeddings"])
+                ]
+                or None,
+                "model": body.get("model") or "",
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
@@ -527,6 +611,46 @@ def ollama_app(state: EngineState) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", openai_embeddings)
     return app
+
+
+async def _ollama_embed(state: EngineState, body: dict[str, Any]) -> dict[str, Any] | tuple[str, int]:
+    """Ollama's /api/embed (server/routes.go: EmbedHandler): its answer, or its error and status."""
+    found = body.get("input")
+    if isinstance(found, str):
+        texts = [found] if found else []
+    elif isinstance(found, list) and all(isinstance(text, str) for text in found):
+        texts = list(found)
+    elif found is None:
+        texts = []
+    else:
+        return "invalid input type", 400
+    requested = body.get("model")
+    requested = requested if isinstance(requested, str) else ""
+    # Looked up among the manifests regardless of case (getExistingName); an unknown one is
+    # os.ErrNotExist from scheduleRunner, which handleScheduleError words with %q.
+    if state.resolve(requested, any_case=True) is None:
+        return f"model {_go_quote(requested)} not found, try pulling it first", 404
+    started = time.monotonic()
+    loaded = max(int((time.monotonic() - started) * 1e9), 1)
+    if not texts:
+        return {"model": requested, "embeddings": []}
+    dimension = state.config.embedding_dimension
+    if dimension is None:
+        # Ollama's engine refuses a model without pooling (runner/ollamarunner/runner.go: embeddings,
+        # 501), which EmbedHandler answers 500; a model on the llama.cpp runner would answer a vector.
+        return "this model does not support embeddings", 500
+    if await state.degrade():
+        return _FAILED, 500
+    answer: dict[str, Any] = {
+        "model": requested,
+        "embeddings": [embedding_vector(text, dimension) for text in texts],
+        "total_duration": max(int((time.monotonic() - started) * 1e9), loaded + 1),
+        "load_duration": loaded,
+    }
+    tokens = sum(len(text.split()) for text in texts)
+    if tokens:  # omitempty (api/types.go: EmbedResponse)
+        answer["prompt_eval_count"] = tokens
+    return answer
 
 
 def embedding_vector(text: str, dimension: int) -> list[float]:
@@ -557,7 +681,10 @@ async def _chat_completion(
     Its time to first token and end-to-end latency count from `started` (`time.monotonic()`).
     """
     natural = _REPLY.split()
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if state.config.engine == "vllm":
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    else:  # Ollama reads `max_tokens` only (openai/openai.go: ChatCompletionRequest)
+        limit = body.get("max_tokens")
     if not (isinstance(limit, int) and limit > 0):
         limit = None
     ignore_eos = limit is not None and body.get("ignore_eos") is True and state.config.engine == "vllm"
@@ -570,7 +697,9 @@ async def _chat_completion(
     }
     finish = "length" if ignore_eos or len(words) < len(natural) else "stop"
     vllm = state.config.engine == "vllm"
-    head: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
+    # Ollama's id is `chatcmpl-` and a number below 999 (middleware/openai.go: ChatMiddleware).
+    serial = uuid.uuid4().hex if vllm else str(random.randrange(999))
+    head: dict[str, Any] = {"id": f"chatcmpl-{serial}", "created": int(time.time()), "model": model}
     if fingerprint and not vllm:
         head["system_fingerprint"] = fingerprint  # on every chunk; vLLM's goes on its last one only
     paced = _Pace(state.waits(len(words)))
@@ -580,11 +709,13 @@ async def _chat_completion(
         for index in range(1, len(words)):
             await paced.token(index)
         message: dict[str, Any] = {"role": "assistant", "content": " ".join(words)}
-        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
-        answer = {**head, "object": "chat.completion", "choices": [choice]}
         if not vllm:
-            return web.json_response({**answer, "usage": usage})
+            # openai/openai.go: ToChatCompletion; a choice has no `logprobs` there.
+            plain = {"index": 0, "message": message, "finish_reason": finish}
+            return _go_json(_in_go_order({**head, "object": "chat.completion", "choices": [plain], "usage": usage}))
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+        answer = {**head, "object": "chat.completion", "choices": [choice]}
         # vLLM's response model serialises every optional field, null when unused.
         message |= dict.fromkeys(("refusal", "annotations", "audio", "function_call", "reasoning"))
         choice |= {"stop_reason": None, "token_ids": None, "routed_experts": None}
@@ -594,29 +725,36 @@ async def _chat_completion(
         answer |= dict.fromkeys(("ec_transfer_params", "metrics"))
         return _vllm_json(answer)
 
-    content_type = "text/event-stream; charset=utf-8" if vllm else "text/event-stream"
-    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+    # Ollama's ChatWriter sets only the content type (middleware/openai.go: writeResponse).
+    headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+    response = web.StreamResponse(headers=headers if vllm else {"Content-Type": "text/event-stream"})
     await response.prepare(request)
 
     async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
         chunk = {**head, "object": "chat.completion.chunk", "choices": choices, **extra}
-        await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if vllm:
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            return
+        chunk["created"] = int(time.time())  # Ollama's ToChunk stamps each chunk now
+        await response.write(b"data: " + _compact(_in_go_order(chunk)) + b"\n\n")
 
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     for index, word in enumerate(words):
         await paced.token(index)
+        text = word if index == 0 else f" {word}"
+        if not vllm:
+            # Ollama: one chunk a token, each delta with the role (openai/openai.go: ToChunk); none before.
+            delta = {"role": "assistant", "content": text}
+            await send([{"index": 0, "delta": delta, "finish_reason": None}])
+            if index == 0:
+                state.metrics.first_token(time.monotonic() - started)
+            continue
         if index == 0:
             first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-            if vllm:
-                await send([{**first, "logprobs": None}], prompt_token_ids=None, prompt_text=None)
-            else:
-                await send([first])
+            await send([{**first, "logprobs": None}], prompt_token_ids=None, prompt_text=None)
             state.metrics.first_token(time.monotonic() - started)
-        delta = {"content": word if index == 0 else f" {word}"}
-        if not vllm:
-            await send([{"index": 0, "delta": delta, "finish_reason": None}])
-            continue
+        delta = {"content": text}
         # vLLM ends with the last token's chunk; the fingerprint goes on the final chunk (usage's, if asked).
         last = index == len(words) - 1
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish if last else None}
@@ -624,13 +762,22 @@ async def _chat_completion(
         stamp = {"system_fingerprint": fingerprint} if last and not include_usage else {}
         await send([choice], **stamp)
     if not vllm:
-        await send([{"index": 0, "delta": {}, "finish_reason": finish}])
+        # The runner's last answer, done and empty (runner/ollamarunner/runner.go: completion).
+        await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": finish}])
     if include_usage:
         await send([], usage=usage, **({"system_fingerprint": fingerprint} if vllm else {}))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     state.metrics.finished(time.monotonic() - started, finish, prompt_tokens, len(words))
     return response
+
+
+# The fields of Ollama's ChatCompletion and ChatCompletionChunk, in the order Go writes them (openai/openai.go).
+_CHAT_FIELDS = ("id", "object", "created", "model", "system_fingerprint", "choices", "usage")
+
+
+def _in_go_order(answer: dict[str, Any]) -> dict[str, Any]:
+    return {key: answer[key] for key in _CHAT_FIELDS if key in answer}
 
 
 class _Pace:
@@ -706,8 +853,89 @@ def _validation_error(error: dict[str, Any]) -> web.Response:
     return _vllm_error(f"1 validation error:\n  {error}", "Bad Request", 400, error["loc"])
 
 
-def _openai_error(message: str, kind: str, status: int) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": None}}, status=status)
+def _compact(data: Any) -> bytes:
+    """JSON as Go's encoding/json writes it: no spaces."""
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _gin_json(data: Any, status: int = 200) -> web.Response:
+    """JSON as gin's `c.JSON` sends it: compact, `application/json; charset=utf-8` (render/json.go)."""
+    return web.Response(body=_compact(data), status=status, content_type="application/json", charset="utf-8")
+
+
+def _go_json(data: Any, status: int = 200, newline: bool = True) -> web.Response:
+    """JSON as Ollama's OpenAI writers send it (middleware/openai.go): `application/json` without a
+    charset, from Go's `json.Encoder`, which ends it with a newline."""
+    body = _compact(data) + (b"\n" if newline else b"")
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def _go_quote(text: str) -> str:
+    """Go's `%q` of a string, as Ollama quotes names in its messages (JSON's escapes are Go's, for text)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _openai_error(message: str, status: int, kind: str = "api_error") -> web.Response:
+    """Ollama's OpenAI error (openai/openai.go: NewError). Its middleware's own refusals carry their
+    status's type (400 `invalid_request_error`); a handler's error is rewritten by `writeError`
+    (middleware/openai.go) with NewError(500, ...), so it is `api_error` whatever its status."""
+    error = {"message": message, "type": kind, "param": None, "code": None}
+    return _go_json({"error": error}, status)
+
+
+# The Go types Ollama's OpenAI middleware binds a request to, for its decoder's messages:
+# (struct name, {JSON field: Go type}); middleware/openai.go: ChatMiddleware, EmbeddingsMiddleware.
+_CHAT_REQUEST = ("openai.ChatCompletionRequest", {"model": "string", "messages": "[]openai.Message", "stream": "bool"})
+_EMBED_REQUEST = ("openai.EmbedRequest", {"model": "string", "dimensions": "int"})
+# And those its own API binds to (api/types.go: PullRequest, CopyRequest, EmbedRequest).
+_PULL_REQUEST = ("api.PullRequest", {"model": "string", "name": "string", "stream": "bool"})
+_COPY_REQUEST = ("api.CopyRequest", {"source": "string", "destination": "string"})
+_EMBED_API_REQUEST = ("api.EmbedRequest", {"model": "string", "dimensions": "int"})
+_GO_KINDS = {str: "string", bool: "bool", int: "number", float: "number", dict: "object", list: "array"}
+
+
+def _go_decode_error(raw: str, struct: str, fields: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """A request body as gin's `ShouldBindJSON` reads it into a Go struct: the object, or the error
+    text Go's `encoding/json` gives (the wording of a syntax error other than a wrong first character
+    is assumed)."""
+    if not raw.strip():
+        return None, "EOF"
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as error:
+        first = raw.lstrip()[:1]
+        if error.pos == len(raw) - len(raw.lstrip()):
+            return None, f"invalid character {first!r} looking for beginning of value"
+        return None, f"invalid JSON: {error.msg}"
+    short = struct.rpartition(".")[2]
+    if not isinstance(body, dict):
+        return None, f"json: cannot unmarshal {_GO_KINDS.get(type(body), 'value')} into Go value of type {struct}"
+    for key, go_type in fields.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        fits = {"string": str, "bool": bool, "int": int}.get(go_type, list)
+        if not isinstance(value, fits) or (fits is int and isinstance(value, bool)):
+            kind = _GO_KINDS.get(type(value), "value")
+            return None, f"json: cannot unmarshal {kind} into Go struct field {short}.{key} of type {go_type}"
+    return body, None
+
+
+async def _openai_request(request: web.Request, bound: tuple[str, dict[str, str]]) -> dict[str, Any] | web.Response:
+    """The body of an OpenAI request to Ollama, or its middleware's 400 (`invalid_request_error`)."""
+    body, error = _go_decode_error(await request.text(), *bound)
+    if body is None:
+        return _openai_error(error or "", 400, kind="invalid_request_error")
+    return body
+
+
+async def _ollama_request(request: web.Request, bound: tuple[str, dict[str, str]]) -> dict[str, Any] | web.Response:
+    """The body of a request to Ollama's own API, or its 400: "missing request body" for none, else
+    the decoder's error (server/routes.go: PullHandler, CopyHandler, EmbedHandler)."""
+    body, error = _go_decode_error(await request.text(), *bound)
+    if body is None:
+        return _gin_json({"error": "missing request body" if error == "EOF" else error}, status=400)
+    return body
 
 
 def _digest(name: str) -> str:
@@ -719,12 +947,16 @@ def _size(name: str) -> int:
     return 1_000_000_000 + int(_digest(name)[7:15], 16) % 4_000_000_000
 
 
-def _ollama_tag_entry(name: str) -> dict[str, Any]:
+def _ollama_tag_entry(name: str, modified: float) -> dict[str, Any]:
+    """One model of `/api/tags` (api/types.go: ListModelResponse): the keys are Ollama's; the size,
+    digest and details are made up, the same for the same name."""
     family = name.rsplit("/", 1)[-1].split(":")[0]
+    # Go's time.Time in JSON: RFC 3339 with fractions, in the server's zone (UTC in the image).
+    stamp = datetime.datetime.fromtimestamp(modified, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return {
         "name": name,
         "model": name,
-        "modified_at": "2025-01-01T00:00:00Z",
+        "modified_at": stamp,
         "size": _size(name),
         "digest": _digest(name)[7:],
         "details": {

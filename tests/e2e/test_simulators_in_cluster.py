@@ -115,7 +115,7 @@ def test_ollama_pod_lists_its_model_and_alias_and_a_slow_start_refuses_until_it_
     annotate(core, namespace, "loading", "healthy")
     wait_for(lambda: status_of(http, f"{base}/") == 200, timeout=TIMEOUT, what=f"{base}/ to answer")
     names = [m["name"] for m in http.get(f"{base}/api/tags").json()["models"]]
-    assert names == ["llama3:8b", "chat:latest"]
+    assert names == ["chat:latest", "llama3:8b"]  # most recently modified first, as Ollama lists
 
 
 def test_deleting_the_pod_stops_its_simulator(core: client.CoreV1Api, namespace: str, http: httpx.Client) -> None:

@@ -56,7 +56,7 @@ def test_the_api_key_goes_with_vllms_embedding_request() -> None:
     ("engine", "said"),
     [
         (Engine.VLLM, '/v1/embeddings answered 404: {"detail": "Not Found"}'),
-        (Engine.OLLAMA, '/api/embed answered 400: "embed" does not support embeddings'),
+        (Engine.OLLAMA, "/api/embed answered 500: this model does not support embeddings"),
     ],
 )
 def test_a_chat_model_behind_an_embedding_backend_fails_saying_so(engine: Engine, said: str) -> None:

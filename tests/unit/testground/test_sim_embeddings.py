@@ -74,7 +74,10 @@ def test_ollama_answers_api_embed_and_openai_embeddings_under_the_alias(running:
 
 @pytest.mark.parametrize(
     ("config", "path", "status", "said"),
-    [(VLLM_CHAT, "/v1/embeddings", 404, "Not Found"), (OLLAMA_CHAT, "/api/embed", 400, "does not support embeddings")],
+    [
+        (VLLM_CHAT, "/v1/embeddings", 404, "Not Found"),
+        (OLLAMA_CHAT, "/api/embed", 500, "this model does not support embeddings"),
+    ],
 )
 def test_a_chat_model_refuses_embeddings(
     running: Callable[..., Any], config: EngineConfig, path: str, status: int, said: str

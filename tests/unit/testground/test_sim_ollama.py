@@ -24,7 +24,9 @@ def url(sim: Any, path: str) -> str:
     [
         ("llama3", "llama3:latest"),
         ("llama3:8b", "llama3:8b"),
-        ("library/llama3", "library/llama3:latest"),
+        ("library/llama3", "llama3:latest"),
+        ("registry.ollama.ai/library/llama3:8b", "llama3:8b"),
+        ("team/m", "team/m:latest"),
         ("host:5000/team/m", "host:5000/team/m:latest"),
         ("host:5000/team/m:q4", "host:5000/team/m:q4"),
     ],
@@ -40,13 +42,14 @@ def test_starts_with_the_pulled_model_and_its_alias_tagged(running: Callable[...
             assert (root.status_code, root.text) == (200, "Ollama is running")
             assert "version" in (await client.get(url(sim, "/api/version"))).json()
             tags = (await client.get(url(sim, "/api/tags"))).json()["models"]
+            # Most recently modified first: the alias was made after the pull.
             assert [(t["name"], t["model"]) for t in tags] == [
-                ("llama3:8b", "llama3:8b"),
                 ("chat:latest", "chat:latest"),
+                ("llama3:8b", "llama3:8b"),
             ]
             assert {"digest", "size", "modified_at", "details"} <= set(tags[0])
             ids = [m["id"] for m in (await client.get(url(sim, "/v1/models"))).json()["data"]]
-            assert ids == ["llama3:8b", "chat:latest"]
+            assert ids == ["chat:latest", "llama3:8b"]
 
     asyncio.run(scenario())
 
@@ -67,7 +70,7 @@ def test_root_answers_before_any_pull_and_pull_streams_ndjson(running: Callable[
             copied = await client.post(url(sim, "/api/copy"), json={"source": "llama3", "destination": "chat"})
             assert copied.status_code == 200
             names = [t["name"] for t in (await client.get(url(sim, "/api/tags"))).json()["models"]]
-            assert names == ["llama3:latest", "chat:latest"]
+            assert names == ["chat:latest", "llama3:latest"]
             missing = await client.post(url(sim, "/api/copy"), json={"source": "nope", "destination": "x"})
             assert missing.status_code == 404
 
@@ -98,7 +101,7 @@ def test_chat_resolves_an_untagged_name_and_streams(running: Callable[..., Any])
             assert json.loads(lines[0].removeprefix("data: "))["object"] == "chat.completion.chunk"
             unknown = await client.post(url(sim, "/v1/chat/completions"), json={**HELLO, "model": "mistral"})
             assert unknown.status_code == 404
-            assert "not found, try pulling it first" in unknown.json()["error"]["message"]
+            assert unknown.json()["error"]["message"] == "model 'mistral' not found"
 
     asyncio.run(scenario())
 
