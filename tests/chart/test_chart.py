@@ -157,7 +157,8 @@ def test_defaults_run_two_hardened_replicas_with_leader_election(render: Render)
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     tmp = next(mount for mount in operator["volumeMounts"] if mount["mountPath"] == "/tmp")
     assert "emptyDir" in next(volume for volume in pod["volumes"] if volume["name"] == tmp["name"])
-    assert operator["resources"]["limits"]["memory"] == "256Mi"
+    # Above the ~240 MiB that 1000 backends take (bench/scale.py), so a large install is not OOM-killed.
+    assert operator["resources"]["limits"]["memory"] == "512Mi"
 
 
 def test_liveness_probes_kopf_health_endpoint_and_metrics_port_is_served(render: Render) -> None:
