@@ -9,6 +9,7 @@ from pathlib import Path
 from testground.binaries import Binaries, ensure_binaries
 from testground.cluster import LocalCluster
 from testground.podnet import SLOTS, NetworkTaken, PodNetwork, PodNetworkPlan, reap_stale_networks
+from testground.realnode import reap_stale_real_nodes
 from testground.supervisor import PodSupervisor
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class TestGround:
 
 def _start_network(plans: list[PodNetworkPlan]) -> PodNetwork:
     """Start the pod network of the first plan whose addresses no other test ground holds."""
+    for name in reap_stale_real_nodes():
+        log.warning("undid what the real node in %s left behind, its test ground died", name)
     for name in reap_stale_networks():
         log.warning("removed pod network %s, left behind by a test ground that died", name)
     for plan in plans:
