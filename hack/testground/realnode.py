@@ -96,6 +96,7 @@ class Record:
     sysctls: dict[str, str]  # values before the kubelet ran
     iptables: str  # the directory of the iptables commands the node used
     node_ip: str  # given to the namespace's loopback
+    service_cidr: str  # routed in the namespace, for clients of ClusterIPs there
     mount_namespace: int = 0  # inode of the node processes' mount namespace, once known
 
     @classmethod
@@ -161,6 +162,7 @@ class RealNode:
             sysctls={name: _sysctl(name) for name in KUBELET_SYSCTLS},
             iptables=str(self.binaries.iptables),
             node_ip=self.plan.node_ip,
+            service_cidr=self.plan.service_cidr,
         )
         self._write_record(record)
         for hierarchy in _cgroup_hierarchies():
@@ -169,6 +171,8 @@ class RealNode:
         self._in_netns(["sysctl", "-qw", "net.ipv4.ip_forward=1"])  # the namespace's own
         # The kubelet wants its node IP on an interface; kwok's node address is local there already.
         _run(["ip", "-n", self.netns, "addr", "replace", f"{self.plan.node_ip}/32", "dev", "lo"])
+        # A ClusterIP needs a route before kube-proxy's OUTPUT rules rewrite it to a pod's address.
+        _run(["ip", "-n", self.netns, "route", "add", self.plan.service_cidr, "dev", "lo", "src", self.plan.node_ip])
         self._write_configs(record.cgroup_root)
 
         self._holder = self._spawn_raw("mount-namespace", [
@@ -437,6 +441,8 @@ def undo(record: Record) -> None:
     netns = f"/run/netns/{record.netns}"
     if Path(netns).exists():
         subprocess.run(["ip", "-n", record.netns, "link", "delete", BRIDGE], capture_output=True)
+        subprocess.run(["ip", "-n", record.netns, "route", "delete", record.service_cidr, "dev", "lo"],
+                       capture_output=True)  # fmt: skip
         subprocess.run(["ip", "-n", record.netns, "addr", "delete", f"{record.node_ip}/32", "dev", "lo"],
                        capture_output=True)  # fmt: skip
         for command in ("iptables", "ip6tables"):
@@ -469,6 +475,9 @@ def leftovers(record: Record) -> list[str]:
         addresses = subprocess.run(["ip", "-n", record.netns, "-o", "addr", "show", "dev", "lo"],
                                    capture_output=True, text=True).stdout  # fmt: skip
         found += [f"address {record.node_ip} on lo" for line in addresses.splitlines() if f" {record.node_ip}/" in line]
+        service_routes = subprocess.run(["ip", "-n", record.netns, "route", "show", record.service_cidr],
+                                        capture_output=True, text=True).stdout  # fmt: skip
+        found += [f"route in {record.netns}: {line}" for line in service_routes.splitlines()]
         for command in ("iptables-save", "ip6tables-save"):
             rules = subprocess.run([*inside, str(Path(record.iptables) / command)], capture_output=True, text=True)
             found += [f"{command}: {line}" for line in rules.stdout.splitlines() if line.startswith((":KUBE", ":CNI"))]
@@ -531,7 +540,7 @@ class _Forwarder:
         self._stopped = threading.Event()
 
     def start(self) -> None:
-        self._listener = _socket_in_netns(self.netns)
+        self._listener = socket_in_netns(self.netns)
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(64)
         self._listener.settimeout(0.5)
@@ -582,8 +591,9 @@ def _pump(source: socket.socket, sink: socket.socket, stopped: threading.Event) 
             source.close()
 
 
-def _socket_in_netns(netns: str) -> socket.socket:
-    """A TCP socket made in `netns` (a socket keeps the namespace it was made in)."""
+def socket_in_netns(netns: str) -> socket.socket:
+    """A TCP socket made in network namespace `netns` (a socket keeps the namespace it was made in):
+    for a client there, of a ClusterIP say, from this process."""
     made: list[socket.socket] = []
 
     def make() -> None:

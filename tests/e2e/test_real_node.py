@@ -20,7 +20,7 @@ from kubernetes import client
 
 from testground.images import ENGINE_IMAGES, host_mounts
 from testground.nodes import GPU_RESOURCE, REAL_NODE, REAL_NODE_TAINT
-from testground.realnode import RealNode, host_state, leftovers
+from testground.realnode import RealNode, host_state, leftovers, socket_in_netns
 from testground.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
@@ -29,14 +29,16 @@ TIMEOUT = 60.0
 VLLM_IMAGE = ENGINE_IMAGES[0]
 
 
-def engine_container(env: dict[str, str], *, shutdown_timeout: int = 0, pre_stop: int = 0) -> dict[str, Any]:
+def engine_container(
+    env: dict[str, str], *, served_name: str = "chat", shutdown_timeout: int = 0, pre_stop: int = 0
+) -> dict[str, Any]:
     """A vLLM container as turnout renders one (command, args, probe, preStop sleep), run by the simulator."""
     container: dict[str, Any] = {
         "name": "vllm",
         "image": VLLM_IMAGE,
         "imagePullPolicy": "Never",
         "command": ["vllm", "serve"],
-        "args": ["tiny", "--served-model-name=chat", "--port=8000", f"--shutdown-timeout={shutdown_timeout}"],
+        "args": ["tiny", f"--served-model-name={served_name}", "--port=8000", f"--shutdown-timeout={shutdown_timeout}"],
         "ports": [{"name": "http", "containerPort": 8000}],
         "env": [{"name": name, "value": value} for name, value in env.items()],
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
@@ -128,6 +130,40 @@ def test_scale_down_drains_an_open_stream(api_client: client.ApiClient, node_nam
              timeout=TIMEOUT, what="pod gone")  # fmt: skip
 
 
+def test_service_switch_as_a_client_of_its_cluster_ip_sees_it(
+    core: client.CoreV1Api, node_namespace: str, real_node: RealNode
+) -> None:
+    for color in ("blue", "green"):
+        pod = {"metadata": {"name": color, "labels": {"color": color}},
+               "spec": pod_spec(engine_container({}, served_name=color))}  # fmt: skip
+        core.create_namespaced_pod(node_namespace, pod)
+    for color in ("blue", "green"):
+        wait_for(lambda c=color: _ready_pod(core, node_namespace, c), timeout=TIMEOUT, what=f"{color} Ready")
+    service = {"metadata": {"name": "chat"},
+               "spec": {"selector": {"color": "blue"}, "ports": [{"port": 8000, "targetPort": 8000}]}}  # fmt: skip
+    cluster_ip = core.create_namespaced_service(node_namespace, service).spec.cluster_ip
+    # Until kube-proxy has written the Service's rules, a ClusterIP leads nowhere.
+    wait_for(lambda: _ask_models(real_node.netns, cluster_ip, timeout=1) == "blue", timeout=TIMEOUT,
+             what="blue through the ClusterIP (kube-proxy)")  # fmt: skip
+    client_ = _ClusterIpClient(real_node.netns, cluster_ip)
+    client_.start()
+    try:
+        wait_for(lambda: client_.seen("blue"), timeout=TIMEOUT, what="the client's first answer")
+        switched = time.monotonic()
+        core.patch_namespaced_service("chat", node_namespace, {"spec": {"selector": {"color": "green"}}})
+        wait_for(lambda: client_.only_since("green", switched, at_least=20), timeout=TIMEOUT,
+                 what="only green through the ClusterIP")  # fmt: skip
+    finally:
+        client_.stop()
+    assert client_.failures == []
+    first_green = min(t for t, name in client_.answers if name == "green") - switched
+    last_blue = max((t for t, name in client_.answers if name == "blue"), default=switched) - switched
+    print(
+        f"\nClusterIP switch: selector patch to first green answer {first_green:.3f} s, "
+        f"to last blue answer {max(last_blue, 0):.3f} s ({len(client_.answers)} requests, 0 failed)"
+    )
+
+
 def test_stopped_node_leaves_nothing_on_the_host(real_node: RealNode) -> None:
     # The last test of the module: it stops the node itself (the fixture's stop is then a no-op).
     memory = _node_memory_mib(real_node)
@@ -182,6 +218,51 @@ class _Stream(threading.Thread):
             self.ended_after_delete = self.deleted.is_set()
         except Exception as error:  # reported by the test
             self.error = error
+
+
+class _ClusterIpClient(threading.Thread):
+    """Asks `GET /v1/models` of a ClusterIP over and over, each on a new connection, from the ground's
+    network namespace (where kube-proxy's rules are); keeps (time, served model) of every answer."""
+
+    def __init__(self, netns: str, ip: str) -> None:
+        super().__init__(daemon=True)
+        self.netns, self.ip = netns, ip
+        self.answers: list[tuple[float, str]] = []
+        self.failures: list[str] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.answers.append((time.monotonic(), _ask_models(self.netns, self.ip, timeout=5)))
+            except Exception as error:  # every failure is reported by the test
+                self.failures.append(repr(error))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+    def seen(self, name: str) -> bool:
+        return any(answer == name for _, answer in list(self.answers))
+
+    def only_since(self, name: str, since: float, at_least: int) -> bool:
+        later = [answer for t, answer in list(self.answers) if t > since]
+        tail = later[-at_least:]
+        return len(tail) == at_least and set(tail) == {name}
+
+
+def _ask_models(netns: str, ip: str, timeout: float) -> str:
+    """The first model `GET /v1/models` at ip:8000 lists, asked on a new connection from `netns`."""
+    sock = socket_in_netns(netns)
+    sock.settimeout(timeout)
+    sock.connect((ip, 8000))
+    connection = http.client.HTTPConnection(ip, 8000)
+    connection.sock = sock
+    try:
+        connection.request("GET", "/v1/models")
+        return str(json.loads(connection.getresponse().read())["data"][0]["id"])
+    finally:
+        connection.close()
 
 
 def _running(core: client.CoreV1Api, namespace: str, name: str) -> Any:
