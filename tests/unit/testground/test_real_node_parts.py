@@ -77,7 +77,7 @@ def test_cleanup_never_takes_processes_of_the_host_mount_namespace(tmp_path: Pat
     # A record naming our own mount namespace (a node whose namespace was never made) matches nothing.
     record = Record(
         owner=1, netns="absent", workdir=str(tmp_path), cgroup_root="/turnout-absent", host_route="10.0.0.0/24",
-        sysctls={}, iptables=str(tmp_path), node_ip="10.0.0.1",
+        sysctls={}, iptables=str(tmp_path), node_ip="10.0.0.1", service_cidr="10.1.0.0/16",
         mount_namespace=os.stat("/proc/self/ns/mnt").st_ino,
     )  # fmt: skip
     assert _node_pids(record) == set()
