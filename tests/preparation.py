@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -93,9 +94,12 @@ def prepare_for(items: Sequence[pytest.Item]) -> None:
         if item.get_closest_marker("engine") and engine_tests_required():
             steps["vLLM's virtualenv (hack/vllm-venv.sh)"] = lambda: vllm_python(install=True)
     for what, step in steps.items():
+        began = time.monotonic()
         try:
             ready = step()
         except subprocess.CalledProcessError:
             ready = None
         if not ready:
             pytest.exit(f"could not prepare {what} for the selected tests; its output is above", returncode=1)
+        # A cold build's cost shows here (a warm cache: well under a second).
+        print(f"\nprepared {what} in {time.monotonic() - began:.1f} s")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -184,7 +185,9 @@ class RealNode:
         assert holder_pid is not None
         # Not before its tmpfs mounts are there: until then it may still be in our mount namespace.
         wait_for(lambda: _mounted_tmpfs(holder_pid, "/var/lib"), timeout=10, what="the node's mount namespace")
-        self._write_record(record := _replace(record, mount_namespace=os.stat(f"/proc/{holder_pid}/ns/mnt").st_ino))
+        self._write_record(
+            record := dataclasses.replace(record, mount_namespace=os.stat(f"/proc/{holder_pid}/ns/mnt").st_ino)
+        )
         self._mark("mount-namespace", began)
 
         containerd = self._spawn("containerd", [
@@ -233,11 +236,13 @@ class RealNode:
         if self._forwarder is not None:
             self._forwarder.stop()
             self._forwarder = None
+        while self._components:
+            self._components.pop().stop(grace=5.0)
+        # After the kubelet is gone, so that it cannot register the node again; the pod garbage
+        # collector then deletes the pods that were bound to it.
         with contextlib.suppress(Exception):
             api = client.CoreV1Api(config.new_client_from_config(str(self.admin_kubeconfig)))  # type: ignore[no-untyped-call]
             api.delete_node(REAL_NODE)
-        while self._components:
-            self._components.pop().stop(grace=5.0)
         record = Record.load(self._record_path) if self._record_path.exists() else None
         if record is not None:
             undo(record)
@@ -263,7 +268,7 @@ class RealNode:
     def _write_record(self, record: Record) -> None:
         RECORD_DIR.mkdir(exist_ok=True)
         temporary = self._record_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record.__dict__))
+        temporary.write_text(json.dumps(dataclasses.asdict(record)))
         temporary.replace(self._record_path)
         self._record = record
 
@@ -685,10 +690,6 @@ def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
-
-
-def _replace(record: Record, **changes: Any) -> Record:
-    return Record(**{**record.__dict__, **changes})
 
 
 def _alive(pid: int) -> bool:

@@ -28,7 +28,7 @@ TIMEOUT = 60.0
 HACK = Path(__file__).resolve().parents[2] / "hack"
 # The session to be killed: it starts the node, says what it changed, and waits to be killed.
 _SESSION = """
-import json, sys, time
+import dataclasses, json, sys, time
 from pathlib import Path
 from testground.binaries import ensure_node_binaries
 from testground.podnet import PodNetworkPlan
@@ -37,7 +37,7 @@ given = json.loads(sys.argv[1])
 node = RealNode(ensure_node_binaries(), PodNetworkPlan(**given["plan"]), given["netns"],
                 Path(given["kubeconfig"]), Path(given["logs"]))
 node.start()
-print(json.dumps(node.record.__dict__), flush=True)
+print(json.dumps(dataclasses.asdict(node.record)), flush=True)
 time.sleep(600)
 """
 
