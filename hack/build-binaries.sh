@@ -6,11 +6,16 @@
 #   .../turnout/crds/gateway-api/<version>/*.yaml
 # and unpacks Prometheus from the Debian package of that version (apt-get download; nothing is
 # installed on the system) to .../turnout/bin/prometheus/<version>/prometheus
+# The real node's parts (component `node`, not in the default set): kubelet, kube-proxy and the fake
+# GPU device plugin from the same wrapper module way as kube (bin/kubernetes-node/<version>/), the CNI
+# plugins from their module (bin/cni-plugins/<version>/), containerd and runc from Debian's packages,
+# unpacked like Prometheus (bin/containerd/<version>/, bin/runc/<version>/).
 # A second run with the cache present only checks that the files are there.
 # Prints the directory of each component on stdout as NAME=PATH lines; progress goes to stderr.
 #
 # Usage: hack/build-binaries.sh [component ...]
-#        (default: all; components: kube etcd kwok helm gateway-api prometheus)
+#        (default: all but node; components: kube etcd kwok helm gateway-api prometheus node
+#         node-kube cni containerd iptables)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,22 +51,9 @@ build_kube() {
   if all_present "$dest" "${bins[@]}"; then echo "KUBE_BIN=$dest"; return; fi
   local work=$cache/src/kubernetes-$KUBERNETES_VERSION
   mkdir -p "$work" "$dest"
-  local staging_version=v0.${KUBERNETES_VERSION#v1.}
   (
     cd "$work"
-    local gomod
-    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-    {
-      echo "module turnout.dev/testbin/kubernetes"
-      echo
-      echo "go $(sed -n 's/^go //p' "$gomod")"
-      echo
-      echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
-      echo
-      echo "replace ("
-      sed -n 's#^\s*\(k8s.io/[^ ]*\) => ./staging/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
-      echo ")"
-    } > go.mod
+    write_kube_wrapper_gomod kubernetes
     cat > tools.go <<'GO'
 //go:build tools
 
@@ -77,11 +69,8 @@ GO
     log "kubernetes $KUBERNETES_VERSION: resolving modules"
     go mod tidy -e >/dev/null 2>&1 || true
     go mod download
-    local pkg=k8s.io/component-base/version
-    local ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
-    ldflags+=" -X $pkg.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean"
-    ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
-    ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+    local ldflags
+    ldflags=$(kube_ldflags)
     for bin in "${bins[@]}"; do
       [ -x "$dest/$bin" ] && continue
       with_progress "$bin $KUBERNETES_VERSION" go build -trimpath -ldflags "$ldflags" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"
@@ -195,6 +184,147 @@ fetch_prometheus() {
   echo "PROMETHEUS_BIN=$dest"
 }
 
+# The wrapper module's go.mod: requires k8s.io/kubernetes and pins each staging module to its twin.
+write_kube_wrapper_gomod() {
+  local gomod staging_version=v0.${KUBERNETES_VERSION#v1.}
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module turnout.dev/testbin/$1"
+    echo
+    echo "go $(sed -n 's/^go //p' "$gomod")"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    sed -n 's#^\s*\(k8s.io/[^ ]*\) => ./staging/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
+    echo ")"
+  } > go.mod
+}
+
+kube_ldflags() {
+  local pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1"
+  ldflags+=" -X $pkg.gitMinor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2) -X $pkg.gitTreeState=clean"
+  ldflags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  echo "$ldflags"
+}
+
+# The real node's kubelet and kube-proxy, the fake GPU device plugin (hack/testground/fakegpu) and
+# the pause image's binary (hack/testground/pause),
+# in a wrapper module of their own: adding them to kube's would rebuild its four binaries.
+build_node_kube() {
+  local dest=$cache/bin/kubernetes-node/$KUBERNETES_VERSION
+  local bins=(kubelet kube-proxy)
+  lock_component kubernetes-node
+  if all_present "$dest" "${bins[@]}" fakegpu pause; then echo "NODE_KUBE_BIN=$dest"; return; fi
+  local work=$cache/src/kubernetes-node-$KUBERNETES_VERSION
+  mkdir -p "$work/fakegpu" "$work/pause" "$dest"
+  (
+    cd "$work"
+    write_kube_wrapper_gomod kubernetes-node
+    cp "$here/testground/fakegpu/main.go" fakegpu/main.go
+    cp "$here/testground/pause/main.go" pause/main.go
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)
+GO
+    log "kubernetes-node $KUBERNETES_VERSION: resolving modules"
+    go mod tidy -e >/dev/null 2>&1 || true
+    go mod download
+    local ldflags
+    ldflags=$(kube_ldflags)
+    for bin in "${bins[@]}"; do
+      [ -x "$dest/$bin" ] && continue
+      with_progress "$bin $KUBERNETES_VERSION" go build -trimpath -ldflags "$ldflags" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"
+      mv "$dest/$bin.tmp" "$dest/$bin"
+    done
+    for bin in fakegpu pause; do
+      with_progress "$bin" go build -trimpath -ldflags "-s -w" -o "$dest/$bin.tmp" "./$bin"
+      mv "$dest/$bin.tmp" "$dest/$bin"
+    done
+  ) >&2
+  echo "NODE_KUBE_BIN=$dest"
+}
+
+# The CNI plugins' module has no local replaces: `go install pkg@version` works as is.
+build_cni() {
+  local dest=$cache/bin/cni-plugins/$CNI_PLUGINS_VERSION
+  local bins=(bridge host-local loopback portmap)
+  lock_component cni-plugins
+  if all_present "$dest" "${bins[@]}"; then echo "CNI_BIN=$dest"; return; fi
+  mkdir -p "$dest"
+  local module=github.com/containernetworking/plugins
+  local -A dirs=([bridge]=main [loopback]=main [host-local]=ipam [portmap]=meta)
+  for bin in "${bins[@]}"; do
+    [ -x "$dest/$bin" ] && continue
+    GOBIN=$dest with_progress "$bin $CNI_PLUGINS_VERSION" go install -trimpath -ldflags "-s -w" "$module/plugins/${dirs[$bin]}/$bin@$CNI_PLUGINS_VERSION" >&2
+  done
+  echo "CNI_BIN=$dest"
+}
+
+# Unpacks Debian package $1 at version $2 into a scratch directory and copies the binaries $4...,
+# found under the unpacked root's directory $3, to $dest.
+unpack_deb() {
+  local package=$1 version=$2 packaged=$3 dest=$4; shift 4
+  local scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -q "$package=$version") >&2
+  dpkg-deb -x "$scratch"/"$package"_*.deb "$scratch/root"
+  mkdir -p "$dest"
+  for bin in "$@"; do
+    cp "$scratch/root/$packaged/$bin" "$dest/$bin.tmp"
+    mv "$dest/$bin.tmp" "$dest/$bin"
+  done
+  rm -rf "$scratch"
+  log "$package $version: unpacked to $dest"
+}
+
+fetch_containerd() {
+  local dest=$cache/bin/containerd/$CONTAINERD_VERSION runc_dest=$cache/bin/runc/$RUNC_VERSION
+  lock_component containerd
+  all_present "$dest" containerd containerd-shim-runc-v2 ctr ||
+    unpack_deb containerd "$CONTAINERD_VERSION" usr/bin "$dest" containerd containerd-shim-runc-v2 ctr
+  all_present "$runc_dest" runc || unpack_deb runc "$RUNC_VERSION" usr/sbin "$runc_dest" runc
+  echo "CONTAINERD_BIN=$dest"
+  echo "RUNC_BIN=$runc_dest"
+}
+
+# kube-proxy (iptables mode) and the kubelet run iptables: Debian's, unpacked with the two libraries
+# it needs beyond those of a minimal system, behind wrappers in bin/ that find them (nothing installed).
+fetch_iptables() {
+  local dest=$cache/bin/iptables/$IPTABLES_VERSION
+  local bins=(iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore)
+  lock_component iptables
+  if all_present "$dest/bin" "${bins[@]}"; then echo "IPTABLES_BIN=$dest/bin"; return; fi
+  local scratch
+  scratch=$(mktemp -d)
+  (cd "$scratch" && apt-get download -q "iptables=$IPTABLES_VERSION" "libip6tc2=$IPTABLES_VERSION" \
+    "libnftnl11=$LIBNFTNL_VERSION") >&2
+  rm -rf "$dest"
+  mkdir -p "$dest/bin"
+  for deb in "$scratch"/*.deb; do dpkg-deb -x "$deb" "$dest/root"; done
+  rm -rf "$scratch"
+  local lib=$dest/root/usr/lib/x86_64-linux-gnu
+  for bin in "${bins[@]}"; do
+    cat > "$dest/bin/$bin.tmp" <<SH
+#!/bin/bash
+export LD_LIBRARY_PATH=$lib XTABLES_LIBDIR=$lib/xtables
+exec -a $bin $dest/root/usr/sbin/xtables-\${TURNOUT_IPTABLES_BACKEND:-legacy}-multi "\$@"
+SH
+    chmod +x "$dest/bin/$bin.tmp"
+    mv "$dest/bin/$bin.tmp" "$dest/bin/$bin"
+  done
+  log "iptables $IPTABLES_VERSION: unpacked to $dest"
+  echo "IPTABLES_BIN=$dest/bin"
+}
+
 # Holds a per-component lock until the next call or exit: two runs on a cold cache (two test
 # sessions at once) would otherwise write the same files.
 lock_component() {
@@ -221,6 +351,11 @@ for c in "${components[@]}"; do
     helm) build_helm ;;
     gateway-api) fetch_gateway_api ;;
     prometheus) fetch_prometheus ;;
-    *) echo "unknown component: $c (kube etcd kwok helm gateway-api prometheus)" >&2; exit 2 ;;
+    node) build_node_kube; build_cni; fetch_containerd; fetch_iptables ;;
+    iptables) fetch_iptables ;;
+    node-kube) build_node_kube ;;
+    cni) build_cni ;;
+    containerd) fetch_containerd ;;
+    *) echo "unknown component: $c (kube etcd kwok helm gateway-api prometheus node node-kube cni containerd iptables)" >&2; exit 2 ;;
   esac
 done

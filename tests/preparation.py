@@ -7,6 +7,8 @@ and each step is instant once its cache is warm:
   - `helm` (chart tests, the chart's e2e test): helm (a few minutes on a cold cache);
   - `gateway_api_crds` (HTTPRoute e2e tests): the Gateway API's CRD files (a download of a few MB);
   - `prometheus` (canary e2e tests of `analysis.metrics`): Prometheus, from Debian's package (~20 MB);
+  - `real_node` (tests marked realnode): kubelet, kube-proxy, CNI plugins (minutes on a cold cache),
+    Debian's containerd, runc and iptables (~30 MB);
   - the engine tests: vLLM's virtualenv (~5 min, 6 GB), only with TURNOUT_REQUIRE_ENGINE_TESTS=1;
     without it they skip and say how to run them.
 """
@@ -16,12 +18,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from testground.binaries import ensure_binaries, ensure_gateway_api_crds, ensure_helm, ensure_prometheus
+from testground.binaries import (
+    ensure_binaries,
+    ensure_gateway_api_crds,
+    ensure_helm,
+    ensure_node_binaries,
+    ensure_prometheus,
+)
 from testground.pytest_fixtures import EXTERNAL_VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,12 +89,17 @@ def prepare_for(items: Sequence[pytest.Item]) -> None:
             steps["the Gateway API CRDs (hack/build-binaries.sh gateway-api)"] = ensure_gateway_api_crds
         if "prometheus" in item.fixturenames:
             steps["Prometheus (hack/build-binaries.sh prometheus)"] = ensure_prometheus
+        if "real_node" in item.fixturenames and os.environ.get(EXTERNAL_VARIABLE) != "1":
+            steps["the real node's binaries (hack/build-binaries.sh node)"] = ensure_node_binaries
         if item.get_closest_marker("engine") and engine_tests_required():
             steps["vLLM's virtualenv (hack/vllm-venv.sh)"] = lambda: vllm_python(install=True)
     for what, step in steps.items():
+        began = time.monotonic()
         try:
             ready = step()
         except subprocess.CalledProcessError:
             ready = None
         if not ready:
             pytest.exit(f"could not prepare {what} for the selected tests; its output is above", returncode=1)
+        # A cold build's cost shows here (a warm cache: well under a second).
+        print(f"\nprepared {what} in {time.monotonic() - began:.1f} s")

@@ -15,14 +15,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m testground")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start a local cluster with fake GPU nodes and simulators")
-    parser.parse_args(argv)
+    up = commands.add_parser("up", help="start a local cluster with fake GPU nodes and simulators")
+    up.add_argument("--real-node", action="store_true", help="also a real node: kubelet, containerd, kube-proxy")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    ground = TestGround()
+    ground = TestGround(real_node=args.real_node)
     try:
         ground.start()
         print(f"export KUBECONFIG={ground.kubeconfig}", flush=True)

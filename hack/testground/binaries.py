@@ -29,6 +29,22 @@ class Binaries:
         raise FileNotFoundError(f"{name} is in none of {self.kube}, {self.etcd}, {self.kwok}")
 
 
+@dataclass(frozen=True)
+class NodeBinaries:
+    """Directories of the real node's binaries (``hack/build-binaries.sh node``)."""
+
+    kube: Path  # kubelet, kube-proxy, fakegpu (the device plugin), pause
+    cni: Path  # bridge, host-local, loopback, portmap
+    containerd: Path  # containerd, containerd-shim-runc-v2, ctr
+    runc: Path
+    iptables: Path  # iptables, iptables-save, ... (wrappers around Debian's, unpacked)
+
+    @property
+    def path_variable(self) -> str:
+        """A PATH on which containerd finds its shim and runc, and the kubelet and kube-proxy iptables."""
+        return ":".join(str(d) for d in (self.containerd, self.runc, self.iptables)) + ":/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 def pinned_versions() -> dict[str, str]:
     """Return the versions pinned in hack/versions.env, e.g. ``{"KUBERNETES_VERSION": "v1.36.3"}``."""
     versions = {}
@@ -48,6 +64,19 @@ def ensure_binaries() -> Binaries:
     """
     dirs = _build("kube", "etcd", "kwok")
     return Binaries(kube=dirs["KUBE_BIN"], etcd=dirs["ETCD_BIN"], kwok=dirs["KWOK_BIN"])
+
+
+def ensure_node_binaries() -> NodeBinaries:
+    """Build (or find in the cache) the real node's kubelet, kube-proxy, device plugin, pause, CNI plugins,
+    and unpack Debian's containerd, runc and iptables; a cold build takes minutes (the kubelet most)."""
+    dirs = _build("node")
+    return NodeBinaries(
+        kube=dirs["NODE_KUBE_BIN"],
+        cni=dirs["CNI_BIN"],
+        containerd=dirs["CONTAINERD_BIN"],
+        runc=dirs["RUNC_BIN"],
+        iptables=dirs["IPTABLES_BIN"],
+    )
 
 
 def ensure_helm() -> Path:

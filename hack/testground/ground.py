@@ -6,9 +6,10 @@ import logging
 import time
 from pathlib import Path
 
-from testground.binaries import Binaries, ensure_binaries
+from testground.binaries import Binaries, ensure_binaries, ensure_node_binaries
 from testground.cluster import LocalCluster
 from testground.podnet import SLOTS, NetworkTaken, PodNetwork, PodNetworkPlan, reap_stale_networks
+from testground.realnode import RealNode, reap_stale_real_nodes
 from testground.supervisor import PodSupervisor
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,8 @@ class TestGround:
     """Starts the network namespace, then the cluster, then the supervisor; stops in reverse.
 
     ``kubeconfig`` is the admin kubeconfig of the running cluster. Without a ``plan`` the first
-    free slot is taken (10.244.0.0/16 pods when no other test ground runs on this host).
+    free slot is taken (10.244.0.0/16 pods when no other test ground runs on this host). With
+    ``real_node`` it also starts ``real-node-0`` (kubelet, containerd, kube-proxy; see realnode.py).
     """
 
     __test__ = False  # not a pytest test class, despite the name
@@ -28,6 +30,7 @@ class TestGround:
         binaries: Binaries | None = None,
         plan: PodNetworkPlan | None = None,
         workdir: Path | None = None,
+        real_node: bool = False,
     ) -> None:
         self._plans = [plan] if plan else [PodNetworkPlan.for_slot(slot) for slot in range(SLOTS)]
         self._binaries = binaries
@@ -35,6 +38,8 @@ class TestGround:
         self.network = PodNetwork(self._plans[0])
         self.cluster: LocalCluster | None = None
         self.supervisor: PodSupervisor | None = None
+        self._with_real_node = real_node
+        self.real_node: RealNode | None = None  # with real_node=True: real-node-0 (realnode.py)
         self.timings: dict[str, float] = {}  # seconds, for benchmarks and notes
 
     @property
@@ -58,6 +63,11 @@ class TestGround:
                 self.kubeconfig, self.network.netns, log_path=str(self.cluster.logs_dir / "simhost.log")
             )
             self.supervisor.start()
+            if self._with_real_node:
+                self.real_node = RealNode(ensure_node_binaries(), self.network.plan, self.network.netns,
+                                          self.cluster.kubeconfig, self.cluster.logs_dir)  # fmt: skip
+                self.real_node.start()
+                self.timings.update({f"real-node.{k}": v for k, v in self.real_node.timings.items()})
         except BaseException:
             self.stop()
             raise
@@ -65,7 +75,7 @@ class TestGround:
 
     def stop(self) -> None:
         """Stop supervisor, cluster and network; keeps going when one of them fails."""
-        for part in (self.supervisor, self.cluster, self.network):
+        for part in (self.real_node, self.supervisor, self.cluster, self.network):
             if part is None:
                 continue
             try:
@@ -81,6 +91,8 @@ class TestGround:
 
 def _start_network(plans: list[PodNetworkPlan]) -> PodNetwork:
     """Start the pod network of the first plan whose addresses no other test ground holds."""
+    for name in reap_stale_real_nodes():
+        log.warning("undid what the real node in %s left behind, its test ground died", name)
     for name in reap_stale_networks():
         log.warning("removed pod network %s, left behind by a test ground that died", name)
     for plan in plans:

@@ -13,6 +13,9 @@ KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")  # kwok manages nodes that carr
 GPUS_PER_NODE = 8
 GPU_NODES = ("gpu-node-0", "gpu-node-1")
 CPU_NODES = ("cpu-node-0",)
+# The real node (realnode.py), when a test asks for it: only pods that tolerate its taint land there.
+REAL_NODE = "real-node-0"
+REAL_NODE_TAINT = {"key": "turnout.dev/real-node", "value": "present", "effect": "NoSchedule"}
 
 
 def build_gpu_node(

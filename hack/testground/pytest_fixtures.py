@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from kubernetes import config
 
-from testground.binaries import ensure_gateway_api_crds, ensure_prometheus, pinned_versions
+from testground.binaries import ensure_gateway_api_crds, ensure_node_binaries, ensure_prometheus, pinned_versions
 from testground.cluster import LocalCluster
 from testground.crds import install_gateway_api
 from testground.podnet import PodNetwork
 from testground.prometheus import PrometheusServer
+from testground.realnode import RealNode
 from testground.supervisor import PodSupervisor
 
 # With TURNOUT_E2E_KUBECONFIG=1 the e2e tests run against the cluster in $KUBECONFIG.
@@ -97,6 +98,23 @@ def prometheus(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[Prometheus
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def real_node(kube_cluster: KubeCluster) -> Iterator[RealNode]:
+    """`real-node-0` (realnode.py) for a module's tests: containerd, kubelet and kube-proxy in the pod
+    network's namespace; stopped after them (every host-wide change undone). Only pods that tolerate
+    `nodes.REAL_NODE_TAINT` land there. Its binaries are built before the session (tests/preparation.py)."""
+    if kube_cluster.network is None or kube_cluster.cluster is None:
+        pytest.skip("needs the local test ground: the real node runs in its network namespace")
+    node = RealNode(ensure_node_binaries(), kube_cluster.network.plan, kube_cluster.network.netns,
+                    kube_cluster.cluster.kubeconfig, kube_cluster.cluster.logs_dir)  # fmt: skip
+    node.start()
+    print(f"\nreal node {node.pod_cidr} up in {node.timings['total']} s: {node.timings}")
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from testground.nodes import REAL_NODE
 from testground.podspec import PodConfigError, PodFiles, PodSim, pod_files, pod_shutdown, pod_sim
 from testground.simhost_client import SimHostError, SimHostProcess
 
@@ -185,6 +186,8 @@ class PodSupervisor:
         """Make the pod's simulator match the pod."""
         uid = pod["metadata"]["uid"]
         self._waiting_for_secret.pop(uid, None)
+        if (pod.get("spec") or {}).get("nodeName") == REAL_NODE:
+            return  # its containers run for real there
         if pod["metadata"].get("deletionTimestamp"):
             self._terminate(pod)
             return
