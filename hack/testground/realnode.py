@@ -30,6 +30,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -69,6 +70,7 @@ BRIDGE = "tnbr0"
 DEVICE_PLUGINS = "/var/lib/kubelet/device-plugins"
 FAKE_GPUS = 8
 _CGROUP_MOUNTS = "/proc/self/mounts"
+_CGROUP_ROOT = re.compile(r"/turnout-[A-Za-z0-9][A-Za-z0-9_.-]*")
 # Where a kubelet, containerd and CNI keep state by default: none of them may appear on the host.
 _RUNTIME_PATHS = ("/var/lib/kubelet", "/var/lib/containerd", "/var/lib/cni", "/run/containerd", "/var/log/pods",
                   "/var/log/containers", "/etc/cni", "/opt/cni")  # fmt: skip
@@ -99,6 +101,12 @@ class Record:
     node_ip: str  # given to the namespace's loopback
     service_cidr: str  # routed in the namespace, for clients of ClusterIPs there
     mount_namespace: int = 0  # inode of the node processes' mount namespace, once known
+
+    def __post_init__(self) -> None:
+        # Every process in the cgroups under this root is killed on undo: a root that is not the
+        # node's own (empty, "/", a path outside /turnout-*) would name the host's processes.
+        if not _CGROUP_ROOT.fullmatch(self.cgroup_root):
+            raise ValueError(f"a real node's record with the cgroup root {self.cgroup_root!r}, not /turnout-<netns>")
 
     @classmethod
     def load(cls, path: Path) -> Record:

@@ -81,3 +81,13 @@ def test_cleanup_never_takes_processes_of_the_host_mount_namespace(tmp_path: Pat
         mount_namespace=os.stat("/proc/self/ns/mnt").st_ino,
     )  # fmt: skip
     assert _node_pids(record) == set()
+
+
+@pytest.mark.parametrize("root", ["", "/", "/system.slice", "/turnout-x/../..", "turnout-x"])
+def test_a_record_whose_cgroup_root_is_not_the_nodes_own_is_refused(tmp_path: Path, root: str) -> None:
+    # Undo kills every process in the cgroups under the root: "/" would be every process of the host.
+    with pytest.raises(ValueError, match="cgroup root"):
+        Record(
+            owner=1, netns="absent", workdir=str(tmp_path), cgroup_root=root, host_route="10.0.0.0/24",
+            sysctls={}, iptables=str(tmp_path), node_ip="10.0.0.1", service_cidr="10.1.0.0/16",
+        )  # fmt: skip
