@@ -2,10 +2,10 @@
 
 `CachedCluster` answers the reads a reconcile makes every time from `Informer`s (one per kind, in
 each namespace the operator runs in, or in all), so an idle backend costs no request; the rest (a
-claim, a Secret, a route, nodes) and every write go to the API server. The informers of
-Deployments, pods and Services carry a server-side label selector: only turnout's objects are sent
-and held. An object a cache does not hold may still exist unlabelled (someone else's, which
-turnout must not take over): it is looked up by name.
+Secret, nodes) and every write go to the API server. The informers of Deployments, pods,
+Services and PersistentVolumeClaims carry a server-side label selector: only turnout's objects are
+sent and held. An object a cache does not hold may still exist unlabelled (someone else's, which
+turnout must not take over, or a claim the user made): it is looked up by name.
 
 `ReadOnce` is one reconcile's view: a Secret is read at most once per reconcile.
 """
@@ -17,8 +17,10 @@ from typing import Any
 
 from turnout.api.backend import KIND
 from turnout.api.labels import BACKEND_LABEL
-from turnout.kube.cluster import BackendRef, Cluster, ClusterApi, KubeObject
+from turnout.kube.cluster import HTTP_ROUTE, BackendRef, Cluster, ClusterApi, KubeObject
 from turnout.kube.informer import Informer, Key, parse_selector
+
+CLAIM = "PersistentVolumeClaim"
 
 Wake = Callable[[str, str], None]
 """Told (namespace, backend name) when something of that backend changed; called from an informer's thread."""
@@ -63,12 +65,32 @@ class CachedCluster:
             wake(str(meta.get("namespace") or ""), str(meta.get("name")))
 
         for scope in self._scopes:
-            for kind in ("Deployment", "Pod", "Service"):
+            for kind in ("Deployment", "Pod", "Service", CLAIM):
                 self._start(kind, scope, BACKEND_LABEL, by_label)
             self._start(KIND, scope, None, by_name)
+            # A route is the user's (no label of turnout's): all of the scope's are held, few and small. A
+            # change wakes no backend (which backend names a route is in its spec): a canary step reads
+            # it at its next look; the Gateway API's CRDs may be missing (then none), or come later.
+            self._start(HTTP_ROUTE, scope, None, None, optional=True)
+        routes = [informer for (kind, _), informer in self._informers.items() if kind == HTTP_ROUTE]
 
-    def _start(self, kind: str, scope: str | None, selector: str | None, wake: Callable[[KubeObject], None]) -> None:
-        informer = Informer(kind, self.api.watch_source(kind), scope, selector, wake, index_label=selector)
+        def route_crd_changed(_: KubeObject) -> None:
+            for informer in routes:
+                informer.served_again()
+
+        # The HTTPRoute CRD, watched by name: routes found absent are listed again when it comes, not polled.
+        self._start("CustomResourceDefinition", None, None, route_crd_changed)
+
+    def _start(
+        self,
+        kind: str,
+        scope: str | None,
+        selector: str | None,
+        wake: Callable[[KubeObject], None] | None,
+        optional: bool = False,
+    ) -> None:
+        source = self.api.watch_source(kind)
+        informer = Informer(kind, source, scope, selector, wake, index_label=selector, optional=optional)
         self._informers[kind, scope] = informer
         informer.start()
 
@@ -115,7 +137,10 @@ class CachedCluster:
         return found if found is not None else self.api.get_service(namespace, name)
 
     def get_claim(self, namespace: str, name: str) -> KubeObject | None:
-        return self.api.get_claim(namespace, name)
+        """From the cache (the claims turnout made carry its label); one it does not hold is looked up (the user's)."""
+        cache = self._cache(CLAIM, namespace)
+        found = cache.get(namespace, name) if cache else None
+        return found if found is not None else self.api.get_claim(namespace, name)
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
         return self.api.read_secret_key(namespace, name, key)
@@ -124,7 +149,9 @@ class CachedCluster:
         return self.api.read_config_map_key(namespace, name, key)
 
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
-        return self.api.get_http_route(namespace, name)
+        """From the cache, which holds every route of the scope: one it lacks does not exist."""
+        cache = self._cache(HTTP_ROUTE, namespace)
+        return cache.get(namespace, name) if cache else self.api.get_http_route(namespace, name)
 
     def list_nodes(self, selector: str) -> list[KubeObject]:
         return self.api.list_nodes(selector)
@@ -182,7 +209,16 @@ class CachedCluster:
         self.api.delete_pod(namespace, name)
 
     def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject:
-        return self.api.replace_http_route(namespace, name, body)
+        cache = self._cache(HTTP_ROUTE, namespace)
+        try:
+            stored = self.api.replace_http_route(namespace, name, body)
+        except BaseException:
+            if cache is not None:
+                cache.forget((namespace, name))  # a conflict: the next read asks the API server
+            raise
+        if cache is not None:
+            cache.wrote(stored, (namespace, name), (stored.get("metadata") or {}).get("resourceVersion"))
+        return stored
 
     def create_controller_revision(self, obj: KubeObject) -> None:
         self.api.create_controller_revision(obj)

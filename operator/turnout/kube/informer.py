@@ -114,8 +114,12 @@ class Informer:
         selector: str | None = None,
         on_change: Callable[[KubeObject], None] | None = None,
         index_label: str | None = None,
+        optional: bool = False,
     ) -> None:
         self.kind = kind
+        self._optional = optional
+        """A kind the API server may not serve (a CRD not installed): a 404 means none, until `served_again`."""
+        self._served_again = threading.Event()
         self._source = source
         self._namespace = namespace
         self._selector = selector
@@ -145,7 +149,13 @@ class Informer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._served_again.set()
         self._source.stop()
+
+    def served_again(self) -> None:
+        """The kind may be served now (its CRD was created or changed): an optional informer that found it
+        absent lists it again. Told by a watch of the CRD, so an absent kind costs no request meanwhile."""
+        self._served_again.set()
 
     def run(self) -> None:
         """List, then watch and resume, until `stop`; failures are retried with backoff, never raised."""
@@ -154,6 +164,7 @@ class Informer:
         while not self._stopping.is_set():
             try:
                 if self.resource_version is None:
+                    self._served_again.clear()  # a CRD created from here on is told, not missed
                     self._relist()
                 self._watch()
             except Exception as error:  # an outage of the API server, or a refusal: retried in any case
@@ -162,6 +173,11 @@ class Informer:
                 if isinstance(error, ApiException) and error.status == 410:
                     log.info("%s: watch too old (410 Gone), listing again", self._describe())
                     self.resource_version = None
+                    continue
+                if self._optional and isinstance(error, ApiException) and error.status == 404:
+                    self._absent(last_failure != "absent")
+                    last_failure = "absent"
+                    self._served_again.wait()
                     continue
                 failures += 1
                 kind = f"{type(error).__name__}{f' {error.status}' if isinstance(error, ApiException) else ''}"
@@ -176,6 +192,18 @@ class Informer:
             if last_failure is not None:
                 log.info("%s: watching again", self._describe())
             failures, last_failure = 0, None
+
+    def _absent(self, first: bool) -> None:
+        """The API server does not serve the kind (404): there are none, until a later list finds it served."""
+        if first:
+            log.info("%s: not served by the API server (no CRD); listed again once its CRD is", self._describe())
+        with self._changed:
+            gone = list(self._objects.values())
+            self._objects, self._index, self._seen, self._written = {}, {}, {}, {}
+            self.resource_version = None
+            self._synced.set()
+            self._changed.notify_all()
+        self._notify(gone)
 
     def _describe(self) -> str:
         return f"{self.kind} in {self._namespace or 'all namespaces'}"
