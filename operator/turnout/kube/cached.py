@@ -13,7 +13,10 @@ turnout must not take over, or a claim the user made): it is looked up by name.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
+
+from kopf._cogs.structs.references import NamespaceName, match_namespace, select_specific_namespaces
 
 from turnout.api.backend import KIND
 from turnout.api.labels import BACKEND_LABEL
@@ -21,6 +24,10 @@ from turnout.kube.cluster import HTTP_ROUTE, BackendRef, Cluster, ClusterApi, Ku
 from turnout.kube.informer import Informer, Key, parse_selector
 
 CLAIM = "PersistentVolumeClaim"
+LABELLED_KINDS = ("Deployment", "Pod", "Service", CLAIM)
+"""The kinds of turnout's own objects, watched with its label."""
+SCOPED_KINDS = (*LABELLED_KINDS, KIND, HTTP_ROUTE)
+"""The kinds watched in each namespace turnout serves (or in all)."""
 
 Wake = Callable[[str, str], None]
 """Told (namespace, backend name) when something of that backend changed; called from an informer's thread."""
@@ -32,8 +39,20 @@ class CachedCluster:
     def __init__(self, api: Cluster, namespaces: Sequence[str] | None = None) -> None:
         self.api = api
         self.configuration = api.configuration
-        self._scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        self._scopes = scopes(namespaces)
+        # Kopf takes globs (`ml-*`, `!kube-*`, comma-separated parts); with any, the watches are of all
+        # namespaces and hold only the objects of those Kopf serves (a watch per matching namespace
+        # would have to follow namespaces coming and going, as Kopf does).
+        patterns = list(namespaces or ())
+        self._serves: Callable[[str], bool] | None = (
+            None if self._scopes != [None] or not patterns else partial(_serves, patterns)
+        )
         self._informers: dict[tuple[str, str | None], Informer] = {}
+
+    @staticmethod
+    def watches(namespaces: Sequence[str] | None = None) -> int:
+        """How many watches `start` opens for `namespaces` (as `turnout run --namespace` gives them)."""
+        return len(SCOPED_KINDS) * len(scopes(namespaces)) + 1  # and the HTTPRoute CRD's
 
     @property
     def leading(self) -> Callable[[], bool]:
@@ -65,7 +84,7 @@ class CachedCluster:
             wake(str(meta.get("namespace") or ""), str(meta.get("name")))
 
         for scope in self._scopes:
-            for kind in ("Deployment", "Pod", "Service", CLAIM):
+            for kind in LABELLED_KINDS:
                 self._start(kind, scope, BACKEND_LABEL, by_label)
             self._start(KIND, scope, None, by_name)
             # A route is the user's (no label of turnout's): all of the scope's are held, few and small. A
@@ -90,7 +109,10 @@ class CachedCluster:
         optional: bool = False,
     ) -> None:
         source = self.api.watch_source(kind)
-        informer = Informer(kind, source, scope, selector, wake, index_label=selector, optional=optional)
+        serves = self._serves if kind != "CustomResourceDefinition" else None
+        informer = Informer(
+            kind, source, scope, selector, wake, index_label=selector, optional=optional, namespaces=serves
+        )
         self._informers[kind, scope] = informer
         informer.start()
 
@@ -225,6 +247,21 @@ class CachedCluster:
 
     def delete_controller_revision(self, namespace: str, name: str) -> None:
         self.api.delete_controller_revision(namespace, name)
+
+
+def scopes(namespaces: Sequence[str] | None) -> list[str | None]:
+    """Where the informers watch: each namespace when all are names, else (none given, or a glob) all."""
+    patterns = list(namespaces or ())
+    specific = select_specific_namespaces(patterns)
+    if not patterns or len(specific) != len(set(patterns)):
+        return [None]
+    names: list[str | None] = [str(name) for name in sorted(specific)]
+    return names
+
+
+def _serves(patterns: Sequence[str], namespace: str) -> bool:
+    """Whether Kopf, given `patterns` (`turnout run --namespace`), serves `namespace`: its own matching."""
+    return any(match_namespace(NamespaceName(namespace), pattern) for pattern in patterns)
 
 
 class ReadOnce:

@@ -32,8 +32,6 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 """Seconds to connect, and to wait for the answer, of any API request that does not set its own."""
 API_WORKERS = 16
 """Blocking API calls in flight at once, across all backends."""
-WATCH_CONNECTIONS = 8
-"""Connections kept for turnout's own watches (five kinds; more when it watches several namespaces)."""
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
 NODE_LIST_TIMEOUT_SECONDS = 10.0
@@ -127,8 +125,9 @@ class Cluster:
             ) from None
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Cluster:
-        """In-cluster credentials when running in a pod, else the kubeconfig (or $KUBECONFIG)."""
+    def connect(cls, kubeconfig: str | None = None, watches: int = 0) -> Cluster:
+        """In-cluster credentials when running in a pod, else the kubeconfig (or $KUBECONFIG); `watches`: how
+        many watches turnout's informers will hold open (`CachedCluster.watches`), each with a connection."""
         configuration = client.Configuration()
         if kubeconfig is None:
             try:
@@ -138,7 +137,7 @@ class Cluster:
         else:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         # One connection per worker and per watch (turnout.kube.cached), none discarded as surplus.
-        configuration.connection_pool_maxsize = API_WORKERS + WATCH_CONNECTIONS
+        configuration.connection_pool_maxsize = API_WORKERS + watches
         api_client = BoundedApiClient(configuration)
         api_client.user_agent = USER_AGENT  # the API server's audit log tells turnout's requests apart
         return cls(api_client)

@@ -115,8 +115,11 @@ class Informer:
         on_change: Callable[[KubeObject], None] | None = None,
         index_label: str | None = None,
         optional: bool = False,
+        namespaces: Callable[[str], bool] | None = None,
     ) -> None:
         self.kind = kind
+        self._holds = namespaces
+        """Which namespaces' objects are held, of a watch of all of them (None: every one)."""
         self._optional = optional
         """A kind the API server may not serve (a CRD not installed): a 404 means none, until `served_again`."""
         self._served_again = threading.Event()
@@ -213,7 +216,7 @@ class Informer:
             self._lists += 1
             started = self._lists
         items, version = self._source.list(self._namespace, self._selector)
-        fresh = {_key(item): _slim(item) for item in items}
+        fresh = {_key(item): _slim(item) for item in items if self._held_namespace(item)}
         with self._changed:
             changed = [obj for key, obj in fresh.items() if _version(self._objects.get(key)) != _version(obj)]
             gone = [obj for key, obj in self._objects.items() if key not in fresh]
@@ -242,6 +245,9 @@ class Informer:
             if kind == "BOOKMARK":
                 self.resource_version = version or self.resource_version
                 continue
+            if not self._held_namespace(obj):
+                self.resource_version = version or self.resource_version
+                continue
             key = _key(obj)
             with self._changed:
                 if kind == "DELETED":
@@ -260,6 +266,9 @@ class Informer:
                 self.resource_version = version or self.resource_version
                 self._changed.notify_all()
             self._notify([obj])
+
+    def _held_namespace(self, obj: KubeObject) -> bool:
+        return self._holds is None or self._holds(_key(obj)[0])
 
     def _notify(self, objects: Iterable[KubeObject]) -> None:
         if self._on_change is None:

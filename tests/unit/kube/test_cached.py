@@ -269,3 +269,32 @@ def test_a_route_is_read_from_its_watch_and_turnouts_replace_is_read_back(operat
         assert api.reads == []
     finally:
         cluster.stop()
+
+
+@pytest.mark.parametrize("namespaces", [None, [NAMESPACE], [NAMESPACE, "team-b"], ["m*"], ["team-b", "!kube-*"]])
+def test_the_connection_pool_is_sized_for_the_watches_the_caches_open(
+    operator: InProcessOperator, namespaces: list[str] | None
+) -> None:
+    cluster = CachedCluster(cast(Cluster, FakeApi(operator.cluster)), namespaces)
+    cluster.start(lambda namespace, name: None)
+    try:
+        assert len(cluster._informers) == CachedCluster.watches(namespaces)
+    finally:
+        cluster.stop()
+
+
+def test_namespace_patterns_are_kopfs_globs_and_the_caches_hold_what_they_match(operator: InProcessOperator) -> None:
+    operator.start_healthy(spec())
+    operator.cluster.create_backend("mlx", NAME, spec())
+    operator.cluster.create_backend("other", NAME, spec())
+    woken: list[tuple[str, str]] = []
+    cluster = CachedCluster(cast(Cluster, FakeApi(operator.cluster)), ["ml*, !mlx"])
+    cluster.start(lambda namespace, name: woken.append((namespace, name)))
+    try:
+        assert cluster.get_backend(NAMESPACE, NAME) is not None  # from a watch of all namespaces
+        assert cluster.get_backend("mlx", NAME) is None  # excluded, as Kopf excludes it: not held
+        assert cluster.get_backend("other", NAME) is None
+        assert {namespace for namespace, _ in woken} == {NAMESPACE}
+        assert cluster.list_deployments(NAMESPACE, f"turnout.dev/backend={NAME}")
+    finally:
+        cluster.stop()
