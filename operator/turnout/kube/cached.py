@@ -165,6 +165,10 @@ class CachedCluster:
         return found if found is not None else self.api.get_claim(namespace, name)
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        # Still a GET, once per reconcile (`ReadOnce`), so a keyed backend costs one read per resync: a watch
+        # needs list and watch on Secrets, and RBAC cannot narrow a list to the names the specs will
+        # reference (a field selector per name is not a grant), so the chart would let turnout read every
+        # Secret of those namespaces. It grants get only (tests/chart: no rule lists or watches Secrets).
         return self.api.read_secret_key(namespace, name, key)
 
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
