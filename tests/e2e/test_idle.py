@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client
 
 from testground.binaries import ensure_binaries
 from testground.pytest_fixtures import KubeCluster
@@ -27,7 +26,7 @@ BACKENDS = 20
 CLAIMED = "idle-claim"
 """A vLLM backend whose model claim turnout creates (storage.create): the claim is read from a watch too."""
 ROUTED = "idle-routed"
-"""A canary routed by an HTTPRoute (when the ground serves the Gateway API): the route is read from a watch too."""
+"""A canary routed by an HTTPRoute (the ground serves the Gateway API's CRDs): the route is read from a watch too."""
 ROUTE = "idle-route"
 # Longer than the longest (jittered) idle resync: every backend is reconciled at least once in the window.
 IDLE_SECONDS = IDLE_RESYNC_SECONDS * (1 + RESYNC_SPREAD) + 10
@@ -57,12 +56,6 @@ def requests_served(kubeconfig: str, verbs: set[str], resources: set[str]) -> di
             kind = f"{labels['verb']} {labels['resource']}/{labels.get('subresource', '')}".rstrip("/")
             counts[kind] = counts.get(kind, 0.0) + float(match["value"])
     return counts
-
-
-def serves_http_routes(backends: Backends) -> bool:
-    """The ground has the Gateway API's HTTPRoute CRD (an earlier test installed it, or the cluster has it)."""
-    crds = client.ApiextensionsV1Api(backends.core.api_client).list_custom_resource_definition()
-    return any(crd.metadata.name == "httproutes.gateway.networking.k8s.io" for crd in crds.items)
 
 
 @pytest.fixture
@@ -114,7 +107,11 @@ def create_routed_canary(backends: Backends) -> None:
 
 
 def test_twenty_healthy_backends_idle_past_their_resync_cost_no_writes_and_no_reads(
-    kube_cluster: KubeCluster, operator: OperatorProcess, backends: Backends, claim_volume: None
+    kube_cluster: KubeCluster,
+    operator: OperatorProcess,
+    backends: Backends,
+    claim_volume: None,
+    gateway_api_crds: str,
 ) -> None:
     if not kube_cluster.local:
         pytest.skip("counts every writer's requests: needs the local test ground, where turnout is the only one")
@@ -131,9 +128,8 @@ def test_twenty_healthy_backends_idle_past_their_resync_cost_no_writes_and_no_re
     claimed["model"]["storage"] = {"create": True, "size": "10Gi", "accessModes": ["ReadWriteOnce"]}
     backends.create(CLAIMED, claimed)
     names.append(CLAIMED)
-    if serves_http_routes(backends):
-        create_routed_canary(backends)
-        names.append(ROUTED)
+    create_routed_canary(backends)
+    names.append(ROUTED)
     for name in names:
         backends.wait_phase(name, "Healthy", timeout=120)
     # The Events of the last step are posted after its status (Kopf posts them from a queue): the
