@@ -20,7 +20,7 @@ from kopf._cogs.structs.references import NamespaceName, match_namespace, select
 
 from turnout.api.backend import KIND
 from turnout.api.labels import BACKEND_LABEL
-from turnout.kube.cluster import HTTP_ROUTE, BackendRef, Cluster, ClusterApi, KubeObject
+from turnout.kube.cluster import HTTP_ROUTE, HTTP_ROUTE_CRD, BackendRef, Cluster, ClusterApi, KubeObject
 from turnout.kube.informer import Informer, Key, parse_selector
 
 CLAIM = "PersistentVolumeClaim"
@@ -90,7 +90,7 @@ class CachedCluster:
             # A route is the user's (no label of turnout's): all of the scope's are held, few and small. A
             # change wakes no backend (which backend names a route is in its spec): a canary step reads
             # it at its next look; the Gateway API's CRDs may be missing (then none), or come later.
-            self._start(HTTP_ROUTE, scope, None, None, optional=True)
+            self._start(HTTP_ROUTE, scope, None, None, optional=True, defined=self._route_crd_held)
         routes = [informer for (kind, _), informer in self._informers.items() if kind == HTTP_ROUTE]
 
         def route_crd_changed(_: KubeObject) -> None:
@@ -107,14 +107,21 @@ class CachedCluster:
         selector: str | None,
         wake: Callable[[KubeObject], None] | None,
         optional: bool = False,
+        defined: Callable[[], bool] | None = None,
     ) -> None:
         source = self.api.watch_source(kind)
         serves = self._serves if kind != "CustomResourceDefinition" else None
         informer = Informer(
-            kind, source, scope, selector, wake, index_label=selector, optional=optional, namespaces=serves
-        )
+            kind, source, scope, selector, wake, index_label=selector, optional=optional, namespaces=serves,
+            defined=defined,
+        )  # fmt: skip
         self._informers[kind, scope] = informer
         informer.start()
+
+    def _route_crd_held(self) -> bool:
+        """The HTTPRoute CRD is in its cache: a 404 listing routes is an API server still starting up."""
+        crds = self._informers.get(("CustomResourceDefinition", None))
+        return crds is not None and crds.holds("", HTTP_ROUTE_CRD)
 
     def stop(self) -> None:
         for informer in self._informers.values():

@@ -116,8 +116,12 @@ class Informer:
         index_label: str | None = None,
         optional: bool = False,
         namespaces: Callable[[str], bool] | None = None,
+        defined: Callable[[], bool] | None = None,
     ) -> None:
         self.kind = kind
+        self._defined = defined
+        """Of an optional kind: whether its CRD is known to exist, so that a 404 is an API server still
+        starting (retried with backoff), not a kind missing (none held until `served_again`)."""
         self._holds = namespaces
         """Which namespaces' objects are held, of a watch of all of them (None: every one)."""
         self._optional = optional
@@ -177,7 +181,8 @@ class Informer:
                     log.info("%s: watch too old (410 Gone), listing again", self._describe())
                     self.resource_version = None
                     continue
-                if self._optional and isinstance(error, ApiException) and error.status == 404:
+                missing = self._optional and not (self._defined is not None and self._defined())
+                if missing and isinstance(error, ApiException) and error.status == 404:
                     self._absent(last_failure != "absent")
                     last_failure = "absent"
                     self._served_again.wait()
@@ -284,6 +289,11 @@ class Informer:
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    def holds(self, namespace: str, name: str) -> bool:
+        """Whether the cache holds that object now (without waiting for the first list)."""
+        with self._changed:
+            return (namespace, name) in self._objects
 
     def wait_synced(self, timeout: float = SYNC_WAIT_SECONDS) -> None:
         """Return once the first list is in; raise NotSynced after `timeout` seconds."""

@@ -18,7 +18,7 @@ from tests.unit.rollout.world import spec
 from turnout.api.status import Color
 from turnout.kube import informer
 from turnout.kube.cached import CachedCluster, ReadOnce
-from turnout.kube.cluster import BackendRef, Cluster, KubeObject
+from turnout.kube.cluster import HTTP_ROUTE_CRD, BackendRef, Cluster, KubeObject
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 
@@ -296,5 +296,37 @@ def test_namespace_patterns_are_kopfs_globs_and_the_caches_hold_what_they_match(
         assert cluster.get_backend("other", NAME) is None
         assert {namespace for namespace, _ in woken} == {NAMESPACE}
         assert cluster.list_deployments(NAMESPACE, f"turnout.dev/backend={NAME}")
+    finally:
+        cluster.stop()
+
+
+def test_a_404_for_routes_whose_crd_is_there_is_retried_not_taken_for_none(
+    operator: InProcessOperator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API server starting up (or restarted) answers 404 for routes before it serves its CRDs again."""
+    monkeypatch.setattr(informer, "BACKOFF_SECONDS", 0.01)
+    crd = {"metadata": {"name": HTTP_ROUTE_CRD, "resourceVersion": "1"}}
+    operator.cluster.objects["CustomResourceDefinition", "", HTTP_ROUTE_CRD] = crd
+    operator.cluster.put_http_route(NAMESPACE, "chat", {"rules": [{"backendRefs": [{"name": "a", "port": 80}]}]})
+    cluster = CachedCluster(cast(Cluster, FakeApi(operator.cluster)), [NAMESPACE])
+
+    class Starting(StalledWatch):
+        answered_404 = False
+
+        def list(self, namespace: str | None, selector: str | None) -> tuple[list[KubeObject], str]:
+            if not Starting.answered_404:
+                # Once the CRD's own watch has it: the API server only starts serving the routes again.
+                wait_for(lambda: cluster._informers["CustomResourceDefinition", None].synced, timeout=5,
+                         what="the CRD listed")  # fmt: skip
+                Starting.answered_404 = True
+                raise ApiException(status=404, reason="Not Found")
+            return super().list(namespace, selector)
+
+    api = cast(FakeApi, cluster.api)
+    api.watch_source = lambda kind: (Starting if kind == "HTTPRoute" else StalledWatch)(operator.cluster, kind)  # type: ignore[method-assign]
+    cluster.start(lambda namespace, name: None)
+    try:
+        assert cluster.get_http_route(NAMESPACE, "chat") is not None
+        assert Starting.answered_404
     finally:
         cluster.stop()
