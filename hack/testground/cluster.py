@@ -36,9 +36,10 @@ rules:
 - level: Metadata
   verbs: [get, list]
   resources:
-  - {group: "", resources: [pods, services, secrets]}
+  - {group: "", resources: [pods, services, secrets, persistentvolumeclaims]}
   - {group: apps, resources: [deployments]}
   - {group: turnout.dev, resources: [inferencebackends]}
+  - {group: gateway.networking.k8s.io, resources: [httproutes]}
 - level: None
 """
 

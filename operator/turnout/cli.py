@@ -311,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="namespaces",
         metavar="NAMESPACE",
-        help="watch this namespace (repeatable; default: all namespaces)",
+        help="watch this namespace, or the namespaces of a Kopf pattern: globs (ml-*), exclusions (!ml-test), "
+        "comma-separated parts (repeatable; default: all namespaces). With a pattern, turnout's own caches "
+        "watch all namespaces and keep those that match: it needs list and watch cluster-wide",
     )
     run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)")
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0: off; default 8080)")
@@ -368,7 +370,7 @@ def command_run(arguments: argparse.Namespace) -> int:
     from urllib3.exceptions import HTTPError
 
     try:
-        cluster = Cluster.connect(arguments.kubeconfig)
+        cluster = Cluster.connect(arguments.kubeconfig, watches=CachedCluster.watches(arguments.namespaces))
     except (ConfigException, OSError) as error:
         print(f"turnout run: no Kubernetes credentials: {error}", file=sys.stderr)
         return 1

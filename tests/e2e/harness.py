@@ -59,10 +59,18 @@ def free_port() -> int:
 class OperatorProcess:
     """`turnout run` in a child process, as it runs in a cluster; killable at any moment."""
 
-    def __init__(self, kubeconfig: str, log_dir: Path, lease: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: str,
+        log_dir: Path,
+        lease: tuple[str, str] | None = None,
+        namespaces: tuple[str, ...] = (),
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.lease = lease
         """(namespace, name) of the leader-election Lease it stands for; None: it acts alone."""
+        self.namespaces = namespaces
+        """The namespaces it watches (`--namespace`); empty: all of them."""
         self.log_path = log_dir / "operator.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
@@ -76,7 +84,7 @@ class OperatorProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "turnout", "run", "--kubeconfig", self.kubeconfig, "--bind", "127.0.0.1",
              "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
-             *election],
+             *election, *(f"--namespace={namespace}" for namespace in self.namespaces)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

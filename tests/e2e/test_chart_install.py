@@ -298,8 +298,8 @@ def test_operator_identity_cannot_modify_deployments_it_does_not_own_elsewhere(
 def test_operator_identity_sets_route_weights_where_it_watches_and_nothing_else_of_routes(
     release: Release, api_client: client.ApiClient, as_operator: client.ApiClient, gateway_api_crds: str
 ) -> None:
-    """A canary's HTTPRoute: read and replaced in the watched namespace; never listed, created or
-    deleted, and not even read elsewhere."""
+    """A canary's HTTPRoute: listed (turnout's cache), read and replaced in the watched namespace; never
+    created or deleted, and not even read elsewhere."""
     route = {
         "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
         "kind": "HTTPRoute",
@@ -323,8 +323,10 @@ def test_operator_identity_sets_route_weights_where_it_watches_and_nothing_else_
 
     assert refused(lambda: cluster.get_http_route(release.elsewhere, "chat-route"))
     custom = client.CustomObjectsApi(as_operator)
+    listed = custom.list_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, release.watched, HTTP_ROUTES)
+    assert [r["metadata"]["name"] for r in listed["items"]] == ["chat-route"]
     assert refused(
-        lambda: custom.list_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, release.watched, HTTP_ROUTES)
+        lambda: custom.list_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, release.elsewhere, HTTP_ROUTES)
     )
     assert refused(
         lambda: custom.create_namespaced_custom_object(

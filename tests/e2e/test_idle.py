@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,17 +16,22 @@ import pytest
 from testground.binaries import ensure_binaries
 from testground.pytest_fixtures import KubeCluster
 from testground.waiting import wait_for
-from tests.e2e.harness import Backends, OperatorProcess, ollama_spec
+from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, ollama_spec, vllm_spec
 from turnout.handlers import RESYNC_SPREAD
 from turnout.rollout.plan import IDLE_RESYNC_SECONDS
 
 pytestmark = pytest.mark.e2e
 
 BACKENDS = 20
+CLAIMED = "idle-claim"
+"""A vLLM backend whose model claim turnout creates (storage.create): the claim is read from a watch too."""
+ROUTED = "idle-routed"
+"""A canary routed by an HTTPRoute (the ground serves the Gateway API's CRDs): the route is read from a watch too."""
+ROUTE = "idle-route"
 # Longer than the longest (jittered) idle resync: every backend is reconciled at least once in the window.
 IDLE_SECONDS = IDLE_RESYNC_SECONDS * (1 + RESYNC_SPREAD) + 10
 # What turnout writes; the control plane's own heartbeats (leases, nodes) are not in this list.
-TURNOUT_RESOURCES = {"inferencebackends", "deployments", "services", "persistentvolumeclaims", "events"}
+TURNOUT_RESOURCES = {"inferencebackends", "deployments", "services", "persistentvolumeclaims", "httproutes", "events"}
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}
 # The control plane's own clients (the garbage collector GETs the owners of what turnout creates; the
 # API server's own Service IP repair loop lists Services).
@@ -52,8 +58,60 @@ def requests_served(kubeconfig: str, verbs: set[str], resources: set[str]) -> di
     return counts
 
 
+@pytest.fixture
+def claim_volume(backends: Backends) -> Iterator[None]:
+    """A PersistentVolume for the claimed backend's model claim to bind to (the test ground has no provisioner)."""
+    name = f"idle-models-{backends.namespace}"
+    backends.core.create_persistent_volume(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/var/lib/models"},
+                "claimRef": {"namespace": backends.namespace, "name": f"{CLAIMED}-models"},
+            },
+        }
+    )
+    yield
+    backends.core.delete_persistent_volume(name)
+
+
+def create_routed_canary(backends: Backends) -> None:
+    """A route with refs to both color Services, then a canary that names it."""
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": ROUTE},
+        "spec": {
+            "parentRefs": [{"name": "inference-gateway"}],  # no such Gateway, and none is needed
+            "rules": [
+                {
+                    "backendRefs": [
+                        {"name": f"{ROUTED}-blue", "port": 8000},
+                        {"name": f"{ROUTED}-green", "port": 8000, "weight": 0},
+                    ]
+                }
+            ],
+        },
+    }
+    backends.custom.create_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", backends.namespace, "httproutes", route
+    )
+    rollout = {
+        **FAST_ROLLOUT,
+        "strategy": "Canary",
+        "canary": {"steps": [{"setWeight": 50}], "maxSurge": 1, "traffic": {"httpRoute": {"name": ROUTE}}},
+    }
+    backends.create(ROUTED, vllm_spec(rollout=rollout))
+
+
 def test_twenty_healthy_backends_idle_past_their_resync_cost_no_writes_and_no_reads(
-    kube_cluster: KubeCluster, operator: OperatorProcess, backends: Backends
+    kube_cluster: KubeCluster,
+    operator: OperatorProcess,
+    backends: Backends,
+    claim_volume: None,
+    gateway_api_crds: str,
 ) -> None:
     if not kube_cluster.local:
         pytest.skip("counts every writer's requests: needs the local test ground, where turnout is the only one")
@@ -66,6 +124,12 @@ def test_twenty_healthy_backends_idle_past_their_resync_cost_no_writes_and_no_re
     names = [f"idle-{i:02d}" for i in range(BACKENDS)]
     for name in names:
         backends.create(name, ollama_spec())
+    claimed = vllm_spec()
+    claimed["model"]["storage"] = {"create": True, "size": "10Gi", "accessModes": ["ReadWriteOnce"]}
+    backends.create(CLAIMED, claimed)
+    names.append(CLAIMED)
+    create_routed_canary(backends)
+    names.append(ROUTED)
     for name in names:
         backends.wait_phase(name, "Healthy", timeout=120)
     # The Events of the last step are posted after its status (Kopf posts them from a queue): the
@@ -86,7 +150,7 @@ def test_twenty_healthy_backends_idle_past_their_resync_cost_no_writes_and_no_re
     writes = since(writes_before, requests_served(kubeconfig, WRITE_VERBS, TURNOUT_RESOURCES))
     reads = reads_audited(audit_log, audited)
     reconciles = operator.metric("turnout_reconciles_total") - reconciles_before
-    assert reconciles >= BACKENDS, f"{reconciles} reconciles in {IDLE_SECONDS:.0f} s: not every backend resynced"
+    assert reconciles >= len(names), f"{reconciles} reconciles in {IDLE_SECONDS:.0f} s: not every backend resynced"
     assert writes == {}, f"write requests in {IDLE_SECONDS:.0f} s of idling: {writes}"
     # Everyone but the control plane: turnout (User-Agent turnout), Kopf, and this test, which is idle too.
     others = {read: n for read, n in reads.items() if not read[0].startswith(CONTROL_PLANE_USER_AGENTS)}

@@ -1,10 +1,11 @@
 """A restarted operator with existing Healthy backends reconciles each of them and changes nothing.
 
-What a user can see: every object in the test's namespace that turnout (or Kopf on its behalf)
-writes keeps its resourceVersion, and no Event is added. The restarted process's own
-`turnout_api_writes_total` is printed, not asserted: one CI run under load counted 1 write that
-changed nothing (no resourceVersion moved), which alone and on a quiet machine is 0; until its
-cause is found a request that changes nothing is not failed here.
+Counted twice, each with what it can see: every object in the test's namespace that turnout (or
+Kopf on its behalf) writes keeps its resourceVersion and no Event is added, and the restarted
+process's own `turnout_api_writes_total` stays at 0. The restarted process watches only the test's
+namespace: in a full run, an earlier test's backend whose namespace is being deleted lives on for a
+while without pods (the API server deletes them first), and what the operator does for it is not
+this test's to count.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def own_writes(operator: OperatorProcess) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in samples if float(m[2])}
 
 
-def test_a_restart_with_existing_healthy_backends_changes_nothing(
+def test_a_restart_with_existing_healthy_backends_writes_nothing(
     own_operator: OperatorProcess, backends: Backends, tmp_path: Path
 ) -> None:
     names = [f"kept-{i:02d}" for i in range(BACKENDS)]
@@ -59,7 +60,7 @@ def test_a_restart_with_existing_healthy_backends_changes_nothing(
     own_operator.stop()
     before = written_objects(backends)
 
-    restarted = OperatorProcess(own_operator.kubeconfig, tmp_path / "restarted")
+    restarted = OperatorProcess(own_operator.kubeconfig, tmp_path / "restarted", namespaces=(backends.namespace,))
     restarted.log_path.parent.mkdir()
     restarted.start()
     try:
@@ -73,5 +74,5 @@ def test_a_restart_with_existing_healthy_backends_changes_nothing(
 
     changed = {key: (before.get(key), version) for key, version in after.items() if before.get(key) != version}
     assert changed == {}, f"objects written or added after the restart (before, after): {changed}"
-    print(f"\nwrites by the restarted operator (turnout_api_writes_total, by verb): {writes}")
+    assert writes == {}, f"writes by the restarted operator, by verb: {writes}\n{restarted.log_tail()}"
     assert [backends.status(name)["phase"] for name in names] == ["Healthy"] * BACKENDS

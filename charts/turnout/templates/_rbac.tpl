@@ -34,10 +34,12 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
-# The model claim (storage.create): looked up, created once, never patched or deleted by turnout.
+# The model claim (storage.create): listed and watched with the label turnout.dev/backend (turnout's
+# informer: the claims it made), looked up by name when not in that cache (a claim the user made),
+# created once, never patched or deleted by turnout.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
-  verbs: [get, create]
+  verbs: [get, list, watch, create]
 # Pod readiness, addresses and failure reasons (ImagePullBackOff, OOMKilled, ...): listed and
 # watched with the label turnout.dev/backend only (turnout's informer); and the short-lived
 # inspector pod that serves a vLLM model's config.json from its claim, created and deleted by turnout.
@@ -58,11 +60,13 @@ The chart's README lists the same rules with the code that uses each (a test kee
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
-# The HTTPRoute a canary names: read by name, and replaced with only the weights of its refs to
-# the color Services changed (the resourceVersion read makes a concurrent edit a 409). No list, watch, create.
+# The HTTPRoute a canary names: listed and watched (turnout's informer; the routes are the user's, so
+# without a label selector), read by name after a write whose outcome is unknown, and replaced with
+# only the weights of its refs to the color Services changed (the resourceVersion read makes a
+# concurrent edit a 409). No create.
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, update]
+  verbs: [get, list, watch, update]
 {{- end -}}
 
 {{- /* Where Secrets are read: each watched namespace (namespaces scope), else rbac.secretNamespaces only. */ -}}

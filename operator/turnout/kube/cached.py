@@ -2,10 +2,10 @@
 
 `CachedCluster` answers the reads a reconcile makes every time from `Informer`s (one per kind, in
 each namespace the operator runs in, or in all), so an idle backend costs no request; the rest (a
-claim, a Secret, a route, nodes) and every write go to the API server. The informers of
-Deployments, pods and Services carry a server-side label selector: only turnout's objects are sent
-and held. An object a cache does not hold may still exist unlabelled (someone else's, which
-turnout must not take over): it is looked up by name.
+Secret, nodes) and every write go to the API server. The informers of Deployments, pods,
+Services and PersistentVolumeClaims carry a server-side label selector: only turnout's objects are
+sent and held. An object a cache does not hold may still exist unlabelled (someone else's, which
+turnout must not take over, or a claim the user made): it is looked up by name.
 
 `ReadOnce` is one reconcile's view: a Secret is read at most once per reconcile.
 """
@@ -13,12 +13,21 @@ turnout must not take over): it is looked up by name.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
+
+from kopf._cogs.structs.references import NamespaceName, match_namespace, select_specific_namespaces
 
 from turnout.api.backend import KIND
 from turnout.api.labels import BACKEND_LABEL
-from turnout.kube.cluster import BackendRef, Cluster, ClusterApi, KubeObject
+from turnout.kube.cluster import HTTP_ROUTE, HTTP_ROUTE_CRD, BackendRef, Cluster, ClusterApi, KubeObject
 from turnout.kube.informer import Informer, Key, parse_selector
+
+CLAIM = "PersistentVolumeClaim"
+LABELLED_KINDS = ("Deployment", "Pod", "Service", CLAIM)
+"""The kinds of turnout's own objects, watched with its label."""
+SCOPED_KINDS = (*LABELLED_KINDS, KIND, HTTP_ROUTE)
+"""The kinds watched in each namespace turnout serves (or in all)."""
 
 Wake = Callable[[str, str], None]
 """Told (namespace, backend name) when something of that backend changed; called from an informer's thread."""
@@ -30,8 +39,20 @@ class CachedCluster:
     def __init__(self, api: Cluster, namespaces: Sequence[str] | None = None) -> None:
         self.api = api
         self.configuration = api.configuration
-        self._scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        self._scopes = scopes(namespaces)
+        # Kopf takes globs (`ml-*`, `!kube-*`, comma-separated parts); with any, the watches are of all
+        # namespaces and hold only the objects of those Kopf serves (a watch per matching namespace
+        # would have to follow namespaces coming and going, as Kopf does).
+        patterns = list(namespaces or ())
+        self._serves: Callable[[str], bool] | None = (
+            None if self._scopes != [None] or not patterns else partial(_serves, patterns)
+        )
         self._informers: dict[tuple[str, str | None], Informer] = {}
+
+    @staticmethod
+    def watches(namespaces: Sequence[str] | None = None) -> int:
+        """How many watches `start` opens for `namespaces` (as `turnout run --namespace` gives them)."""
+        return len(SCOPED_KINDS) * len(scopes(namespaces)) + 1  # and the HTTPRoute CRD's
 
     @property
     def leading(self) -> Callable[[], bool]:
@@ -63,14 +84,44 @@ class CachedCluster:
             wake(str(meta.get("namespace") or ""), str(meta.get("name")))
 
         for scope in self._scopes:
-            for kind in ("Deployment", "Pod", "Service"):
+            for kind in LABELLED_KINDS:
                 self._start(kind, scope, BACKEND_LABEL, by_label)
             self._start(KIND, scope, None, by_name)
+            # A route is the user's (no label of turnout's): all of the scope's are held, few and small. A
+            # change wakes no backend (which backend names a route is in its spec): a canary step reads
+            # it at its next look; the Gateway API's CRDs may be missing (then none), or come later.
+            self._start(HTTP_ROUTE, scope, None, None, optional=True, defined=self._route_crd_held)
+        routes = [informer for (kind, _), informer in self._informers.items() if kind == HTTP_ROUTE]
 
-    def _start(self, kind: str, scope: str | None, selector: str | None, wake: Callable[[KubeObject], None]) -> None:
-        informer = Informer(kind, self.api.watch_source(kind), scope, selector, wake, index_label=selector)
+        def route_crd_changed(_: KubeObject) -> None:
+            for informer in routes:
+                informer.served_again()
+
+        # The HTTPRoute CRD, watched by name: routes found absent are listed again when it comes, not polled.
+        self._start("CustomResourceDefinition", None, None, route_crd_changed)
+
+    def _start(
+        self,
+        kind: str,
+        scope: str | None,
+        selector: str | None,
+        wake: Callable[[KubeObject], None] | None,
+        optional: bool = False,
+        defined: Callable[[], bool] | None = None,
+    ) -> None:
+        source = self.api.watch_source(kind)
+        serves = self._serves if kind != "CustomResourceDefinition" else None
+        informer = Informer(
+            kind, source, scope, selector, wake, index_label=selector, optional=optional, namespaces=serves,
+            defined=defined,
+        )  # fmt: skip
         self._informers[kind, scope] = informer
         informer.start()
+
+    def _route_crd_held(self) -> bool:
+        """The HTTPRoute CRD is in its cache: a 404 listing routes is an API server still starting up."""
+        crds = self._informers.get(("CustomResourceDefinition", None))
+        return crds is not None and crds.holds("", HTTP_ROUTE_CRD)
 
     def stop(self) -> None:
         for informer in self._informers.values():
@@ -115,16 +166,25 @@ class CachedCluster:
         return found if found is not None else self.api.get_service(namespace, name)
 
     def get_claim(self, namespace: str, name: str) -> KubeObject | None:
-        return self.api.get_claim(namespace, name)
+        """From the cache (the claims turnout made carry its label); one it does not hold is looked up (the user's)."""
+        cache = self._cache(CLAIM, namespace)
+        found = cache.get(namespace, name) if cache else None
+        return found if found is not None else self.api.get_claim(namespace, name)
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        # Still a GET, once per reconcile (`ReadOnce`), so a keyed backend costs one read per resync: a watch
+        # needs list and watch on Secrets, and RBAC cannot narrow a list to the names the specs will
+        # reference (a field selector per name is not a grant), so the chart would let turnout read every
+        # Secret of those namespaces. It grants get only (tests/chart: no rule lists or watches Secrets).
         return self.api.read_secret_key(namespace, name, key)
 
     def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
         return self.api.read_config_map_key(namespace, name, key)
 
     def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
-        return self.api.get_http_route(namespace, name)
+        """From the cache, which holds every route of the scope: one it lacks does not exist."""
+        cache = self._cache(HTTP_ROUTE, namespace)
+        return cache.get(namespace, name) if cache else self.api.get_http_route(namespace, name)
 
     def list_nodes(self, selector: str) -> list[KubeObject]:
         return self.api.list_nodes(selector)
@@ -182,13 +242,37 @@ class CachedCluster:
         self.api.delete_pod(namespace, name)
 
     def replace_http_route(self, namespace: str, name: str, body: KubeObject) -> KubeObject:
-        return self.api.replace_http_route(namespace, name, body)
+        cache = self._cache(HTTP_ROUTE, namespace)
+        try:
+            stored = self.api.replace_http_route(namespace, name, body)
+        except BaseException:
+            if cache is not None:
+                cache.forget((namespace, name))  # a conflict: the next read asks the API server
+            raise
+        if cache is not None:
+            cache.wrote(stored, (namespace, name), (stored.get("metadata") or {}).get("resourceVersion"))
+        return stored
 
     def create_controller_revision(self, obj: KubeObject) -> None:
         self.api.create_controller_revision(obj)
 
     def delete_controller_revision(self, namespace: str, name: str) -> None:
         self.api.delete_controller_revision(namespace, name)
+
+
+def scopes(namespaces: Sequence[str] | None) -> list[str | None]:
+    """Where the informers watch: each namespace when all are names, else (none given, or a glob) all."""
+    patterns = list(namespaces or ())
+    specific = select_specific_namespaces(patterns)
+    if not patterns or len(specific) != len(set(patterns)):
+        return [None]
+    names: list[str | None] = [str(name) for name in sorted(specific)]
+    return names
+
+
+def _serves(patterns: Sequence[str], namespace: str) -> bool:
+    """Whether Kopf, given `patterns` (`turnout run --namespace`), serves `namespace`: its own matching."""
+    return any(match_namespace(NamespaceName(namespace), pattern) for pattern in patterns)
 
 
 class ReadOnce:

@@ -32,8 +32,6 @@ REQUEST_TIMEOUT = (5.0, 30.0)
 """Seconds to connect, and to wait for the answer, of any API request that does not set its own."""
 API_WORKERS = 16
 """Blocking API calls in flight at once, across all backends."""
-WATCH_CONNECTIONS = 8
-"""Connections kept for turnout's own watches (four kinds; more when it watches several namespaces)."""
 # A Secret read is part of a check round: an API server that does not answer skips the round, not the operator.
 SECRET_READ_TIMEOUT_SECONDS = 10.0
 NODE_LIST_TIMEOUT_SECONDS = 10.0
@@ -41,6 +39,9 @@ NODE_LIST_TIMEOUT_SECONDS = 10.0
 ROUTE_REQUEST_TIMEOUT_SECONDS = 10.0
 """Seconds one read or replace of an HTTPRoute may take."""
 GATEWAY_GROUP, GATEWAY_VERSION, HTTP_ROUTES = "gateway.networking.k8s.io", "v1", "httproutes"
+HTTP_ROUTE = "HTTPRoute"
+HTTP_ROUTE_CRD = f"{HTTP_ROUTES}.{GATEWAY_GROUP}"
+"""The CustomResourceDefinition that makes the API server serve HTTPRoutes (watched by name: it may come later)."""
 KubeObject = dict[str, Any]
 T = TypeVar("T")
 
@@ -124,8 +125,9 @@ class Cluster:
             ) from None
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Cluster:
-        """In-cluster credentials when running in a pod, else the kubeconfig (or $KUBECONFIG)."""
+    def connect(cls, kubeconfig: str | None = None, watches: int = 0) -> Cluster:
+        """In-cluster credentials when running in a pod, else the kubeconfig (or $KUBECONFIG); `watches`: how
+        many watches turnout's informers will hold open (`CachedCluster.watches`), each with a connection."""
         configuration = client.Configuration()
         if kubeconfig is None:
             try:
@@ -135,7 +137,7 @@ class Cluster:
         else:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         # One connection per worker and per watch (turnout.kube.cached), none discarded as surplus.
-        configuration.connection_pool_maxsize = API_WORKERS + WATCH_CONNECTIONS
+        configuration.connection_pool_maxsize = API_WORKERS + watches
         api_client = BoundedApiClient(configuration)
         api_client.user_agent = USER_AGENT  # the API server's audit log tells turnout's requests apart
         return cls(api_client)
@@ -315,12 +317,19 @@ class Cluster:
         )
         return cast(KubeObject, stored.to_dict())
 
-    def watch_source(self, kind: str) -> DynamicWatchSource:
-        """List, watch and get of one of the kinds turnout caches: Deployment, Pod, Service, InferenceBackend."""
+    def watch_source(self, kind: str) -> DynamicWatchSource | RouteWatchSource:
+        """List, watch and get of one of the kinds turnout caches: Deployment, Pod, Service,
+        PersistentVolumeClaim, InferenceBackend, HTTPRoute; and the HTTPRoute's CRD ("CustomResourceDefinition")."""
+        if kind == HTTP_ROUTE:
+            return RouteWatchSource(self._custom, self.get_http_route)
+        if kind == "CustomResourceDefinition":
+            definitions = self._dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind=kind)
+            return DynamicWatchSource(definitions, field_selector=f"metadata.name={HTTP_ROUTE_CRD}")
         resources = {
             "Deployment": self._deployments,
             "Pod": self._pods,
             "Service": self._services,
+            "PersistentVolumeClaim": self._claims,
             KIND: self._backends,
         }
         return DynamicWatchSource(resources[kind])
@@ -336,12 +345,15 @@ class DynamicWatchSource:
     """A `turnout.kube.informer.WatchSource` over one resource of the dynamic client, bounded by
     `REQUEST_TIMEOUT` (a watch's read timeout is its server-side timeout plus some slack)."""
 
-    def __init__(self, resource: Any) -> None:
+    def __init__(self, resource: Any, field_selector: str | None = None) -> None:
         self._resource = resource
+        self._field_selector = field_selector
         self._watcher: watch.Watch | None = None
 
     def list(self, namespace: str | None, selector: str | None) -> tuple[list[KubeObject], str]:
-        found = self._resource.get(namespace=namespace, label_selector=selector).to_dict()
+        found = self._resource.get(
+            namespace=namespace, label_selector=selector, field_selector=self._field_selector
+        ).to_dict()
         return list(found.get("items") or []), str((found.get("metadata") or {}).get("resourceVersion") or "")
 
     def watch(self, namespace: str | None, selector: str | None, resource_version: str) -> Iterator[KubeObject]:
@@ -350,6 +362,7 @@ class DynamicWatchSource:
             self._resource.get,
             namespace=namespace,
             label_selector=selector,
+            field_selector=self._field_selector,
             resource_version=resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=WATCH_SECONDS,
@@ -359,6 +372,46 @@ class DynamicWatchSource:
 
     def get(self, namespace: str, name: str) -> KubeObject | None:
         return _get(lambda: self._resource.get(namespace=namespace, name=name))
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+
+
+class RouteWatchSource:
+    """A `turnout.kube.informer.WatchSource` over the Gateway API's HTTPRoutes, through the custom objects
+    API (not discovery: without the Gateway API CRDs, the list answers 404 and the informer holds none)."""
+
+    def __init__(self, custom: client.CustomObjectsApi, get: Callable[[str, str], KubeObject | None]) -> None:
+        self._custom = custom
+        self._get = get
+        self._watcher: watch.Watch | None = None
+
+    def _list_call(self, namespace: str | None) -> tuple[Callable[..., Any], tuple[str, ...]]:
+        if namespace is None:
+            return self._custom.list_cluster_custom_object, (GATEWAY_GROUP, GATEWAY_VERSION, HTTP_ROUTES)
+        return self._custom.list_namespaced_custom_object, (GATEWAY_GROUP, GATEWAY_VERSION, namespace, HTTP_ROUTES)
+
+    def list(self, namespace: str | None, selector: str | None) -> tuple[list[KubeObject], str]:
+        call, args = self._list_call(namespace)
+        found = cast(KubeObject, call(*args, label_selector=selector or "", _request_timeout=REQUEST_TIMEOUT))
+        return list(found.get("items") or []), str((found.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(self, namespace: str | None, selector: str | None, resource_version: str) -> Iterator[KubeObject]:
+        call, args = self._list_call(namespace)
+        self._watcher = watch.Watch()
+        yield from self._watcher.stream(
+            call,
+            *args,
+            label_selector=selector or "",
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + WATCH_READ_SLACK_SECONDS),
+        )
+
+    def get(self, namespace: str, name: str) -> KubeObject | None:
+        return self._get(namespace, name)
 
     def stop(self) -> None:
         if self._watcher is not None:

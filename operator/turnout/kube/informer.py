@@ -114,8 +114,19 @@ class Informer:
         selector: str | None = None,
         on_change: Callable[[KubeObject], None] | None = None,
         index_label: str | None = None,
+        optional: bool = False,
+        namespaces: Callable[[str], bool] | None = None,
+        defined: Callable[[], bool] | None = None,
     ) -> None:
         self.kind = kind
+        self._defined = defined
+        """Of an optional kind: whether its CRD is known to exist, so that a 404 is an API server still
+        starting (retried with backoff), not a kind missing (none held until `served_again`)."""
+        self._holds = namespaces
+        """Which namespaces' objects are held, of a watch of all of them (None: every one)."""
+        self._optional = optional
+        """A kind the API server may not serve (a CRD not installed): a 404 means none, until `served_again`."""
+        self._served_again = threading.Event()
         self._source = source
         self._namespace = namespace
         self._selector = selector
@@ -145,7 +156,13 @@ class Informer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._served_again.set()
         self._source.stop()
+
+    def served_again(self) -> None:
+        """The kind may be served now (its CRD was created or changed): an optional informer that found it
+        absent lists it again. Told by a watch of the CRD, so an absent kind costs no request meanwhile."""
+        self._served_again.set()
 
     def run(self) -> None:
         """List, then watch and resume, until `stop`; failures are retried with backoff, never raised."""
@@ -154,6 +171,7 @@ class Informer:
         while not self._stopping.is_set():
             try:
                 if self.resource_version is None:
+                    self._served_again.clear()  # a CRD created from here on is told, not missed
                     self._relist()
                 self._watch()
             except Exception as error:  # an outage of the API server, or a refusal: retried in any case
@@ -162,6 +180,12 @@ class Informer:
                 if isinstance(error, ApiException) and error.status == 410:
                     log.info("%s: watch too old (410 Gone), listing again", self._describe())
                     self.resource_version = None
+                    continue
+                missing = self._optional and not (self._defined is not None and self._defined())
+                if missing and isinstance(error, ApiException) and error.status == 404:
+                    self._absent(last_failure != "absent")
+                    last_failure = "absent"
+                    self._served_again.wait()
                     continue
                 failures += 1
                 kind = f"{type(error).__name__}{f' {error.status}' if isinstance(error, ApiException) else ''}"
@@ -177,6 +201,18 @@ class Informer:
                 log.info("%s: watching again", self._describe())
             failures, last_failure = 0, None
 
+    def _absent(self, first: bool) -> None:
+        """The API server does not serve the kind (404): there are none, until a later list finds it served."""
+        if first:
+            log.info("%s: not served by the API server (no CRD); listed again once its CRD is", self._describe())
+        with self._changed:
+            gone = list(self._objects.values())
+            self._objects, self._index, self._seen, self._written = {}, {}, {}, {}
+            self.resource_version = None
+            self._synced.set()
+            self._changed.notify_all()
+        self._notify(gone)
+
     def _describe(self) -> str:
         return f"{self.kind} in {self._namespace or 'all namespaces'}"
 
@@ -185,7 +221,7 @@ class Informer:
             self._lists += 1
             started = self._lists
         items, version = self._source.list(self._namespace, self._selector)
-        fresh = {_key(item): _slim(item) for item in items}
+        fresh = {_key(item): _slim(item) for item in items if self._held_namespace(item)}
         with self._changed:
             changed = [obj for key, obj in fresh.items() if _version(self._objects.get(key)) != _version(obj)]
             gone = [obj for key, obj in self._objects.items() if key not in fresh]
@@ -214,6 +250,9 @@ class Informer:
             if kind == "BOOKMARK":
                 self.resource_version = version or self.resource_version
                 continue
+            if not self._held_namespace(obj):
+                self.resource_version = version or self.resource_version
+                continue
             key = _key(obj)
             with self._changed:
                 if kind == "DELETED":
@@ -233,6 +272,9 @@ class Informer:
                 self._changed.notify_all()
             self._notify([obj])
 
+    def _held_namespace(self, obj: KubeObject) -> bool:
+        return self._holds is None or self._holds(_key(obj)[0])
+
     def _notify(self, objects: Iterable[KubeObject]) -> None:
         if self._on_change is None:
             return
@@ -247,6 +289,11 @@ class Informer:
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    def holds(self, namespace: str, name: str) -> bool:
+        """Whether the cache holds that object now (without waiting for the first list)."""
+        with self._changed:
+            return (namespace, name) in self._objects
 
     def wait_synced(self, timeout: float = SYNC_WAIT_SECONDS) -> None:
         """Return once the first list is in; raise NotSynced after `timeout` seconds."""

@@ -202,7 +202,9 @@ class Step(ABC):
         failure message when `failureThreshold` rounds in a row have failed, else None.
 
         A passing round while nothing failed changes no status field, so a healthy backend costs no
-        write; such rounds are paced by the requeue (`checks.healthyIntervalSeconds`).
+        write; such rounds are paced by the requeue (`checks.healthyIntervalSeconds`). Likewise a
+        failing round once the revision is judged failing: the verdict stands and the counters stay,
+        so a Degraded backend at rest costs no write either (rounds paced by `checks.intervalSeconds`).
         """
         status = self.status
         check = self.observed.check
@@ -212,6 +214,8 @@ class Step(ABC):
             if status.check_failures:
                 self.reset_checks(next_round_now=True)
             return None
+        if self.serving_fails(status):
+            return check.message
         status.last_check_time = format_precise_time(self.now)
         status.check_passes = 0
         status.check_failures += 1

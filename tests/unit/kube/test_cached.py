@@ -11,13 +11,14 @@ from typing import Any, cast
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from testground.waiting import wait_for
 from tests.unit.fakes.cluster import FakeCluster
 from tests.unit.fakes.operator import NAME, NAMESPACE, InProcessOperator
 from tests.unit.rollout.world import spec
 from turnout.api.status import Color
 from turnout.kube import informer
 from turnout.kube.cached import CachedCluster, ReadOnce
-from turnout.kube.cluster import BackendRef, Cluster, KubeObject
+from turnout.kube.cluster import HTTP_ROUTE_CRD, BackendRef, Cluster, KubeObject
 from turnout.reconcile import reconcile
 from turnout.rollout.actions import RecordEvent
 
@@ -170,3 +171,162 @@ def test_reads_come_from_the_lists_and_other_namespaces_from_the_api_server(
     assert service is not None
     assert service["spec"]["selector"]["turnout.dev/color"] == Color.BLUE.value
     assert cluster.get_backend("elsewhere", NAME) is None
+
+
+class CountingApi(FakeApi):
+    """`FakeApi` that counts the reads of claims and routes that reach the API server."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        super().__init__(cluster)
+        self.reads: list[str] = []
+
+    def get_claim(self, namespace: str, name: str) -> KubeObject | None:
+        self.reads.append(f"PersistentVolumeClaim {name}")
+        return self.fake.get_claim(namespace, name)
+
+    def get_http_route(self, namespace: str, name: str) -> KubeObject | None:
+        self.reads.append(f"HTTPRoute {name}")
+        return self.fake.get_http_route(namespace, name)
+
+
+WITH_CLAIM = {
+    "name": "meta-llama/Llama-3.1-8B-Instruct",
+    "servedName": "chat",
+    "storage": {"claimName": "models", "create": True},
+}
+
+
+def test_the_claim_turnout_made_is_read_from_its_watch(operator: InProcessOperator) -> None:
+    operator.start_healthy(spec(model=WITH_CLAIM))
+    assert operator.cluster.get_claim(NAMESPACE, "models") is not None
+    api = CountingApi(operator.cluster)
+    cluster = CachedCluster(cast(Cluster, api), [NAMESPACE])
+    cluster.start(lambda namespace, name: None)
+    try:
+        mark = len(operator.cluster.writes)
+        for _ in range(3):
+            operator.advance(60)
+            reconcile_cached(operator, cluster)
+        assert operator.cluster.writes_since(mark) == []
+        assert api.reads == []
+        # A claim of that name the user made (not in turnout's cache) is still found, by name.
+        assert cluster.get_claim(NAMESPACE, "theirs") is None
+        assert api.reads == ["PersistentVolumeClaim theirs"]
+    finally:
+        cluster.stop()
+
+
+class NoGatewayApi(StalledWatch):
+    """The API server without the Gateway API's CRDs: listing HTTPRoutes answers 404."""
+
+    lists = 0
+
+    def list(self, namespace: str | None, selector: str | None) -> tuple[list[KubeObject], str]:
+        NoGatewayApi.lists += 1
+        raise ApiException(status=404, reason="Not Found")
+
+
+def test_without_the_gateway_api_routes_are_none_and_listed_again_only_once_their_crd_comes(
+    operator: InProcessOperator,
+) -> None:
+    api = CountingApi(operator.cluster)
+    NoGatewayApi.lists = 0
+
+    def source(kind: str) -> StalledWatch:
+        return NoGatewayApi(operator.cluster, kind) if kind == "HTTPRoute" else StalledWatch(operator.cluster, kind)
+
+    api.watch_source = source  # type: ignore[method-assign]
+    cluster = CachedCluster(cast(Cluster, api), [NAMESPACE])
+    cluster.start(lambda namespace, name: None)
+    try:
+        assert cluster.get_http_route(NAMESPACE, "chat") is None  # at once: the first list's 404 is "none"
+        assert cluster.synced
+        assert api.reads == []
+        assert NoGatewayApi.lists == 1  # and not listed again while nothing says the CRD came
+        routes = cluster._informers["HTTPRoute", NAMESPACE]
+        routes.served_again()  # what the watch of the CRD does when it is created
+        wait_for(lambda: NoGatewayApi.lists == 2, timeout=5, what="the routes listed again")
+    finally:
+        cluster.stop()
+
+
+def test_a_route_is_read_from_its_watch_and_turnouts_replace_is_read_back(operator: InProcessOperator) -> None:
+    route = operator.cluster.put_http_route(
+        NAMESPACE, "chat", {"rules": [{"backendRefs": [{"name": "a", "port": 80}]}]}
+    )
+    api = CountingApi(operator.cluster)
+    cluster = CachedCluster(cast(Cluster, api), [NAMESPACE])
+    cluster.start(lambda namespace, name: None)
+    try:
+        found = cluster.get_http_route(NAMESPACE, "chat")
+        assert found is not None
+        assert found["spec"] == route["spec"]
+        found["spec"]["rules"][0]["backendRefs"][0]["weight"] = 10
+        cluster.replace_http_route(NAMESPACE, "chat", found)
+        again = cluster.get_http_route(NAMESPACE, "chat")  # the watch never delivers: the answer is the newest
+        assert again is not None
+        assert again["spec"]["rules"][0]["backendRefs"][0]["weight"] == 10
+        assert api.reads == []
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.parametrize("namespaces", [None, [NAMESPACE], [NAMESPACE, "team-b"], ["m*"], ["team-b", "!kube-*"]])
+def test_the_connection_pool_is_sized_for_the_watches_the_caches_open(
+    operator: InProcessOperator, namespaces: list[str] | None
+) -> None:
+    cluster = CachedCluster(cast(Cluster, FakeApi(operator.cluster)), namespaces)
+    cluster.start(lambda namespace, name: None)
+    try:
+        assert len(cluster._informers) == CachedCluster.watches(namespaces)
+    finally:
+        cluster.stop()
+
+
+def test_namespace_patterns_are_kopfs_globs_and_the_caches_hold_what_they_match(operator: InProcessOperator) -> None:
+    operator.start_healthy(spec())
+    operator.cluster.create_backend("mlx", NAME, spec())
+    operator.cluster.create_backend("other", NAME, spec())
+    woken: list[tuple[str, str]] = []
+    cluster = CachedCluster(cast(Cluster, FakeApi(operator.cluster)), ["ml*, !mlx"])
+    cluster.start(lambda namespace, name: woken.append((namespace, name)))
+    try:
+        assert cluster.get_backend(NAMESPACE, NAME) is not None  # from a watch of all namespaces
+        assert cluster.get_backend("mlx", NAME) is None  # excluded, as Kopf excludes it: not held
+        assert cluster.get_backend("other", NAME) is None
+        assert {namespace for namespace, _ in woken} == {NAMESPACE}
+        assert cluster.list_deployments(NAMESPACE, f"turnout.dev/backend={NAME}")
+    finally:
+        cluster.stop()
+
+
+def test_a_404_for_routes_whose_crd_is_there_is_retried_not_taken_for_none(
+    operator: InProcessOperator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API server starting up (or restarted) answers 404 for routes before it serves its CRDs again."""
+    monkeypatch.setattr(informer, "BACKOFF_SECONDS", 0.01)
+    crd = {"metadata": {"name": HTTP_ROUTE_CRD, "resourceVersion": "1"}}
+    operator.cluster.objects["CustomResourceDefinition", "", HTTP_ROUTE_CRD] = crd
+    operator.cluster.put_http_route(NAMESPACE, "chat", {"rules": [{"backendRefs": [{"name": "a", "port": 80}]}]})
+    cluster = CachedCluster(cast(Cluster, FakeApi(operator.cluster)), [NAMESPACE])
+
+    class Starting(StalledWatch):
+        answered_404 = False
+
+        def list(self, namespace: str | None, selector: str | None) -> tuple[list[KubeObject], str]:
+            if not Starting.answered_404:
+                # Once the CRD's own watch has it: the API server only starts serving the routes again.
+                wait_for(lambda: cluster._informers["CustomResourceDefinition", None].synced, timeout=5,
+                         what="the CRD listed")  # fmt: skip
+                Starting.answered_404 = True
+                raise ApiException(status=404, reason="Not Found")
+            return super().list(namespace, selector)
+
+    api = cast(FakeApi, cluster.api)
+    api.watch_source = lambda kind: (Starting if kind == "HTTPRoute" else StalledWatch)(operator.cluster, kind)  # type: ignore[method-assign]
+    cluster.start(lambda namespace, name: None)
+    try:
+        assert cluster.get_http_route(NAMESPACE, "chat") is not None
+        assert Starting.answered_404
+    finally:
+        cluster.stop()
