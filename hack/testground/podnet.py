@@ -151,7 +151,7 @@ def reap_stale_networks() -> list[str]:
     reaped = []
     for line in listing.splitlines():
         match = _OWNED_NETNS.fullmatch(line.split(" ")[0])
-        if not match or _alive(int(match["pid"])):
+        if not match or process_alive(int(match["pid"])):
             continue
         name = match.group(0)
         inside = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout
@@ -165,7 +165,8 @@ def reap_stale_networks() -> list[str]:
     return reaped
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (of another user too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

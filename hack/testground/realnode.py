@@ -49,7 +49,7 @@ from kubernetes import client, config
 from testground.binaries import NodeBinaries
 from testground.images import PAUSE_IMAGE, engine_images, import_images, pause_image
 from testground.nodes import GPU_RESOURCE, REAL_NODE, REAL_NODE_TAINT
-from testground.podnet import PodNetworkPlan
+from testground.podnet import PodNetworkPlan, process_alive
 from testground.process import ChildProcess
 from testground.waiting import wait_for
 
@@ -510,7 +510,7 @@ def reap_stale_real_nodes() -> list[str]:
     reaped = []
     for path in sorted(RECORD_DIR.glob("*.json")) if RECORD_DIR.exists() else []:
         record = Record.load(path)
-        if _alive(record.owner):
+        if process_alive(record.owner):
             continue
         undo(record)
         _remove_workdir(Path(record.workdir))
@@ -698,13 +698,3 @@ def _run(argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -171,6 +172,27 @@ class Backends:
 
     def delete(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    @contextlib.contextmanager
+    def volume_for(self, claim: str) -> Iterator[str]:
+        """A PersistentVolume bound ahead to the claim `claim` of this namespace (the test ground has no
+        provisioner), deleted on leaving; yields its name."""
+        name = f"{claim}-{self.namespace}"
+        self.core.create_persistent_volume(
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": "10Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "hostPath": {"path": "/var/lib/models"},
+                    "claimRef": {"namespace": self.namespace, "name": claim},
+                },
+            }
+        )
+        try:
+            yield name
+        finally:
+            self.core.delete_persistent_volume(name)
 
     def get(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)

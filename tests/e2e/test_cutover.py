@@ -264,20 +264,8 @@ def test_operator_killed_mid_cutover_resumes_and_moves_the_service_once(
 @pytest.fixture
 def volume(backends: Backends) -> Iterator[str]:
     """A PersistentVolume for the model claim to bind to (the test ground has no provisioner)."""
-    name = f"models-{backends.namespace}"
-    backends.core.create_persistent_volume(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": "/var/lib/models"},
-                "claimRef": {"namespace": backends.namespace, "name": "chat-models"},
-            },
-        }
-    )
-    yield name
-    backends.core.delete_persistent_volume(name)
+    with backends.volume_for("chat-models") as name:
+        yield name
 
 
 def test_delete_collects_deployments_and_service_and_keeps_the_model_claim(

@@ -61,20 +61,8 @@ def requests_served(kubeconfig: str, verbs: set[str], resources: set[str]) -> di
 @pytest.fixture
 def claim_volume(backends: Backends) -> Iterator[None]:
     """A PersistentVolume for the claimed backend's model claim to bind to (the test ground has no provisioner)."""
-    name = f"idle-models-{backends.namespace}"
-    backends.core.create_persistent_volume(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "hostPath": {"path": "/var/lib/models"},
-                "claimRef": {"namespace": backends.namespace, "name": f"{CLAIMED}-models"},
-            },
-        }
-    )
-    yield
-    backends.core.delete_persistent_volume(name)
+    with backends.volume_for(f"{CLAIMED}-models"):
+        yield
 
 
 def create_routed_canary(backends: Backends) -> None:

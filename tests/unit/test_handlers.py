@@ -60,6 +60,26 @@ class Cluster:
         return True
 
 
+async def run_daemons(bodies: list[dict[str, Any]], reconciles_at_once: int, until: asyncio.Event) -> None:
+    """Run a backend daemon for each of `bodies`, with that many turns, until `until` is set (10 s at most)."""
+    memo = kopf.Memo(cluster=Cluster(), liveness=Liveness(), reconciles_at_once=reconciles_at_once)
+    handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
+    stopped = Stopped()
+    daemons = [
+        asyncio.create_task(
+            handlers.run_backend(stopped=stopped, body=kopf.Body(body), memo=memo, logger=logging.getLogger("test"))
+        )
+        for body in bodies
+    ]
+    try:
+        await asyncio.wait_for(until.wait(), timeout=10)
+    finally:
+        stopped.event.set()
+        for daemon in daemons:  # one still reconciling (a test that fails) must not hang the test
+            daemon.cancel()
+        await asyncio.gather(*daemons, return_exceptions=True)
+
+
 def test_only_so_many_backends_are_reconciled_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     running: set[str] = set()
     most = 0
@@ -79,26 +99,8 @@ def test_only_so_many_backends_are_reconciled_at_once(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(handlers, "reconcile", reconcile)
 
-    async def main() -> None:
-        memo = kopf.Memo(cluster=Cluster(), liveness=Liveness(), reconciles_at_once=3)
-        handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
-        stopped = Stopped()
-        daemons = [
-            asyncio.create_task(
-                handlers.run_backend(
-                    stopped=stopped,
-                    body=kopf.Body({"metadata": {"namespace": "ml", "name": f"b{i}"}, "spec": {}}),
-                    memo=memo,
-                    logger=logging.getLogger("test"),
-                )
-            )
-            for i in range(12)
-        ]
-        await asyncio.wait_for(all_done.wait(), timeout=10)
-        stopped.event.set()
-        await asyncio.gather(*daemons)
-
-    asyncio.run(main())
+    bodies = [{"metadata": {"namespace": "ml", "name": f"b{i}"}, "spec": {}} for i in range(12)]
+    asyncio.run(run_daemons(bodies, reconciles_at_once=3, until=all_done))
     assert sorted(done) == sorted(f"b{i}" for i in range(12))
     assert most == 3
 
@@ -125,27 +127,13 @@ def test_a_benchmark_keeps_no_turn_from_the_other_backends(monkeypatch: pytest.M
             await benchmark_ends.wait()
         else:
             other_reconciled.set()
+            benchmark_ends.set()
         return IDLE_RESYNC_SECONDS
 
     monkeypatch.setattr(handlers, "reconcile", reconcile)
 
-    async def main() -> None:
-        memo = kopf.Memo(cluster=Cluster(), liveness=Liveness(), reconciles_at_once=1)
-        handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
-        stopped = Stopped()
-        bodies = [
-            {"metadata": {"namespace": "ml", "name": "benchmarking"}, "spec": {}, "status": {"phase": "Benchmarking"}},
-            {"metadata": {"namespace": "ml", "name": "other"}, "spec": {}, "status": {"phase": "Verifying"}},
-        ]
-        daemons = [
-            asyncio.create_task(
-                handlers.run_backend(stopped=stopped, body=kopf.Body(b), memo=memo, logger=logging.getLogger("test"))
-            )
-            for b in bodies
-        ]
-        await asyncio.wait_for(other_reconciled.wait(), timeout=10)
-        benchmark_ends.set()
-        stopped.event.set()
-        await asyncio.gather(*daemons)
-
-    asyncio.run(main())
+    bodies = [
+        {"metadata": {"namespace": "ml", "name": "benchmarking"}, "spec": {}, "status": {"phase": "Benchmarking"}},
+        {"metadata": {"namespace": "ml", "name": "other"}, "spec": {}, "status": {"phase": "Verifying"}},
+    ]
+    asyncio.run(run_daemons(bodies, reconciles_at_once=1, until=other_reconciled))
