@@ -18,48 +18,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from testground.images import ENGINE_IMAGES, host_mounts
-from testground.nodes import GPU_RESOURCE, REAL_NODE, REAL_NODE_TAINT
-from testground.realnode import RealNode, host_state, leftovers, socket_in_netns
+from testground.nodes import REAL_NODE
+from testground.realnode import RealNode, host_state, leftovers
+from testground.switching import ask_models, engine_container, is_ready, pod_spec, ready_pod, switch_selector
 from testground.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
 
 TIMEOUT = 60.0
-VLLM_IMAGE = ENGINE_IMAGES[0]
-
-
-def engine_container(
-    env: dict[str, str], *, served_name: str = "chat", shutdown_timeout: int = 0, pre_stop: int = 0
-) -> dict[str, Any]:
-    """A vLLM container as turnout renders one (command, args, probe, preStop sleep), run by the simulator."""
-    container: dict[str, Any] = {
-        "name": "vllm",
-        "image": VLLM_IMAGE,
-        "imagePullPolicy": "Never",
-        "command": ["vllm", "serve"],
-        "args": ["tiny", f"--served-model-name={served_name}", "--port=8000", f"--shutdown-timeout={shutdown_timeout}"],
-        "ports": [{"name": "http", "containerPort": 8000}],
-        "env": [{"name": name, "value": value} for name, value in env.items()],
-        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
-        "resources": {"limits": {GPU_RESOURCE: "1"}},
-        "volumeMounts": [{"name": f"host-{i}", "mountPath": path, "readOnly": True}
-                         for i, path in enumerate(host_mounts())],
-    }  # fmt: skip
-    if pre_stop:
-        container["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop}}}
-    return container
-
-
-def pod_spec(container: dict[str, Any], grace: int = 30) -> dict[str, Any]:
-    return {
-        "containers": [container],
-        "nodeSelector": {"kubernetes.io/hostname": REAL_NODE},
-        "tolerations": [REAL_NODE_TAINT],
-        "terminationGracePeriodSeconds": grace,
-        "volumes": [{"name": f"host-{i}", "hostPath": {"path": path, "type": "Directory"}}
-                    for i, path in enumerate(host_mounts())],
-    }  # fmt: skip
 
 
 @pytest.fixture
@@ -89,10 +55,10 @@ def test_engine_pod_is_ready_only_once_its_probe_passes(core: client.CoreV1Api, 
     running = wait_for(lambda: _running(core, node_namespace, "loading"), timeout=TIMEOUT, what="container running")
     ip = running.status.pod_ip
     # The container runs but its engine refuses connections: the kubelet's probe fails, the pod is not Ready.
-    assert not _ready(running), "Ready before the engine listens"
+    assert not is_ready(running), "Ready before the engine listens"
     with pytest.raises(ConnectionRefusedError):
         _get(ip, "/health")
-    ready = wait_for(lambda: _ready_pod(core, node_namespace, "loading"), timeout=TIMEOUT, what="pod Ready")
+    ready = wait_for(lambda: ready_pod(core, node_namespace, "loading"), timeout=TIMEOUT, what="pod Ready")
     print(f"\nreal pod Ready {time.monotonic() - created:.2f} s after create (engine loads {loads} s)")
     started = running.status.container_statuses[0].state.running.started_at
     became_ready = next(c for c in ready.status.conditions if c.type == "Ready").last_transition_time
@@ -114,7 +80,7 @@ def test_scale_down_drains_an_open_stream(api_client: client.ApiClient, node_nam
                  "template": {"metadata": {"labels": labels}, "spec": pod_spec(container, grace=20)}},
     }  # fmt: skip
     apps.create_namespaced_deployment(node_namespace, deployment)
-    pod = wait_for(lambda: _ready_pod(core, node_namespace, label="app=drain"), timeout=TIMEOUT, what="pod Ready")
+    pod = wait_for(lambda: ready_pod(core, node_namespace, label="app=drain"), timeout=TIMEOUT, what="pod Ready")
     stream = _Stream(pod.status.pod_ip, max_tokens=12)
     stream.start()
     wait_for(lambda: stream.chunks >= 1, timeout=TIMEOUT, what="the first token")
@@ -138,29 +104,18 @@ def test_service_switch_as_a_client_of_its_cluster_ip_sees_it(
                "spec": pod_spec(engine_container({}, served_name=color))}  # fmt: skip
         core.create_namespaced_pod(node_namespace, pod)
     for color in ("blue", "green"):
-        wait_for(lambda c=color: _ready_pod(core, node_namespace, c), timeout=TIMEOUT, what=f"{color} Ready")
+        wait_for(lambda c=color: ready_pod(core, node_namespace, c), timeout=TIMEOUT, what=f"{color} Ready")
     service = {"metadata": {"name": "chat"},
                "spec": {"selector": {"color": "blue"}, "ports": [{"port": 8000, "targetPort": 8000}]}}  # fmt: skip
     cluster_ip = core.create_namespaced_service(node_namespace, service).spec.cluster_ip
     # Until kube-proxy has written the Service's rules, a ClusterIP leads nowhere.
-    wait_for(lambda: _ask_models(real_node.netns, cluster_ip, timeout=1) == "blue", timeout=TIMEOUT,
+    wait_for(lambda: ask_models(real_node.netns, cluster_ip, timeout=1) == "blue", timeout=TIMEOUT,
              what="blue through the ClusterIP (kube-proxy)")  # fmt: skip
-    client_ = _ClusterIpClient(real_node.netns, cluster_ip)
-    client_.start()
-    try:
-        wait_for(lambda: client_.seen("blue"), timeout=TIMEOUT, what="the client's first answer")
-        switched = time.monotonic()
-        core.patch_namespaced_service("chat", node_namespace, {"spec": {"selector": {"color": "green"}}})
-        wait_for(lambda: client_.only_since("green", switched, at_least=20), timeout=TIMEOUT,
-                 what="only green through the ClusterIP")  # fmt: skip
-    finally:
-        client_.stop()
-    assert client_.failures == []
-    first_green = min(t for t, name in client_.answers if name == "green") - switched
-    last_blue = max((t for t, name in client_.answers if name == "blue"), default=switched) - switched
+    switch = switch_selector(core, node_namespace, "chat", real_node.netns, cluster_ip, "green", TIMEOUT)
+    assert switch.failures == []
     print(
-        f"\nClusterIP switch: selector patch to first green answer {first_green:.3f} s, "
-        f"to last blue answer {max(last_blue, 0):.3f} s ({len(client_.answers)} requests, 0 failed)"
+        f"\nClusterIP switch: selector patch to first green answer {switch.first_new:.3f} s, "
+        f"to last blue answer {switch.last_old:.3f} s ({switch.requests} requests, 0 failed)"
     )
 
 
@@ -220,65 +175,10 @@ class _Stream(threading.Thread):
             self.error = error
 
 
-class _ClusterIpClient(threading.Thread):
-    """Asks `GET /v1/models` of a ClusterIP over and over, each on a new connection, from the ground's
-    network namespace (where kube-proxy's rules are); keeps (time, served model) of every answer."""
-
-    def __init__(self, netns: str, ip: str) -> None:
-        super().__init__(daemon=True)
-        self.netns, self.ip = netns, ip
-        self.answers: list[tuple[float, str]] = []
-        self.failures: list[str] = []
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                self.answers.append((time.monotonic(), _ask_models(self.netns, self.ip, timeout=5)))
-            except Exception as error:  # every failure is reported by the test
-                self.failures.append(repr(error))
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
-
-    def seen(self, name: str) -> bool:
-        return any(answer == name for _, answer in list(self.answers))
-
-    def only_since(self, name: str, since: float, at_least: int) -> bool:
-        later = [answer for t, answer in list(self.answers) if t > since]
-        tail = later[-at_least:]
-        return len(tail) == at_least and set(tail) == {name}
-
-
-def _ask_models(netns: str, ip: str, timeout: float) -> str:
-    """The first model `GET /v1/models` at ip:8000 lists, asked on a new connection from `netns`."""
-    sock = socket_in_netns(netns)
-    sock.settimeout(timeout)
-    sock.connect((ip, 8000))
-    connection = http.client.HTTPConnection(ip, 8000)
-    connection.sock = sock
-    try:
-        connection.request("GET", "/v1/models")
-        return str(json.loads(connection.getresponse().read())["data"][0]["id"])
-    finally:
-        connection.close()
-
-
 def _running(core: client.CoreV1Api, namespace: str, name: str) -> Any:
     pod = core.read_namespaced_pod(name, namespace)
     statuses = pod.status.container_statuses or []
     return pod if statuses and statuses[0].state.running and pod.status.pod_ip else None
-
-
-def _ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-
-
-def _ready_pod(core: client.CoreV1Api, namespace: str, name: str | None = None, label: str | None = None) -> Any:
-    pods = [core.read_namespaced_pod(name, namespace)] if name else core.list_namespaced_pod(
-        namespace, label_selector=label).items  # fmt: skip
-    return next((p for p in pods if _ready(p)), None)
 
 
 def _deleting(core: client.CoreV1Api, namespace: str, name: str) -> bool:

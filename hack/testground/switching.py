@@ -1,0 +1,142 @@
+"""Pods on the real node and a client of a Service's ClusterIP: what the real-node e2e tests and
+`bench/switch.py` share to watch a Service's selector switch the way a client sees it (through
+kube-proxy, from inside the ground's network namespace)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+
+from testground.images import ENGINE_IMAGES, host_mounts
+from testground.nodes import GPU_RESOURCE, REAL_NODE, REAL_NODE_TAINT
+from testground.realnode import socket_in_netns
+from testground.waiting import wait_for
+
+VLLM_IMAGE = ENGINE_IMAGES[0]
+
+
+def engine_container(
+    env: dict[str, str], *, served_name: str = "chat", shutdown_timeout: int = 0, pre_stop: int = 0
+) -> dict[str, Any]:
+    """A vLLM container as turnout renders one (command, args, probe, preStop sleep), run by the simulator."""
+    container: dict[str, Any] = {
+        "name": "vllm",
+        "image": VLLM_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["vllm", "serve"],
+        "args": ["tiny", f"--served-model-name={served_name}", "--port=8000", f"--shutdown-timeout={shutdown_timeout}"],
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "env": [{"name": name, "value": value} for name, value in env.items()],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
+        "resources": {"limits": {GPU_RESOURCE: "1"}},
+        "volumeMounts": [{"name": f"host-{i}", "mountPath": path, "readOnly": True}
+                         for i, path in enumerate(host_mounts())],
+    }  # fmt: skip
+    if pre_stop:
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop}}}
+    return container
+
+
+def pod_spec(container: dict[str, Any], grace: int = 30) -> dict[str, Any]:
+    return {
+        "containers": [container],
+        "nodeSelector": {"kubernetes.io/hostname": REAL_NODE},
+        "tolerations": [REAL_NODE_TAINT],
+        "terminationGracePeriodSeconds": grace,
+        "volumes": [{"name": f"host-{i}", "hostPath": {"path": path, "type": "Directory"}}
+                    for i, path in enumerate(host_mounts())],
+    }  # fmt: skip
+
+
+class ClusterIpClient(threading.Thread):
+    """Asks `GET /v1/models` of a ClusterIP over and over, each on a new connection, from the ground's
+    network namespace (where kube-proxy's rules are); keeps (time, served model) of every answer."""
+
+    def __init__(self, netns: str, ip: str) -> None:
+        super().__init__(daemon=True)
+        self.netns, self.ip = netns, ip
+        self.answers: list[tuple[float, str]] = []
+        self.failures: list[str] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.answers.append((time.monotonic(), ask_models(self.netns, self.ip, timeout=5)))
+            except Exception as error:  # every failure is reported by the test
+                self.failures.append(repr(error))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+    def seen(self, name: str) -> bool:
+        return any(answer == name for _, answer in list(self.answers))
+
+    def only_since(self, name: str, since: float, at_least: int) -> bool:
+        later = [answer for t, answer in list(self.answers) if t > since]
+        tail = later[-at_least:]
+        return len(tail) == at_least and set(tail) == {name}
+
+
+def ask_models(netns: str, ip: str, timeout: float) -> str:
+    """The first model `GET /v1/models` at ip:8000 lists, asked on a new connection from `netns`."""
+    sock = socket_in_netns(netns)
+    sock.settimeout(timeout)
+    sock.connect((ip, 8000))
+    connection = http.client.HTTPConnection(ip, 8000)
+    connection.sock = sock
+    try:
+        connection.request("GET", "/v1/models")
+        return str(json.loads(connection.getresponse().read())["data"][0]["id"])
+    finally:
+        connection.close()
+
+
+def is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def ready_pod(core: client.CoreV1Api, namespace: str, name: str | None = None, label: str | None = None) -> Any:
+    pods = [core.read_namespaced_pod(name, namespace)] if name else core.list_namespaced_pod(
+        namespace, label_selector=label).items  # fmt: skip
+    return next((p for p in pods if is_ready(p)), None)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """A selector switch as a client saw it, in seconds from the patch."""
+
+    first_new: float
+    """To the first answer from the new pods."""
+    last_old: float
+    """To the last answer from the old pods (0 when none came after the patch)."""
+    requests: int
+    failures: list[str]
+
+
+def switch_selector(
+    core: client.CoreV1Api, namespace: str, service: str, netns: str, cluster_ip: str, to: str, timeout: float
+) -> Switch:
+    """Patch `service`'s selector to `{"color": to}` while a `ClusterIpClient` asks, and time what it saw;
+    returns once 20 answers in a row came from `to`."""
+    client_ = ClusterIpClient(netns, cluster_ip)
+    client_.start()
+    try:
+        wait_for(lambda: bool(client_.answers), timeout=timeout, what="the client's first answer")
+        switched = time.monotonic()
+        core.patch_namespaced_service(service, namespace, {"spec": {"selector": {"color": to}}})
+        wait_for(lambda: client_.only_since(to, switched, at_least=20), timeout=timeout,
+                 what=f"only {to} through the ClusterIP")  # fmt: skip
+    finally:
+        client_.stop()
+    answers = list(client_.answers)
+    first_new = min(t for t, name in answers if name == to and t > switched) - switched
+    last_old = max((t for t, name in answers if name != to and t > switched), default=switched) - switched
+    return Switch(first_new, last_old, len(answers), list(client_.failures))
