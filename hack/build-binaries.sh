@@ -53,29 +53,7 @@ build_kube() {
   mkdir -p "$work" "$dest"
   (
     cd "$work"
-    write_kube_wrapper_gomod kubernetes
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-    log "kubernetes $KUBERNETES_VERSION: resolving modules"
-    go mod tidy -e >/dev/null 2>&1 || true
-    go mod download
-    local ldflags
-    ldflags=$(kube_ldflags)
-    for bin in "${bins[@]}"; do
-      [ -x "$dest/$bin" ] && continue
-      with_progress "$bin $KUBERNETES_VERSION" go build -trimpath -ldflags "$ldflags" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"
-      mv "$dest/$bin.tmp" "$dest/$bin"
-    done
+    build_kube_commands kubernetes "$dest" "${bins[@]}"
   ) >&2
   echo "KUBE_BIN=$dest"
 }
@@ -165,31 +143,23 @@ fetch_gateway_api() {
   echo "GATEWAY_API_CRDS=$dest"
 }
 
-# The package's own binary, statically linked Go: `apt-get download` fetches the .deb into a scratch
-# directory (no root needed, nothing installed) and `dpkg-deb -x` unpacks it there.
+# The package's own binary, statically linked Go (see unpack_deb: nothing is installed).
 fetch_prometheus() {
   local dest=$cache/bin/prometheus/$PROMETHEUS_VERSION
   lock_component prometheus
   if all_present "$dest" prometheus; then echo "PROMETHEUS_BIN=$dest"; return; fi
-  local scratch
-  scratch=$(mktemp -d)
-  (cd "$scratch" && apt-get download -q "prometheus=$PROMETHEUS_VERSION") >&2
-  dpkg-deb -x "$scratch"/prometheus_*.deb "$scratch/root"
-  mkdir -p "$dest"
-  local packaged=usr/bin/prometheus # where the package puts the binary, under the unpacked root
-  cp "$scratch/root/$packaged" "$dest/prometheus.tmp"
-  mv "$dest/prometheus.tmp" "$dest/prometheus"
-  rm -rf "$scratch"
-  log "prometheus $PROMETHEUS_VERSION: unpacked to $dest"
+  unpack_deb prometheus "$PROMETHEUS_VERSION" usr/bin "$dest" prometheus
   echo "PROMETHEUS_BIN=$dest"
 }
 
-# The wrapper module's go.mod: requires k8s.io/kubernetes and pins each staging module to its twin.
-write_kube_wrapper_gomod() {
+# In the current directory, a wrapper module $1 (requiring k8s.io/kubernetes, each staging module
+# pinned to its twin) whose tools.go imports the commands $3...; builds each one missing in $2.
+build_kube_commands() {
+  local module=$1 dest=$2; shift 2
   local gomod staging_version=v0.${KUBERNETES_VERSION#v1.}
   gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
   {
-    echo "module turnout.dev/testbin/$1"
+    echo "module turnout.dev/testbin/$module"
     echo
     echo "go $(sed -n 's/^go //p' "$gomod")"
     echo
@@ -199,6 +169,21 @@ write_kube_wrapper_gomod() {
     sed -n 's#^\s*\(k8s.io/[^ ]*\) => ./staging/.*#\t\1 => \1 '"$staging_version"'#p' "$gomod"
     echo ")"
   } > go.mod
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for bin in "$@"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$bin"; done
+    printf ')\n'
+  } > tools.go
+  log "$module $KUBERNETES_VERSION: resolving modules"
+  go mod tidy -e >/dev/null 2>&1 || true
+  go mod download
+  local ldflags
+  ldflags=$(kube_ldflags)
+  for bin in "$@"; do
+    [ -x "$dest/$bin" ] && continue
+    with_progress "$bin $KUBERNETES_VERSION" go build -trimpath -ldflags "$ldflags" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"
+    mv "$dest/$bin.tmp" "$dest/$bin"
+  done
 }
 
 kube_ldflags() {
@@ -222,29 +207,9 @@ build_node_kube() {
   mkdir -p "$work/fakegpu" "$work/pause" "$dest"
   (
     cd "$work"
-    write_kube_wrapper_gomod kubernetes-node
     cp "$here/testground/fakegpu/main.go" fakegpu/main.go
     cp "$here/testground/pause/main.go" pause/main.go
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-proxy"
-	_ "k8s.io/kubernetes/cmd/kubelet"
-)
-GO
-    log "kubernetes-node $KUBERNETES_VERSION: resolving modules"
-    go mod tidy -e >/dev/null 2>&1 || true
-    go mod download
-    local ldflags
-    ldflags=$(kube_ldflags)
-    for bin in "${bins[@]}"; do
-      [ -x "$dest/$bin" ] && continue
-      with_progress "$bin $KUBERNETES_VERSION" go build -trimpath -ldflags "$ldflags" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin"
-      mv "$dest/$bin.tmp" "$dest/$bin"
-    done
+    build_kube_commands kubernetes-node "$dest" "${bins[@]}"
     for bin in fakegpu pause; do
       with_progress "$bin" go build -trimpath -ldflags "-s -w" -o "$dest/$bin.tmp" "./$bin"
       mv "$dest/$bin.tmp" "$dest/$bin"
@@ -269,17 +234,18 @@ build_cni() {
   echo "CNI_BIN=$dest"
 }
 
-# Unpacks Debian package $1 at version $2 into a scratch directory and copies the binaries $4...,
-# found under the unpacked root's directory $3, to $dest.
+# Unpacks Debian package $1 at version $2 into a scratch directory (`apt-get download`, `dpkg-deb -x`:
+# no privileges needed, nothing installed) and copies the binaries $5..., found in the package's
+# directory $3, to $4.
 unpack_deb() {
   local package=$1 version=$2 packaged=$3 dest=$4; shift 4
   local scratch
   scratch=$(mktemp -d)
   (cd "$scratch" && apt-get download -q "$package=$version") >&2
-  dpkg-deb -x "$scratch"/"$package"_*.deb "$scratch/root"
+  dpkg-deb -x "$scratch"/"$package"_*.deb "$scratch/unpacked"
   mkdir -p "$dest"
   for bin in "$@"; do
-    cp "$scratch/root/$packaged/$bin" "$dest/$bin.tmp"
+    cp "$scratch/unpacked/$packaged/$bin" "$dest/$bin.tmp"
     mv "$dest/$bin.tmp" "$dest/$bin"
   done
   rm -rf "$scratch"
@@ -309,14 +275,16 @@ fetch_iptables() {
     "libnftnl11=$LIBNFTNL_VERSION") >&2
   rm -rf "$dest"
   mkdir -p "$dest/bin"
-  for deb in "$scratch"/*.deb; do dpkg-deb -x "$deb" "$dest/root"; done
+  for deb in "$scratch"/*.deb; do dpkg-deb -x "$deb" "$dest/unpacked"; done
   rm -rf "$scratch"
-  local lib=$dest/root/usr/lib/x86_64-linux-gnu
+  # The libraries' directory is the architecture's (usr/lib/<multiarch triplet>): found, not named.
+  local lib
+  lib=$(dirname "$(find "$dest/unpacked/usr/lib" -name 'libip6tc.so.2*' -print -quit)")
   for bin in "${bins[@]}"; do
     cat > "$dest/bin/$bin.tmp" <<SH
 #!/bin/bash
 export LD_LIBRARY_PATH=$lib XTABLES_LIBDIR=$lib/xtables
-exec -a $bin $dest/root/usr/sbin/xtables-\${TURNOUT_IPTABLES_BACKEND:-legacy}-multi "\$@"
+exec -a $bin $dest/unpacked/usr/sbin/xtables-\${TURNOUT_IPTABLES_BACKEND:-legacy}-multi "\$@"
 SH
     chmod +x "$dest/bin/$bin.tmp"
     mv "$dest/bin/$bin.tmp" "$dest/bin/$bin"
