@@ -20,7 +20,7 @@ import uuid
 from kubernetes import client, config
 
 from testground.ground import TestGround
-from testground.switching import ask_models, engine_container, pod_spec, ready_pod, switch_selector
+from testground.switching import blue_green_service, switch_selector
 from testground.waiting import wait_for
 
 TIMEOUT = 60.0
@@ -39,18 +39,8 @@ def main() -> None:
         core.create_namespace({"metadata": {"name": namespace}})
         wait_for(lambda: core.read_namespaced_service_account("default", namespace), timeout=TIMEOUT,
                  what="the namespace's ServiceAccount")  # fmt: skip
-        for color in ("blue", "green"):
-            pod = {"metadata": {"name": color, "labels": {"color": color}},
-                   "spec": pod_spec(engine_container({}, served_name=color))}  # fmt: skip
-            core.create_namespaced_pod(namespace, pod)
-        for color in ("blue", "green"):
-            wait_for(lambda c=color: ready_pod(core, namespace, c), timeout=TIMEOUT, what=f"{color} Ready")
-        service = {"metadata": {"name": "chat"},
-                   "spec": {"selector": {"color": "blue"}, "ports": [{"port": 8000, "targetPort": 8000}]}}  # fmt: skip
-        cluster_ip = core.create_namespaced_service(namespace, service).spec.cluster_ip
         netns = ground.real_node.netns
-        wait_for(lambda: ask_models(netns, cluster_ip, timeout=1) == "blue", timeout=TIMEOUT,
-                 what="blue through the ClusterIP (kube-proxy)")  # fmt: skip
+        cluster_ip = blue_green_service(core, namespace, netns, TIMEOUT)
         first_new, last_old, failed = [], [], 0
         for number in range(arguments.switches):
             to = "green" if number % 2 == 0 else "blue"

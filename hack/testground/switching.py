@@ -121,6 +121,24 @@ class Switch:
     failures: list[str]
 
 
+def blue_green_service(core: client.CoreV1Api, namespace: str, netns: str, timeout: float) -> str:
+    """Engine pods `blue` and `green` on the real node (each serving a model of its name) and a Service
+    `chat` in front of blue; returns its ClusterIP once kube-proxy routes it (from `netns`)."""
+    for color in ("blue", "green"):
+        pod = {"metadata": {"name": color, "labels": {"color": color}},
+               "spec": pod_spec(engine_container({}, served_name=color))}  # fmt: skip
+        core.create_namespaced_pod(namespace, pod)
+    for color in ("blue", "green"):
+        wait_for(lambda c=color: ready_pod(core, namespace, c), timeout=timeout, what=f"{color} Ready")
+    service = {"metadata": {"name": "chat"},
+               "spec": {"selector": {"color": "blue"}, "ports": [{"port": 8000, "targetPort": 8000}]}}  # fmt: skip
+    cluster_ip = str(core.create_namespaced_service(namespace, service).spec.cluster_ip)
+    # Until kube-proxy has written the Service's rules, a ClusterIP leads nowhere.
+    wait_for(lambda: ask_models(netns, cluster_ip, timeout=1) == "blue", timeout=timeout,
+             what="blue through the ClusterIP (kube-proxy)")  # fmt: skip
+    return cluster_ip
+
+
 def switch_selector(
     core: client.CoreV1Api, namespace: str, service: str, netns: str, cluster_ip: str, to: str, timeout: float
 ) -> Switch:

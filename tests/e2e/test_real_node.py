@@ -20,7 +20,7 @@ from kubernetes import client
 
 from testground.nodes import REAL_NODE
 from testground.realnode import RealNode, host_state, leftovers
-from testground.switching import ask_models, engine_container, is_ready, pod_spec, ready_pod, switch_selector
+from testground.switching import blue_green_service, engine_container, is_ready, pod_spec, ready_pod, switch_selector
 from testground.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
@@ -99,18 +99,7 @@ def test_scale_down_drains_an_open_stream(api_client: client.ApiClient, node_nam
 def test_service_switch_as_a_client_of_its_cluster_ip_sees_it(
     core: client.CoreV1Api, node_namespace: str, real_node: RealNode
 ) -> None:
-    for color in ("blue", "green"):
-        pod = {"metadata": {"name": color, "labels": {"color": color}},
-               "spec": pod_spec(engine_container({}, served_name=color))}  # fmt: skip
-        core.create_namespaced_pod(node_namespace, pod)
-    for color in ("blue", "green"):
-        wait_for(lambda c=color: ready_pod(core, node_namespace, c), timeout=TIMEOUT, what=f"{color} Ready")
-    service = {"metadata": {"name": "chat"},
-               "spec": {"selector": {"color": "blue"}, "ports": [{"port": 8000, "targetPort": 8000}]}}  # fmt: skip
-    cluster_ip = core.create_namespaced_service(node_namespace, service).spec.cluster_ip
-    # Until kube-proxy has written the Service's rules, a ClusterIP leads nowhere.
-    wait_for(lambda: ask_models(real_node.netns, cluster_ip, timeout=1) == "blue", timeout=TIMEOUT,
-             what="blue through the ClusterIP (kube-proxy)")  # fmt: skip
+    cluster_ip = blue_green_service(core, node_namespace, real_node.netns, TIMEOUT)
     switch = switch_selector(core, node_namespace, "chat", real_node.netns, cluster_ip, "green", TIMEOUT)
     assert switch.failures == []
     print(
