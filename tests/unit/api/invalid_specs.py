@@ -39,6 +39,11 @@ def ollama(**sections: Any) -> dict[str, Any]:
     return _merged(VALID_OLLAMA_SPEC, sections)
 
 
+def _analysed(*metrics: dict[str, Any]) -> dict[str, Any]:
+    """A vLLM spec whose one-step canary is judged by `metrics`."""
+    return vllm(rollout={"canary": {"steps": [{"setWeight": 50}], "analysis": {"metrics": list(metrics)}}})
+
+
 def _metric(
     *,
     range: dict[str, float] | None = None,
@@ -569,7 +574,7 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
-            vllm(rollout={"canary": {"steps": [{"setWeight": 50}], "analysis": {"metrics": [_metric(range={})]}}}),
+            _analysed(_metric(range={})),
             "spec.rollout.canary.analysis.metrics[0].thresholdRange: a metric's thresholdRange needs min, max or both",
             (
                 "spec.rollout.canary.analysis.metrics[0].thresholdRange",
@@ -580,14 +585,7 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
-            vllm(
-                rollout={
-                    "canary": {
-                        "steps": [{"setWeight": 50}],
-                        "analysis": {"metrics": [_metric(range={"min": 0.5, "max": 0.1})]},
-                    }
-                }
-            ),
+            _analysed(_metric(range={"min": 0.5, "max": 0.1})),
             "spec.rollout.canary.analysis.metrics[0].thresholdRange.min: a metric's thresholdRange.min must not be",
             (
                 "spec.rollout.canary.analysis.metrics[0].thresholdRange.min",
@@ -598,7 +596,7 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
-            vllm(rollout={"canary": {"steps": [{"setWeight": 50}], "analysis": {"metrics": [_metric(), _metric()]}}}),
+            _analysed(_metric(), _metric()),
             "spec.rollout.canary.analysis.metrics[1].name: error-rate is already the name of metrics[0]; keep one",
             ("spec.rollout.canary.analysis.metrics[1]", "Duplicate value"),
         ),
@@ -606,14 +604,7 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
-            vllm(
-                rollout={
-                    "canary": {
-                        "steps": [{"setWeight": 50}],
-                        "analysis": {"metrics": [_metric(query='up{pod="{{ pod }}"}')]},
-                    }
-                }
-            ),
+            _analysed(_metric(query='up{pod="{{ pod }}"}')),
             "spec.rollout.canary.analysis.metrics[0].prometheus.query: must be a PromQL query whose only {{ }} are",
             ("spec.rollout.canary.analysis.metrics[0].prometheus.query", "whose only {{ }} are turnout's variables"),
         ),
@@ -621,14 +612,7 @@ INVALID_SPECS = [
     ),
     pytest.param(
         Case(
-            vllm(
-                rollout={
-                    "canary": {
-                        "steps": [{"setWeight": 50}],
-                        "analysis": {"metrics": [_metric(address="prometheus:9090")]},
-                    }
-                }
-            ),
+            _analysed(_metric(address="prometheus:9090")),
             "spec.rollout.canary.analysis.metrics[0].prometheus.address: must be a Prometheus server's URL",
             ("spec.rollout.canary.analysis.metrics[0].prometheus.address", "must be a Prometheus server's URL"),
         ),
