@@ -5,8 +5,9 @@ gzip, JSON) and imported into the real node's containerd with ``ctr images impor
 - the engine images, tagged with the names turnout renders (``vllm/vllm-openai``, ``ollama/ollama``):
   one small layer with a ``vllm`` and an ``ollama`` command that run `testground.engine_process`
   with this machine's Python. Python, its packages and the test ground's code are not copied: the
-  pod mounts them read-only from the host at the same paths (`host_mounts`), and ``/usr`` for libc
-  and a shell.
+  image's env ``TESTGROUND_HOST_MOUNTS`` names them (`host_mounts`, and ``/usr`` for libc and a
+  shell), and the node's runc (`runc_mounts`) mounts them read-only at the same paths, so the pods
+  are the ones turnout renders, with nothing added.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from testground.runc_mounts import MOUNTS_VARIABLE
 
 PAUSE_IMAGE = "turnout.dev/testground/pause:1"
 ENGINE_IMAGES = ("docker.io/vllm/vllm-openai:testground", "docker.io/ollama/ollama:testground")
@@ -123,6 +126,7 @@ def engine_images(directory: Path) -> list[Path]:
         f"TESTGROUND_PYTHON={sys.executable}",
         f"PYTHONPATH={_TESTGROUND_DIR.parent}",
         "PYTHONUNBUFFERED=1",
+        f"{MOUNTS_VARIABLE}={':'.join(host_mounts())}",
     ]
     archives = []
     for name in ENGINE_IMAGES:

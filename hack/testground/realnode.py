@@ -51,6 +51,7 @@ from testground.images import PAUSE_IMAGE, engine_images, import_images, pause_i
 from testground.nodes import GPU_RESOURCE, REAL_NODE, REAL_NODE_TAINT
 from testground.podnet import PodNetworkPlan, process_alive
 from testground.process import ChildProcess
+from testground.runc_mounts import wrapper_script
 from testground.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,10 @@ class RealNode:
         work = self.workdir
         for directory in ("cni-conf", "containerd/root", "containerd/state", "kubelet", "pod-logs"):
             (work / directory).mkdir(parents=True, exist_ok=True)
-        (work / "containerd.toml").write_text(_containerd_config(work, self.binaries))
+        runc = work / "runc"
+        runc.write_text(wrapper_script(self.binaries.runc / "runc"))
+        runc.chmod(0o755)
+        (work / "containerd.toml").write_text(_containerd_config(work, runc, self.binaries.cni))
         network = ipaddress.ip_network(self.pod_cidr)
         cni = {
             "cniVersion": "1.0.0",
@@ -404,7 +408,7 @@ class RealNode:
         (work / "kube-proxy.yaml").write_text(yaml.safe_dump(proxy))
 
 
-def _containerd_config(work: Path, binaries: NodeBinaries) -> str:
+def _containerd_config(work: Path, runc: Path, cni: Path) -> str:
     return f"""\
 version = 2
 root = "{work / "containerd/root"}"
@@ -430,11 +434,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "{binaries.runc / "runc"}"
+        # runc behind runc_mounts: an engine image's host directories mounted into its containers.
+        BinaryName = "{runc}"
         Root = "/run/turnout-runc"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{binaries.cni}"
+    bin_dir = "{cni}"
     conf_dir = "{work / "cni-conf"}"
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from testground.images import ENGINE_IMAGES, host_mounts
+from testground.images import ENGINE_IMAGES
 from testground.nodes import GPU_RESOURCE, REAL_NODE, REAL_NODE_TAINT
 from testground.realnode import socket_in_netns
 from testground.waiting import wait_for
@@ -35,9 +35,7 @@ def engine_container(
         "env": [{"name": name, "value": value} for name, value in env.items()],
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
         "resources": {"limits": {GPU_RESOURCE: "1"}},
-        "volumeMounts": [{"name": f"host-{i}", "mountPath": path, "readOnly": True}
-                         for i, path in enumerate(host_mounts())],
-    }  # fmt: skip
+    }
     if pre_stop:
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": pre_stop}}}
     return container
@@ -49,9 +47,7 @@ def pod_spec(container: dict[str, Any], grace: int = 30) -> dict[str, Any]:
         "nodeSelector": {"kubernetes.io/hostname": REAL_NODE},
         "tolerations": [REAL_NODE_TAINT],
         "terminationGracePeriodSeconds": grace,
-        "volumes": [{"name": f"host-{i}", "hostPath": {"path": path, "type": "Directory"}}
-                    for i, path in enumerate(host_mounts())],
-    }  # fmt: skip
+    }
 
 
 class ClusterIpClient(threading.Thread):
