@@ -3,6 +3,7 @@ hack/build-binaries.sh if missing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,14 @@ class NodeBinaries:
     def path_variable(self) -> str:
         """A PATH on which containerd finds its shim and runc, and the kubelet and kube-proxy iptables."""
         return ":".join(str(d) for d in (self.containerd, self.runc, self.iptables)) + ":/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def cache_dir() -> Path:
+    """Where what the test ground builds is cached, as hack/build-binaries.sh and hack/vllm-venv.sh say:
+    $TURNOUT_CACHE_DIR, else $XDG_CACHE_HOME/turnout, else ~/.cache/turnout."""
+    if os.environ.get("TURNOUT_CACHE_DIR"):
+        return Path(os.environ["TURNOUT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "turnout"
 
 
 def pinned_versions() -> dict[str, str]:

@@ -55,8 +55,12 @@ exactly `max_tokens` tokens (its words again), as `vllm bench serve --ignore-eos
 Both count the chat completions they received, and serve the count on a simulator-only endpoint,
 `GET /sim/requests` (neither guarded by the API key nor counted in `/metrics`):
 `{"chatCompletions": received, "streamed": of them with `"stream": true`, "inFlight": now,
-"mostInFlight": at most at once}`, since start (the checks' smoke request is not streamed; a
-benchmark's requests are).
+"mostInFlight": at most at once, "embeddings": received, "firstRequest": {client: time},
+"firstAnswered": {client: time}}`, since start (the checks' smoke request is not streamed; a
+benchmark's requests are). A client is its User-Agent's product (`turnout` for the operator's
+checks, `kube-probe` for the kubelet's probes); its times, in seconds since the epoch, are those of
+its first request and of its first complete 2xx answer: a test tells from them whether turnout
+checked a pod before the kubelet had found it ready.
 
 vLLM's `/metrics` counts what the simulator really served, as vLLM would (`vllm_metrics`): every
 request by route and status group, and for each chat completion its end-to-end latency, its time
@@ -207,6 +211,10 @@ class EngineState:
         self.embeddings = 0  # embedding requests received since start, on any of the engine's endpoints
         self.in_flight = 0
         self.most_in_flight = 0
+        # By client (the User-Agent's product: `turnout`, `kube-probe`, ...): when its first request
+        # came, and when its first 2xx answer was complete (a stream's at its end), in seconds since the epoch.
+        self.first_request: dict[str, float] = {}
+        self.first_answered: dict[str, float] = {}
         self.idle = asyncio.Event()  # set while no chat completion is in flight
         self.idle.set()
         self._random = random.Random()
@@ -251,6 +259,8 @@ class EngineState:
             "inFlight": self.in_flight,
             "mostInFlight": self.most_in_flight,
             "embeddings": self.embeddings,
+            "firstRequest": dict(self.first_request),
+            "firstAnswered": dict(self.first_answered),
         }
 
     def failing(self) -> bool:
@@ -308,27 +318,37 @@ def _counting(state: EngineState) -> Callable[[web.Request, _Handler], Awaitable
     async def count(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path == SIM_REQUESTS_PATH and request.method == "GET":
             return web.json_response(state.counts())
-        if request.path in EMBEDDING_PATHS and request.method == "POST":
-            state.embeddings += 1
-            return await handler(request)
-        if request.path != "/v1/chat/completions" or request.method != "POST":
-            return await handler(request)
-        state.received += 1
-        # Awaited first: `x += await f()` reads x before the await, and concurrent requests would
-        # overwrite each other's counts.
-        streamed = await _asks_stream(request)
-        state.streamed += streamed
-        state.in_flight += 1
-        state.idle.clear()
-        state.most_in_flight = max(state.most_in_flight, state.in_flight)
-        try:
-            return await handler(request)
-        finally:
-            state.in_flight -= 1
-            if not state.in_flight:
-                state.idle.set()
+        caller = request.headers.get("User-Agent", "").split("/", 1)[0] or "-"
+        state.first_request.setdefault(caller, time.time())
+        response = await _counted(state, request, handler)
+        if 200 <= response.status < 300:
+            state.first_answered.setdefault(caller, time.time())
+        return response
 
     return count
+
+
+async def _counted(state: EngineState, request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """The handler's answer, the chat completions and embedding requests counted."""
+    if request.path in EMBEDDING_PATHS and request.method == "POST":
+        state.embeddings += 1
+        return await handler(request)
+    if request.path != "/v1/chat/completions" or request.method != "POST":
+        return await handler(request)
+    state.received += 1
+    # Awaited first: `x += await f()` reads x before the await, and concurrent requests would
+    # overwrite each other's counts.
+    streamed = await _asks_stream(request)
+    state.streamed += streamed
+    state.in_flight += 1
+    state.idle.clear()
+    state.most_in_flight = max(state.most_in_flight, state.in_flight)
+    try:
+        return await handler(request)
+    finally:
+        state.in_flight -= 1
+        if not state.in_flight:
+            state.idle.set()
 
 
 async def _asks_stream(request: web.Request) -> bool:

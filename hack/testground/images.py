@@ -28,6 +28,15 @@ from testground.runc_mounts import MOUNTS_VARIABLE
 PAUSE_IMAGE = "turnout.dev/testground/pause:1"
 ENGINE_IMAGES = ("docker.io/vllm/vllm-openai:testground", "docker.io/ollama/ollama:testground")
 _TESTGROUND_DIR = Path(__file__).resolve().parent
+# Debian's merged /usr: the mounted /usr brings the shell, libc and the loader.
+MERGED_USR = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
+# The env of an image whose commands run the test ground's code with this machine's Python.
+IMAGE_ENV = (
+    "PATH=/testground/bin:/usr/local/bin:/usr/bin:/bin",
+    f"TESTGROUND_PYTHON={sys.executable}",
+    f"PYTHONPATH={_TESTGROUND_DIR.parent}",
+    "PYTHONUNBUFFERED=1",
+)
 _OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 _OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -116,18 +125,8 @@ def pause_image(directory: Path, pause_binary: Path) -> Path:
 def engine_images(directory: Path) -> list[Path]:
     """The engine images' archives in `directory`: both names, one layer."""
     script = b'#!/bin/sh\nexec "$TESTGROUND_PYTHON" -m testground.engine_process "$(basename "$0")" "$@"\n'
-    layer = Layer(
-        {"testground/bin/vllm": (script, 0o755), "testground/bin/ollama": (script, 0o755)},
-        # Debian's merged /usr: the mounted /usr brings the shell, libc and the loader.
-        {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"},
-    )
-    env = [
-        "PATH=/testground/bin:/usr/local/bin:/usr/bin:/bin",
-        f"TESTGROUND_PYTHON={sys.executable}",
-        f"PYTHONPATH={_TESTGROUND_DIR.parent}",
-        "PYTHONUNBUFFERED=1",
-        f"{MOUNTS_VARIABLE}={':'.join(host_mounts())}",
-    ]
+    layer = Layer({"testground/bin/vllm": (script, 0o755), "testground/bin/ollama": (script, 0o755)}, MERGED_USR)
+    env = [*IMAGE_ENV, f"{MOUNTS_VARIABLE}={':'.join(host_mounts())}"]
     archives = []
     for name in ENGINE_IMAGES:
         engine = name.split("/")[-1].split(":")[0]

@@ -206,8 +206,7 @@ class RealNode:
         self._mark("containerd", began)
         images = self.workdir / "images"
         images.mkdir()
-        import_images(self.binaries.containerd / "ctr", self.containerd_address,
-                      [pause_image(images, self.binaries.kube / "pause"), *engine_images(images)])  # fmt: skip
+        self.import_images([pause_image(images, self.binaries.kube / "pause"), *engine_images(images)])
         self._mark("images", began)
 
         self._forwarder = _Forwarder(self.netns, self._api_port())
@@ -239,6 +238,10 @@ class RealNode:
         wait_for(lambda: self._ready(api), timeout=timeout, what=f"{REAL_NODE} Ready with {FAKE_GPUS} {GPU_RESOURCE}",
                  interval=0.2, fatal=(NodeFailed,))  # fmt: skip
         self._mark("node-ready", began)
+
+    def import_images(self, archives: list[Path]) -> None:
+        """Import image archives (`images.write_image_archive`) into the node's containerd."""
+        import_images(self.binaries.containerd / "ctr", self.containerd_address, archives)
 
     def stop(self) -> None:
         """Stop every process of the node and undo what it changed on the host; safe to call twice."""

@@ -1,9 +1,9 @@
 """Contract with vLLM: the test ground's vLLM simulator answers as the real vLLM OpenAI server does.
 
-The real server is `vllm serve` from vLLM's cached virtualenv on a tiny random-weight Llama the test
-makes once (vllm_tiny_model.py), with an API key and a served name; the simulator runs in a simhost
-process, as the test ground runs it, with the same name and key. Both get the same requests, one
-after the other, and `testground.fidelity.differences` compares each pair: status, content type,
+The real server is `vllm serve` from vLLM's cached virtualenv on the test ground's tiny random-weight
+Llama (hack/testground/tiny_llama.py, made once and cached), with an API key and a served name; the
+simulator runs in a simhost process, as the test ground runs it, with the same name and key. Both get
+the same requests, one after the other, and `testground.fidelity.differences` compares each pair: status, content type,
 the JSON outline (keys and value types, not values), SSE framing and chunk outlines. The `/metrics`
 both serve afterwards must count that traffic in the same series (`metric_outline`).
 
@@ -47,25 +47,15 @@ import pytest
 from testground.behaviour import Behaviour
 from testground.engines import EngineConfig
 from testground.fidelity import Answer, differences, metric_outline, tree_differences
+from testground.real_vllm import tiny_model
 from testground.simhost_client import SimHostProcess
-from tests.preparation import needed_vllm_python, run_in_vllm
+from tests.preparation import needed_vllm_python
 
 pytestmark = pytest.mark.engine
 
-MODEL_SCRIPT = Path(__file__).with_name("vllm_tiny_model.py")
 HOST = "127.0.0.1"
 SERVED_NAME = "chat"
 API_KEY = "fidelity-key"
-# hidden 256, 2 layers, 4 heads, 2000 words: ~5 MB of weights, nonsense answers.
-SHAPE = {
-    "hidden_size": 256,
-    "intermediate_size": 512,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 4,
-    "head_dim": 64,
-    "vocab_size": 2000,
-}
 START_SECONDS = 600  # a cold start measured 95 s; a slower machine gets room, a dead server is seen at once
 SERVE_ARGS = (
     *("--served-model-name", SERVED_NAME, "--enforce-eager", "--dtype", "bfloat16"),
@@ -148,11 +138,10 @@ def memory_bytes(leader: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny random-weight Llama with its tokenizer and chat template."""
-    directory = tmp_path_factory.mktemp("tiny-llama")
-    run_in_vllm(MODEL_SCRIPT, {"directory": str(directory), "shape": SHAPE})
-    return directory
+def model() -> Path:
+    """The tiny random-weight Llama with its tokenizer and chat template, made once and cached (the real
+    node's vLLM image serves the same)."""
+    return tiny_model(needed_vllm_python())
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from turnout import USER_AGENT
+
 MAX_BODY_BYTES = 1024 * 1024
 """The most of an answer a check reads; an engine's answer to a check is kilobytes, a longer one fails."""
 MAX_NAME_CHARS = 80
@@ -63,9 +65,12 @@ def bearer_token_problem(value: bytes) -> str | None:
 
 
 def pod_client() -> httpx.AsyncClient:
-    """A client for requests to pod IPs; the caller closes it."""
+    """A client for requests to pod IPs, named `turnout` in its User-Agent (as to the API server), so an
+    engine's access log tells turnout's checks from clients and probes; the caller closes it."""
     # trust_env=False: an HTTP(S)_PROXY meant for the internet must not carry requests to pod IPs.
-    return httpx.AsyncClient(trust_env=False, follow_redirects=False, verify=_tls_context())
+    return httpx.AsyncClient(
+        trust_env=False, follow_redirects=False, verify=_tls_context(), headers={"User-Agent": USER_AGENT}
+    )
 
 
 @functools.cache

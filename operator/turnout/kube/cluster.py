@@ -23,11 +23,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-from turnout import metrics
+from turnout import USER_AGENT, metrics
 from turnout.api.backend import GROUP, KIND, VERSION
 
 FIELD_MANAGER = "turnout"
-USER_AGENT = "turnout"
 REQUEST_TIMEOUT = (5.0, 30.0)
 """Seconds to connect, and to wait for the answer, of any API request that does not set its own."""
 API_WORKERS = 16

@@ -147,6 +147,20 @@ def test_vllm_healthy_passes_with_smoke_request() -> None:
     assert result.results[0].latency_seconds > 0
 
 
+def test_the_checks_name_turnout_in_their_user_agent() -> None:
+    """An engine's access log (and the simulator's count by client) tells turnout's checks from probes and clients."""
+
+    async def scenario() -> dict[str, Any]:
+        state = EngineState(EngineConfig("vllm", ("chat",)), Behaviour.parse("healthy"))
+        async with serving(build_app(state)) as port:
+            assert (await check(Engine.VLLM, port, smoke_request=True)).passed
+        return state.counts()
+
+    counts = run(scenario())
+    assert list(counts["firstRequest"]) == list(counts["firstAnswered"]) == ["turnout"]
+    assert counts["chatCompletions"] == 1
+
+
 def test_vllm_wrong_served_name_fails_naming_the_missing_model() -> None:
     async def scenario() -> CheckRound:
         async with serving(simulator("vllm", behaviour="wrong-model")) as port:

@@ -118,7 +118,11 @@ def test_every_chat_completion_received_is_counted_whatever_its_answer(running: 
 
     statuses, counts = asyncio.run(scenario())
     assert statuses == [200, 500, 404, 401, 200]
+    first_request, first_answered = counts.pop("firstRequest"), counts.pop("firstAnswered")
     assert counts == {"chatCompletions": 4, "streamed": 2, "inFlight": 0, "mostInFlight": 1, "embeddings": 0}
+    # Each client by its User-Agent's product: the first request, and the first 2xx answer (the first chat).
+    assert list(first_request) == list(first_answered) == ["python-httpx"]
+    assert first_request["python-httpx"] <= first_answered["python-httpx"]
 
 
 def test_requests_in_flight_are_counted_and_the_most_at_once_kept(
@@ -154,8 +158,11 @@ def test_requests_in_flight_are_counted_and_the_most_at_once_kept(
         return during, after
 
     during, after = asyncio.run(scenario())
-    assert during == {"chatCompletions": 5, "streamed": 5, "inFlight": 5, "mostInFlight": 5, "embeddings": 0}
-    assert after == {"chatCompletions": 5, "streamed": 5, "inFlight": 0, "mostInFlight": 5, "embeddings": 0}
+    counted = ("chatCompletions", "streamed", "inFlight", "mostInFlight", "embeddings")
+    assert [during[key] for key in counted] == [5, 5, 5, 5, 0]
+    assert [after[key] for key in counted] == [5, 5, 0, 5, 0]
+    # A stream is answered when it is complete: none of these was.
+    assert after["firstAnswered"] == {}
 
 
 def test_streams_sent_at_once_are_each_counted(running: Callable[..., Any]) -> None:
