@@ -83,16 +83,99 @@ class ClusterIpClient(threading.Thread):
 
 def ask_models(netns: str, ip: str, timeout: float) -> str:
     """The first model `GET /v1/models` at ip:8000 lists, asked on a new connection from `netns`."""
-    sock = socket_in_netns(netns)
-    sock.settimeout(timeout)
-    sock.connect((ip, 8000))
-    connection = http.client.HTTPConnection(ip, 8000)
-    connection.sock = sock
+    connection = netns_connection(netns, ip, 8000, timeout)
     try:
         connection.request("GET", "/v1/models")
         return str(json.loads(connection.getresponse().read())["data"][0]["id"])
     finally:
         connection.close()
+
+
+def netns_connection(netns: str, ip: str, port: int, timeout: float) -> http.client.HTTPConnection:
+    """An HTTP connection to ip:port made from network namespace `netns` (a ClusterIP is reached there)."""
+    sock = socket_in_netns(netns)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((ip, port))
+    except OSError:
+        sock.close()
+        raise
+    connection = http.client.HTTPConnection(ip, port, timeout=timeout)
+    connection.sock = sock
+    return connection
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One streamed chat completion as its client saw it (monotonic times)."""
+
+    started: float
+    ended: float
+    chunks: int  # `data:` lines before `[DONE]`
+    tokens: int  # `usage.completion_tokens` of the last chunk (asked for with `include_usage`)
+    error: str | None  # None: HTTP 200 and `data: [DONE]` at the end
+
+
+def stream_chat(
+    netns: str, ip: str, *, port: int = 8000, model: str = "chat", max_tokens: int = 16, api_key: str | None = None,
+    timeout: float = 30, opened: threading.Event | None = None,
+) -> Completion:  # fmt: skip
+    """A streamed chat completion of exactly `max_tokens` tokens (`ignore_eos`; the count comes in the last
+    chunk's usage) asked from `netns` on a new connection; `opened` is set at its first chunk. Never
+    raises: a failure is the completion's error."""
+    started = time.monotonic()
+    chunks, tokens, done, error = 0, 0, False, None
+    body = {"model": model, "messages": [{"role": "user", "content": "tell me a story"}], "stream": True,
+            "stream_options": {"include_usage": True}, "max_tokens": max_tokens, "ignore_eos": True}  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if api_key is not None:
+        headers["Authorization"] = f"Bearer {api_key}"
+    connection = None
+    try:
+        connection = netns_connection(netns, ip, port, timeout)
+        connection.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+        response = connection.getresponse()
+        if response.status != 200:
+            error = f"HTTP {response.status}: {response.read()[:300]!r}"
+        else:
+            for raw in response:
+                line = raw.decode().strip()
+                if line == "data: [DONE]":
+                    done = True
+                elif line.startswith("data: "):
+                    chunks += 1
+                    tokens = (json.loads(line[6:]).get("usage") or {}).get("completion_tokens", tokens)
+                    if opened is not None:
+                        opened.set()
+            error = None if done else f"no [DONE] after {chunks} chunks"
+    except Exception as failure:  # the caller reports every failure
+        error = repr(failure)
+    finally:
+        if connection is not None:
+            connection.close()
+    return Completion(started, time.monotonic(), chunks, tokens, error)
+
+
+class ClusterIpStreams(threading.Thread):
+    """Streamed chat completions through a ClusterIP from `netns`, one after another, each on a new
+    connection, until stopped; keeps every `Completion`."""
+
+    def __init__(self, netns: str, ip: str, **stream: Any) -> None:
+        super().__init__(daemon=True)
+        self.netns, self.ip, self.stream = netns, ip, stream
+        self.completions: list[Completion] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.completions.append(stream_chat(self.netns, self.ip, **self.stream))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=60)
+
+    def failures(self) -> list[str]:
+        return [c.error for c in list(self.completions) if c.error is not None]
 
 
 def is_ready(pod: Any) -> bool:

@@ -481,3 +481,22 @@ class ServiceMoves(InBackground):
 def _color(service: dict[str, Any]) -> str | None:
     selector: dict[str, str] = service.get("spec", {}).get("selector") or {}
     return selector.get(COLOR_LABEL)
+
+
+class PodFate(InBackground):
+    """When the color's pods were seen deleted (deletionTimestamp set) and when they were gone."""
+
+    def __init__(self, backends: Backends, backend: str, color: str) -> None:
+        super().__init__()
+        self.backends, self.selector = backends, f"{BACKEND_LABEL}={backend},{COLOR_LABEL}={color}"
+        self.deleted_at: float | None = None
+        self.gone_at: float | None = None
+
+    def loop(self, stop: threading.Event) -> None:
+        while not stop.wait(0.05) and self.gone_at is None:
+            pods = self.backends.core.list_namespaced_pod(self.backends.namespace, label_selector=self.selector).items
+            now = time.monotonic()
+            if self.deleted_at is None and any(pod.metadata.deletion_timestamp for pod in pods):
+                self.deleted_at = now
+            if not pods and self.deleted_at is not None:
+                self.gone_at = now

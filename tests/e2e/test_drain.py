@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.harness import FAST_ROLLOUT, Backends, InBackground, OperatorProcess, vllm_spec, wait_seconds
+from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, PodFate, vllm_spec, wait_seconds
 from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("simulated_engines")]
@@ -78,25 +78,6 @@ class ChatStream:
             self.error = f"{type(error).__name__}: {error}"
         finally:
             self.ended = time.monotonic()
-
-
-class PodFate(InBackground):
-    """When the color's pods were seen deleted (deletionTimestamp set) and when they were gone."""
-
-    def __init__(self, backends: Backends, backend: str, color: str) -> None:
-        super().__init__()
-        self.backends, self.selector = backends, f"{BACKEND_LABEL}={backend},{COLOR_LABEL}={color}"
-        self.deleted_at: float | None = None
-        self.gone_at: float | None = None
-
-    def loop(self, stop: threading.Event) -> None:
-        while not stop.wait(0.05) and self.gone_at is None:
-            pods = self.backends.core.list_namespaced_pod(self.backends.namespace, label_selector=self.selector).items
-            now = time.monotonic()
-            if self.deleted_at is None and any(pod.metadata.deletion_timestamp for pod in pods):
-                self.deleted_at = now
-            if not pods and self.deleted_at is not None:
-                self.gone_at = now
 
 
 @pytest.fixture

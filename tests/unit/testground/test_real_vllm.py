@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from testground.real_vllm import serve_argv
+from testground.vllm_command import serve_argv
 from turnout.api.backend import Backend
 from turnout.api.status import Color
 from turnout.render.deployment import render_deployment
