@@ -19,7 +19,7 @@ from testground.cluster import LocalCluster
 from testground.crds import install_gateway_api
 from testground.podnet import PodNetwork
 from testground.prometheus import PrometheusServer
-from testground.realnode import RealNode
+from testground.realnode import RealNode, leftovers
 from testground.supervisor import PodSupervisor
 
 # With TURNOUT_E2E_KUBECONFIG=1 the e2e tests run against the cluster in $KUBECONFIG.
@@ -111,10 +111,15 @@ def real_node(kube_cluster: KubeCluster) -> Iterator[RealNode]:
                     kube_cluster.cluster.kubeconfig, kube_cluster.cluster.logs_dir)  # fmt: skip
     node.start()
     print(f"\nreal node {node.pod_cidr} up in {node.timings['total']} s: {node.timings}")
+    record = node.record
     try:
         yield node
     finally:
         node.stop()
+    # Whatever the module's tests ran there, the host keeps nothing of the node.
+    left = leftovers(record)
+    if left:
+        pytest.fail(f"the real node left on the host: {left}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
