@@ -146,6 +146,15 @@ class RealNode:
         """The node's processes: containerd, shims, kubelet, device plugin, kube-proxy, containers."""
         return _node_pids(self._record) if self._record is not None else set()
 
+    def resident_mib(self) -> float:
+        """The resident memory of the node's processes, containers included, in MiB."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return total / 1024
+
     @property
     def containerd_address(self) -> str:
         return str(self.workdir / "containerd.sock")

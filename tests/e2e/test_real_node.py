@@ -4,7 +4,6 @@ node leaves nothing behind on the host. The engines are the simulators, run as t
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import http.client
 import json
@@ -12,7 +11,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -110,7 +108,7 @@ def test_service_switch_as_a_client_of_its_cluster_ip_sees_it(
 
 def test_stopped_node_leaves_nothing_on_the_host(real_node: RealNode) -> None:
     # The last test of the module: it stops the node itself (the fixture's stop is then a no-op).
-    memory = _node_memory_mib(real_node)
+    memory = real_node.resident_mib()
     print(f"\nreal node processes' resident memory: {memory:.0f} MiB; started in {real_node.timings}")
     record = real_node.record
     before = real_node.host_before
@@ -122,15 +120,6 @@ def test_stopped_node_leaves_nothing_on_the_host(real_node: RealNode) -> None:
     # Other test grounds may come and go meanwhile: only this node's links, routes and mounts must be gone.
     assert [m for m in after["mounts"] if m not in before["mounts"]] == []
     assert [r for r in after["routes"] if real_node.pod_cidr in r] == []
-
-
-def _node_memory_mib(node: RealNode) -> float:
-    total = 0
-    for pid in node.pids():
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{pid}/status").read_text().splitlines()
-            total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return total / 1024
 
 
 class _Stream(threading.Thread):

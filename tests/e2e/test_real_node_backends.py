@@ -114,6 +114,7 @@ def test_a_model_change_cuts_over_between_real_vllms_while_a_client_streams_thro
             "chat", lambda s: s if s.get("phase") == "Healthy" and s.get("activeColor") == "green" else None,
             timeout=LOADS, what="Healthy on green",
         )  # fmt: skip
+        both = real_node.resident_mib()  # two real vLLMs, until blue is gone
         wait_for(lambda: not _pods(backends, "blue"), timeout=60, what="blue's pods gone")
         blue_gone = time.monotonic()
         wait_for(lambda: [c for c in streams.completions if c.started > blue_gone], timeout=60,
@@ -122,7 +123,8 @@ def test_a_model_change_cuts_over_between_real_vllms_while_a_client_streams_thro
         streams.stop()
     completions = list(streams.completions)
     print(f"cutover: Healthy on green {time.monotonic() - changed:.1f} s after the change; "
-          f"{len(completions)} streams through the ClusterIP, {len(streams.failures())} failed")  # fmt: skip
+          f"{len(completions)} streams through the ClusterIP, {len(streams.failures())} failed; "
+          f"the node's processes held {both:.0f} MiB with both colors' vLLM")  # fmt: skip
     assert streams.failures() == []
     assert healthy["activeRevision"] != first["activeRevision"]
     assert {c.tokens for c in completions} == {32}
