@@ -2,7 +2,8 @@
 gzip, JSON) and imported into the real node's containerd with ``ctr images import``.
 
 - the pause image: the static `pause` binary (hack/testground/pause), the sandbox of every pod;
-- the engine images, tagged with the names turnout renders (``vllm/vllm-openai``, ``ollama/ollama``):
+- the engine images, tagged with the names turnout renders (``vllm/vllm-openai``, ``ollama/ollama``,
+  and Ollama's pinned tag):
   one small layer with a ``vllm`` and an ``ollama`` command that run `testground.engine_process`
   with this machine's Python. Python, its packages and the test ground's code are not copied: the
   image's env ``TESTGROUND_HOST_MOUNTS`` names them (`host_mounts`, and ``/usr`` for libc and a
@@ -24,9 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from testground.runc_mounts import MOUNTS_VARIABLE
+from turnout.engines.ollama import OllamaProfile
 
 PAUSE_IMAGE = "turnout.dev/testground/pause:1"
-ENGINE_IMAGES = ("docker.io/vllm/vllm-openai:testground", "docker.io/ollama/ollama:testground")
+# containerd's names for the short ones turnout renders: the simulators' own tags, and Ollama's pinned
+# one (Ollama cannot run here, so its image is the simulator; vLLM's pinned one is a real vLLM: real_vllm).
+ENGINE_IMAGES = (
+    "docker.io/vllm/vllm-openai:testground",
+    "docker.io/ollama/ollama:testground",
+    f"docker.io/{OllamaProfile.image}",
+)
 _TESTGROUND_DIR = Path(__file__).resolve().parent
 # Debian's merged /usr: the mounted /usr brings the shell, libc and the loader.
 MERGED_USR = {"bin": "usr/bin", "lib": "usr/lib", "lib64": "usr/lib64", "sbin": "usr/sbin"}
@@ -125,13 +133,15 @@ def pause_image(directory: Path, pause_binary: Path) -> Path:
 def engine_images(directory: Path) -> list[Path]:
     """The engine images' archives in `directory`: both names, one layer."""
     script = b'#!/bin/sh\nexec "$TESTGROUND_PYTHON" -m testground.engine_process "$(basename "$0")" "$@"\n'
-    layer = Layer({"testground/bin/vllm": (script, 0o755), "testground/bin/ollama": (script, 0o755)}, MERGED_USR)
+    commands = {"testground/bin/vllm": (script, 0o755), "testground/bin/ollama": (script, 0o755)}
+    # /tmp: turnout's Ollama script marks the model ready with a file there.
+    layer = Layer({**commands, "tmp/.keep": (b"", 0o644)}, MERGED_USR)
     env = [*IMAGE_ENV, f"{MOUNTS_VARIABLE}={':'.join(host_mounts())}"]
     archives = []
-    for name in ENGINE_IMAGES:
+    for index, name in enumerate(ENGINE_IMAGES):
         engine = name.split("/")[-1].split(":")[0]
         entry = ["/testground/bin/" + ("vllm" if engine == "vllm-openai" else "ollama")]
-        file = directory / f"{engine}.tar"
+        file = directory / f"engine-{index}.tar"
         archives.append(write_image_archive(file, name, layer, entry, env, cmd=[] if engine != "ollama" else ["serve"]))
     return archives
 
