@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def tiny_model(vllm_python: str) -> Path:
                 check=False,
             )
             if done.returncode != 0:
+                shutil.rmtree(partial, ignore_errors=True)
                 raise RuntimeError(f"tiny_llama.py failed in vLLM's virtualenv:\n{done.stderr[-4000:]}")
             partial.rename(directory)
     return directory
