@@ -132,7 +132,7 @@ def pause_image(directory: Path, pause_binary: Path) -> Path:
 
 def engine_images(directory: Path) -> list[Path]:
     """The engine images' archives in `directory`: both names, one layer."""
-    script = b'#!/bin/sh\nexec "$TESTGROUND_PYTHON" -m testground.engine_process "$(basename "$0")" "$@"\n'
+    script = engine_command_script()
     commands = {"testground/bin/vllm": (script, 0o755), "testground/bin/ollama": (script, 0o755)}
     # /tmp: turnout's Ollama script marks the model ready with a file there.
     layer = Layer({**commands, "tmp/.keep": (b"", 0o644)}, MERGED_USR)
@@ -144,6 +144,11 @@ def engine_images(directory: Path) -> list[Path]:
         file = directory / f"engine-{index}.tar"
         archives.append(write_image_archive(file, name, layer, entry, env, cmd=[] if engine != "ollama" else ["serve"]))
     return archives
+
+
+def engine_command_script() -> bytes:
+    """The engine images' ``vllm`` and ``ollama``: `testground.engine_process` for the engine of its name."""
+    return b'#!/bin/sh\nexec "$TESTGROUND_PYTHON" -m testground.engine_process "$(basename "$0")" "$@"\n'
 
 
 def host_mounts() -> list[str]:

@@ -4,8 +4,9 @@ or the simulator as the engine, and clients that reach the stable Service's Clus
 in the cluster does.
 
 - A model change cuts over from one real vLLM to another while a client streams chat completions
-  through the ClusterIP: none fails. The API key reaches vLLM through the kubelet (`secretKeyRef`):
-  without it vLLM answers 401, turnout's checks pass with it.
+  through the ClusterIP: none fails. So does the move from Ollama to a real vLLM. The API key
+  reaches vLLM through the kubelet (`secretKeyRef`): without it vLLM answers 401, turnout's checks
+  pass with it.
 - A revision whose vLLM serves another name than clients ask for is rolled back before the switch.
 - An engine that loads for 20 s is Ready only once its probe passes, and turnout checks it only
   after that (the simulator keeps each client's first request, by User-Agent).
@@ -31,7 +32,7 @@ from testground.realnode import RealNode
 from testground.switching import VLLM_IMAGE as SIMULATOR_IMAGE
 from testground.switching import ClusterIpStreams, netns_connection, stream_chat
 from testground.waiting import wait_for
-from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, PodFate, vllm_spec
+from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, PodFate, ollama_spec, vllm_spec
 from tests.preparation import needed_vllm_python
 from turnout.api.labels import BACKEND_LABEL, COLOR_LABEL
 
@@ -130,6 +131,43 @@ def test_a_model_change_cuts_over_between_real_vllms_while_a_client_streams_thro
     assert {c.tokens for c in completions} == {32}
     assert [c for c in completions if c.ended < changed], "no stream before the change"
     assert [c for c in completions if c.started > blue_gone], "no stream served by green alone"
+
+
+def test_moving_from_ollama_to_a_real_vllm_keeps_every_stream_through_the_cluster_ip(
+    real_vllm: None, real_node: RealNode, operator: OperatorProcess, keyed: Backends
+) -> None:
+    """The migration turnout is for: Ollama (the simulator, running turnout's rendered script with the
+    image's Ollama CLI) to a real vLLM, one setting, while clients stream through the same Service."""
+    backends = keyed
+    drain = {"preStopSeconds": 2, "gracePeriodSeconds": 10}
+    backends.create("chat", on_real_node(ollama_spec("llama3:8b", rollout=ROLLOUT), drain=drain))
+    backends.wait_phase("chat", "Healthy", timeout=120)
+    ip = cluster_ip(backends, real_node.netns)
+    # Clients send the key from the start: Ollama ignores it, vLLM will need it.
+    streams = ClusterIpStreams(real_node.netns, ip, api_key=API_KEY, max_tokens=16, timeout=60)
+    streams.start()
+    try:
+        wait_for(lambda: len(streams.completions) >= 3, timeout=60, what="three streams from Ollama")
+        changed = time.monotonic()
+        backends.replace_spec("chat", real_vllm_spec("org/tiny"))
+        healthy = backends.wait(
+            "chat", lambda s: s if s.get("phase") == "Healthy" and s.get("activeColor") == "green" else None,
+            timeout=LOADS, what="Healthy on green",
+        )  # fmt: skip
+        wait_for(lambda: not _pods(backends, "blue"), timeout=60, what="Ollama's pods gone")
+        ollama_gone = time.monotonic()
+        wait_for(lambda: [c for c in streams.completions if c.started > ollama_gone], timeout=60,
+                 what="a stream after Ollama is gone")  # fmt: skip
+    finally:
+        streams.stop()
+    completions = list(streams.completions)
+    print(f"\nOllama to vLLM: Healthy on green {time.monotonic() - changed:.1f} s after the change; "
+          f"{len(completions)} streams through the ClusterIP, {len(streams.failures())} failed")  # fmt: skip
+    assert streams.failures() == []
+    assert healthy["activeRevision"]
+    assert [c for c in completions if c.ended < changed], "no stream from Ollama"
+    # vLLM answers exactly max_tokens with ignore_eos; Ollama ignores it and may end sooner.
+    assert {c.tokens for c in completions if c.started > ollama_gone} == {16}
 
 
 def test_a_real_vllm_serving_another_name_is_rolled_back_before_the_switch(

@@ -230,6 +230,32 @@ def test_copy_answers_as_copyhandler(running: Callable[..., Any]) -> None:
     run(PULLED, running, check)
 
 
+def test_show_answers_as_showhandler(running: Callable[..., Any]) -> None:
+    """server/routes.go: ShowHandler (`model '%s' not found`, `model is required`, `missing request body`);
+    api/types.go: ShowResponse's keys; server/images.go: Capabilities (`completion`, `embedding`)."""
+
+    async def check(client: httpx.AsyncClient) -> None:
+        shown = await client.post("/api/show", json={"model": "chat"})
+        assert shown.status_code == 200
+        body = shown.json()
+        assert {"modelfile", "template", "details", "model_info", "capabilities", "modified_at"} <= set(body)
+        assert body["capabilities"] == ["completion"]
+        assert (await client.post("/api/show", json={"name": "LLAMA3:8b"})).status_code == 200  # any case, `name`
+        absent = await client.post("/api/show", json={"model": "mistral"})
+        assert (absent.status_code, absent.json()) == (404, {"error": "model 'mistral' not found"})
+        unnamed = await client.post("/api/show", json={})
+        assert (unnamed.status_code, unnamed.json()) == (400, {"error": "model is required"})
+        empty = await client.post("/api/show")
+        assert (empty.status_code, empty.json()) == (400, {"error": "missing request body"})
+
+    run(PULLED, running, check)
+
+    async def embedding(client: httpx.AsyncClient) -> None:
+        assert (await client.post("/api/show", json={"model": "embed"})).json()["capabilities"] == ["embedding"]
+
+    run(EMBED, running, embedding)
+
+
 def test_a_chat_completion_has_ollamas_keys_and_id(running: Callable[..., Any]) -> None:
     """openai/openai.go: ChatCompletion, Choice (no logprobs), ToChatCompletion (fp_ollama, the model as asked);
     middleware/openai.go: ChatMiddleware (id `chatcmpl-` and rand.Intn(999)), ChatWriter (`application/json`)."""
