@@ -22,6 +22,7 @@ import http.client
 import json
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ from testground.nodes import REAL_NODE, REAL_NODE_TAINT
 from testground.real_vllm import BAKED_NAME, BAKED_NAME_IMAGE, tiny_model, vllm_images
 from testground.realnode import RealNode
 from testground.switching import VLLM_IMAGE as SIMULATOR_IMAGE
-from testground.switching import ClusterIpStreams, netns_connection, stream_chat
+from testground.switching import ClusterIpStreams, Completion, netns_connection, stream_chat
 from testground.waiting import wait_for
 from tests.e2e.harness import FAST_ROLLOUT, Backends, OperatorProcess, PodFate, ollama_spec, vllm_spec
 from tests.preparation import needed_vllm_python
@@ -105,32 +106,11 @@ def test_a_model_change_cuts_over_between_real_vllms_while_a_client_streams_thro
     assert _status(real_node.netns, ip, "/v1/models", "wrong-key") == 401
     assert str(stream_chat(real_node.netns, ip, api_key=None).error).startswith("HTTP 401")
 
-    streams = ClusterIpStreams(real_node.netns, ip, api_key=API_KEY, max_tokens=32, timeout=60)
-    streams.start()
-    try:
-        wait_for(lambda: len(streams.completions) >= 3, timeout=60, what="three streams through the ClusterIP")
-        changed = time.monotonic()
-        backends.replace_spec("chat", real_vllm_spec("org/tiny-b"))
-        healthy = backends.wait(
-            "chat", lambda s: s if s.get("phase") == "Healthy" and s.get("activeColor") == "green" else None,
-            timeout=LOADS, what="Healthy on green",
-        )  # fmt: skip
-        both = real_node.resident_mib()  # two real vLLMs, until blue is gone
-        wait_for(lambda: not _pods(backends, "blue"), timeout=60, what="blue's pods gone")
-        blue_gone = time.monotonic()
-        wait_for(lambda: [c for c in streams.completions if c.started > blue_gone], timeout=60,
-                 what="a stream after blue is gone")  # fmt: skip
-    finally:
-        streams.stop()
-    completions = list(streams.completions)
-    print(f"cutover: Healthy on green {time.monotonic() - changed:.1f} s after the change; "
-          f"{len(completions)} streams through the ClusterIP, {len(streams.failures())} failed; "
-          f"the node's processes held {both:.0f} MiB with both colors' vLLM")  # fmt: skip
-    assert streams.failures() == []
-    assert healthy["activeRevision"] != first["activeRevision"]
-    assert {c.tokens for c in completions} == {32}
-    assert [c for c in completions if c.ended < changed], "no stream before the change"
-    assert [c for c in completions if c.started > blue_gone], "no stream served by green alone"
+    cutover = cut_over_while_streaming(backends, real_node, ip, real_vllm_spec("org/tiny-b"), max_tokens=32)
+    print(f"cutover: {cutover}; the node's processes held {cutover.memory_mib:.0f} MiB with both colors' vLLM")
+    assert cutover.failures == []
+    assert cutover.healthy["activeRevision"] != first["activeRevision"]
+    assert {c.tokens for c in cutover.completions} == {32}
 
 
 def test_moving_from_ollama_to_a_real_vllm_keeps_every_stream_through_the_cluster_ip(
@@ -144,30 +124,58 @@ def test_moving_from_ollama_to_a_real_vllm_keeps_every_stream_through_the_cluste
     backends.wait_phase("chat", "Healthy", timeout=120)
     ip = cluster_ip(backends, real_node.netns)
     # Clients send the key from the start: Ollama ignores it, vLLM will need it.
-    streams = ClusterIpStreams(real_node.netns, ip, api_key=API_KEY, max_tokens=16, timeout=60)
+    cutover = cut_over_while_streaming(backends, real_node, ip, real_vllm_spec("org/tiny"), max_tokens=16)
+    print(f"\nOllama to vLLM: {cutover}")
+    assert cutover.failures == []
+    # vLLM answers exactly max_tokens with ignore_eos; Ollama ignores it and may end sooner.
+    assert {c.tokens for c in cutover.completions if c.started > cutover.old_gone} == {16}
+
+
+@dataclass(frozen=True)
+class Cutover:
+    """A cutover as a client of the ClusterIP saw it (monotonic times)."""
+
+    changed: float
+    healthy_after: float  # seconds from the change to Healthy on green
+    old_gone: float
+    healthy: dict[str, Any]
+    completions: list[Completion]
+    failures: list[str]
+    memory_mib: float  # the node's processes with both colors running
+
+    def __str__(self) -> str:
+        return (f"Healthy on green {self.healthy_after:.1f} s after the change; {len(self.completions)} streams "
+                f"through the ClusterIP, {len(self.failures)} failed")  # fmt: skip
+
+
+def cut_over_while_streaming(
+    backends: Backends, node: RealNode, ip: str, spec: dict[str, Any], max_tokens: int
+) -> Cutover:
+    """Replace the spec of `chat` while a client streams chat completions (with the key) through its
+    ClusterIP, until green is Healthy, blue's pods are gone and a stream was served after that.
+    Asserts that streams ran before the change and after blue was gone."""
+    streams = ClusterIpStreams(node.netns, ip, api_key=API_KEY, max_tokens=max_tokens, timeout=60)
     streams.start()
     try:
-        wait_for(lambda: len(streams.completions) >= 3, timeout=60, what="three streams from Ollama")
+        wait_for(lambda: len(streams.completions) >= 3, timeout=60, what="three streams through the ClusterIP")
         changed = time.monotonic()
-        backends.replace_spec("chat", real_vllm_spec("org/tiny"))
+        backends.replace_spec("chat", spec)
         healthy = backends.wait(
             "chat", lambda s: s if s.get("phase") == "Healthy" and s.get("activeColor") == "green" else None,
             timeout=LOADS, what="Healthy on green",
         )  # fmt: skip
-        wait_for(lambda: not _pods(backends, "blue"), timeout=60, what="Ollama's pods gone")
-        ollama_gone = time.monotonic()
-        wait_for(lambda: [c for c in streams.completions if c.started > ollama_gone], timeout=60,
-                 what="a stream after Ollama is gone")  # fmt: skip
+        healthy_after = time.monotonic() - changed
+        memory = node.resident_mib()  # both colors, until blue is gone
+        wait_for(lambda: not _pods(backends, "blue"), timeout=60, what="blue's pods gone")
+        old_gone = time.monotonic()
+        wait_for(lambda: [c for c in streams.completions if c.started > old_gone], timeout=60,
+                 what="a stream after blue is gone")  # fmt: skip
     finally:
         streams.stop()
     completions = list(streams.completions)
-    print(f"\nOllama to vLLM: Healthy on green {time.monotonic() - changed:.1f} s after the change; "
-          f"{len(completions)} streams through the ClusterIP, {len(streams.failures())} failed")  # fmt: skip
-    assert streams.failures() == []
-    assert healthy["activeRevision"]
-    assert [c for c in completions if c.ended < changed], "no stream from Ollama"
-    # vLLM answers exactly max_tokens with ignore_eos; Ollama ignores it and may end sooner.
-    assert {c.tokens for c in completions if c.started > ollama_gone} == {16}
+    assert [c for c in completions if c.ended < changed], "no stream before the change"
+    assert [c for c in completions if c.started > old_gone], "no stream served by green alone"
+    return Cutover(changed, healthy_after, old_gone, healthy, completions, streams.failures(), memory)
 
 
 def test_a_real_vllm_serving_another_name_is_rolled_back_before_the_switch(
