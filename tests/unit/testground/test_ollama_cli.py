@@ -70,7 +70,10 @@ def test_a_server_that_is_not_up_is_an_error(free_port: Callable[[], int], capsy
     assert "could not connect to ollama app" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or not Path("/mnt").is_dir(),
+    reason="needs root, unshare and /mnt",
+)
 def test_turnout_s_rendered_ollama_container_runs_unchanged_and_stops_at_sigterm(tmp_path: Path) -> None:
     spec = {"engine": "ollama", "model": {"name": "llama3:8b", "servedName": "chat"}}
     pod = render_deployment(Backend.parse("chat", "ns", spec), Color.BLUE, 1)["spec"]["template"]["spec"]
@@ -85,8 +88,13 @@ def test_turnout_s_rendered_ollama_container_runs_unchanged_and_stops_at_sigterm
     env |= {"PATH": "/usr/local/bin:/usr/bin:/bin", "TESTGROUND_PYTHON": sys.executable, "PYTHONPATH": str(HACK)}
     # A network namespace of its own (the server listens on all addresses: only its loopback there) and a
     # mount namespace with its own /tmp, where the script writes its ready file, and the command in
-    # /usr/local/bin (its directory is under /tmp, hidden then).
-    isolate = f'ip link set lo up && mount --bind {bin_dir} /usr/local/bin && mount -t tmpfs tmpfs /tmp && exec "$@"'
+    # /usr/local/bin. What the command runs may lie under the old /tmp (a clone there, its .venv): the
+    # old /tmp is kept on a tmpfs over /mnt, and those directories bound back at their paths.
+    under_tmp = [path for path in (sys.prefix, str(HACK)) if Path(path).is_relative_to("/tmp")]
+    restore = "".join(f" && mkdir -p {p} && mount --bind /mnt/old{p.removeprefix('/tmp')} {p}" for p in under_tmp)
+    isolate = (f"ip link set lo up && mount --bind {bin_dir} /usr/local/bin && mount -t tmpfs tmpfs /mnt"
+               f" && mkdir /mnt/old && mount --rbind /tmp /mnt/old && mount -t tmpfs tmpfs /tmp{restore}"
+               ' && exec "$@"')  # fmt: skip
     argv = ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", isolate, "sh",
             *container["command"], *container["args"]]  # fmt: skip
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
