@@ -51,7 +51,14 @@ _SIM_ANNOTATIONS = (BEHAVIOUR_ANNOTATION, ERROR_RATIO_ANNOTATION, LATENCY_ANNOTA
 # The env the process's pod is read with. Not Ollama's TURNOUT_* names: as a container's process, the
 # server starts empty and the rendered script pulls the model (see above).
 _ENV_NAMES = ("VLLM_API_KEY", "OLLAMA_HOST")
-_OLLAMA_CLIENT = ("list", "ls", "show", "pull", "cp")
+# Ollama's CLI commands turnout's script runs: (arguments, method, path, body of the arguments).
+_OLLAMA_CALLS: dict[str, tuple[int, str, str, Callable[[list[str]], dict[str, Any] | None]]] = {
+    "list": (0, "GET", "/api/tags", lambda _: None),
+    "ls": (0, "GET", "/api/tags", lambda _: None),
+    "show": (1, "POST", "/api/show", lambda a: {"model": a[0]}),
+    "pull": (1, "POST", "/api/pull", lambda a: {"model": a[0]}),
+    "cp": (2, "POST", "/api/copy", lambda a: {"source": a[0], "destination": a[1]}),
+}
 
 
 def container_pod(engine: str, argv: list[str], environ: dict[str, str]) -> dict[str, Any]:
@@ -100,15 +107,8 @@ def ollama_address(environ: dict[str, str]) -> tuple[str, int]:
 
 def ollama_client(argv: list[str], environ: dict[str, str]) -> int:
     """Ollama's CLI: `list`, `show NAME`, `pull NAME`, `cp SOURCE DESTINATION`; its exit code."""
-    calls: dict[str, tuple[int, str, str, Callable[[list[str]], dict[str, Any] | None]]] = {
-        "list": (0, "GET", "/api/tags", lambda _: None),
-        "ls": (0, "GET", "/api/tags", lambda _: None),
-        "show": (1, "POST", "/api/show", lambda a: {"model": a[0]}),
-        "pull": (1, "POST", "/api/pull", lambda a: {"model": a[0]}),
-        "cp": (2, "POST", "/api/copy", lambda a: {"source": a[0], "destination": a[1]}),
-    }
     command, args = argv[0], argv[1:]
-    needed, method, path, body = calls[command]
+    needed, method, path, body = _OLLAMA_CALLS[command]
     if len(args) != needed:
         print(f"Error: accepts {needed} arg(s), received {len(args)}", file=sys.stderr)
         return 1
@@ -154,7 +154,7 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in _IMAGES:
         raise SystemExit("usage: python -m testground.engine_process vllm|ollama ARG...")
     engine, argv = sys.argv[1], sys.argv[2:]
-    if engine == "ollama" and argv and argv[0] in _OLLAMA_CLIENT:
+    if engine == "ollama" and argv and argv[0] in _OLLAMA_CALLS:
         raise SystemExit(ollama_client(argv, dict(os.environ)))
     asyncio.run(run(engine, argv))
 

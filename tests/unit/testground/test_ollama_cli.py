@@ -21,6 +21,7 @@ from testground.engines import EngineConfig
 from testground.images import engine_command_script
 from turnout.api.backend import Backend
 from turnout.api.status import Color
+from turnout.engines.ollama import READY_MARKER
 from turnout.render.deployment import render_deployment
 
 HACK = Path(__file__).resolve().parents[3] / "hack"
@@ -99,7 +100,8 @@ def test_turnout_s_rendered_ollama_container_runs_unchanged_and_stops_at_sigterm
             *container["command"], *container["args"]]  # fmt: skip
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        ready = Path(f"/proc/{process.pid}/root/tmp/turnout-model-ready")
+        # The ready file as the process sees it, through its own root (its mount namespace).
+        ready = Path(f"/proc/{process.pid}/root") / READY_MARKER.lstrip("/")
         deadline = time.monotonic() + 30
         while not ready.exists():
             assert process.poll() is None, process.communicate()[0].decode()
